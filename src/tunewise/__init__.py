@@ -1,0 +1,34 @@
+"""tunewise: fine-tune language models and measure what the fine-tune gained and what it cost.
+
+The library API mirrors the CLI: `load_config` builds the typed config, `train`, `evaluate` and
+`run` are the verbs. Heavy modules (torch, transformers) load only when a verb runs.
+"""
+
+from __future__ import annotations
+
+from tunewise.config import Config, load_config
+from tunewise.errors import ConfigError, DataError, ModelError, TunewiseError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "TunewiseError",
+    "__version__",
+    "evaluate",
+    "load_config",
+    "run",
+    "train",
+]
+
+
+def __getattr__(name: str):
+    # The verbs import torch and transformers; keep `import tunewise` (and the CLI's --help) fast.
+    if name in ("train", "evaluate", "run"):
+        from tunewise import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'tunewise' has no attribute {name!r}")

@@ -1,0 +1,139 @@
+"""The `tunewise` command: one thin function per verb; the work lives in the library."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from tunewise.errors import TunewiseError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Fine-tune language models and measure what the fine-tune gained and what it cost.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Inspect training data.", no_args_is_help=True)
+models_app = typer.Typer(help="Base models: aliases, local paths, Hugging Face ids.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", show_default=False)]
+Overrides = Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides, e.g. train.max_steps=5",
+                                                       show_default=False)]
+
+
+@app.command()
+def init(path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("tunewise.yaml"),
+         force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False) -> None:
+    """Write a commented starter config with every key and its default."""
+    if path.exists() and not force:
+        raise TunewiseError(f"{path} already exists; pass --force to overwrite it or choose another path")
+    path.write_text(resources.files("tunewise").joinpath("templates/starter.yaml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    console.print(f"wrote {path}; set data.train, then: tunewise train {path}")
+
+
+@app.command()
+def train(config: ConfigArg, overrides: Overrides = None) -> None:
+    """Fine-tune as configured; the run directory gets config, metrics, checkpoints and the adapter."""
+    from tunewise.config import load_config
+    from tunewise.pipeline import train as train_run
+
+    train_run(load_config(config, overrides), config)
+
+
+@app.command("eval")
+def eval_(target: Annotated[Path, typer.Argument(help="A run directory, or a config (its newest run).",
+                                                 show_default=False)],
+          overrides: Overrides = None) -> None:
+    """Eval loss, perplexity and greedy generations, base and tuned side by side."""
+    from tunewise.pipeline import evaluate
+
+    evaluate(target, overrides)
+
+
+@app.command()
+def run(config: ConfigArg, overrides: Overrides = None) -> None:
+    """The main job: train, then evaluate base vs tuned."""
+    from tunewise.config import load_config
+    from tunewise.pipeline import run as run_job
+
+    run_job(load_config(config, overrides), config)
+
+
+@data_app.command("preview")
+def data_preview(config: ConfigArg, overrides: Overrides = None,
+                 rows: Annotated[int, typer.Option("--rows", "-n", help="How many rows to show.")] = 3,
+                 split: Annotated[str, typer.Option(help="train, eval or test.")] = "train") -> None:
+    """Show rendered rows with the trained tokens highlighted, and truncation statistics."""
+    from tunewise.config import load_config
+    from tunewise.data import preview
+    from tunewise.pipeline import load_tokenizer_for, prepare_data
+
+    if split not in ("train", "eval", "test"):
+        raise TunewiseError(f"--split {split}: choose train, eval or test")
+    cfg = load_config(config, overrides)
+    tokenizer = load_tokenizer_for(cfg)
+    prepared = prepare_data(cfg, tokenizer)
+    preview(getattr(prepared, split), tokenizer, prepared.stats[split], n=rows, console=console)
+    if prepared.rejects:
+        console.print(f"{len(prepared.rejects)} rows set aside:")
+        for reject in prepared.rejects[:10]:
+            console.print(f"  {reject.source}: {reject.reason}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Known aliases and models in the local cache."""
+    from rich.table import Table
+
+    from tunewise.models import list_models
+
+    table = Table()
+    for column in ("name", "status", "size", "path", "description"):
+        table.add_column(column)
+    for info in list_models():
+        if info.converted:
+            status = "ready"
+        elif info.installed:
+            status = "installed (converted on first use)"
+        else:
+            status = "not installed"
+        size = f"{info.size_bytes / 2**20:.0f} MB" if info.size_bytes else ""
+        table.add_row(info.name, status, size, str(info.path or ""), info.description)
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(name: Annotated[str, typer.Argument(help="An alias or a Hugging Face id.", show_default=False)]) -> None:
+    """Make a model available offline (an alias is converted once into the cache)."""
+    from tunewise.models import pull
+
+    console.print(f"{name}: ready at {pull(name)}")
+
+
+def main() -> None:
+    """Entry point: user errors print one paragraph and exit 2, never a traceback."""
+    try:
+        # standalone_mode=False: click would turn our KeyboardInterrupt into "Aborted!" and exit 1.
+        result = app(standalone_mode=False)
+    except TunewiseError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

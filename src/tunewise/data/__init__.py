@@ -1,0 +1,65 @@
+"""Training data: read files, normalise their shapes, render them with a loss mask, preview it.
+
+The path from a user's file to what the model trains on, in order:
+
+    # io.py: any format; every row keeps its file:line
+    rows = read_rows("data/train.jsonl")
+    # shapes.py: chat / alpaca / sharegpt / prompt_completion / text -> Example
+    examples, rejects = load_examples("data/train.jsonl", on_bad_rows="skip")
+    train, eval_, test = split_examples(examples, eval_fraction=0.1, test_fraction=0.1, seed=0)
+    # templates.py: the model's own chat template, or a named one; ids + loss mask
+    resolve_chat_template(tokenizer, None)
+    rendered, stats, too_long = render_all(train, tokenizer, max_length=2048)
+    # preview.py: see what is trained
+    preview(rendered, tokenizer, stats, n=3)
+"""
+
+from tunewise.data.io import SUPPORTED_FORMATS, Row, read_rows
+from tunewise.data.preview import preview
+from tunewise.data.shapes import (
+    SHAPES,
+    BadRow,
+    Example,
+    Reject,
+    detect_shape,
+    load_examples,
+    split_examples,
+    to_example,
+    write_rejects,
+)
+from tunewise.data.templates import (
+    IGNORE_INDEX,
+    NAMED_TEMPLATES,
+    TRAIN_ON,
+    Rendered,
+    RenderStats,
+    TrainOn,
+    render,
+    render_all,
+    resolve_chat_template,
+)
+
+__all__ = [
+    "IGNORE_INDEX",
+    "NAMED_TEMPLATES",
+    "SHAPES",
+    "SUPPORTED_FORMATS",
+    "TRAIN_ON",
+    "BadRow",
+    "Example",
+    "Reject",
+    "RenderStats",
+    "Rendered",
+    "Row",
+    "TrainOn",
+    "detect_shape",
+    "load_examples",
+    "preview",
+    "read_rows",
+    "render",
+    "render_all",
+    "resolve_chat_template",
+    "split_examples",
+    "to_example",
+    "write_rejects",
+]

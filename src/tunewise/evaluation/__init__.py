@@ -1,0 +1,1 @@
+"""Evaluation: base vs tuned comparison."""

@@ -1,0 +1,269 @@
+"""The main jobs, top to bottom: prepare the data, train, evaluate base vs tuned.
+
+Everything a user can get wrong (config, files, rows, model name) is checked before the run
+directory exists, so a bad input never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tunewise.config import Config, dump_config, load_config
+from tunewise.errors import TunewiseError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from tunewise.data import Example, RenderStats, Reject, Rendered
+
+__all__ = ["Prepared", "evaluate", "find_run_dir", "prepare_data", "run", "train"]
+
+console = Console()
+
+
+@dataclass
+class Prepared:
+    """Rendered train/eval/test rows plus what was set aside and why."""
+
+    train: list[Rendered]
+    eval: list[Rendered]
+    test: list[Rendered]
+    eval_examples: list[Example]
+    stats: dict[str, RenderStats]
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def load_tokenizer_for(config: Config) -> PreTrainedTokenizerBase:
+    """The tokenizer of `config.model`, with the configured chat template applied."""
+    from tunewise.data import resolve_chat_template
+    from tunewise.models import load_tokenizer
+
+    tokenizer = load_tokenizer(config.model.name, revision=config.model.revision,
+                               trust_remote_code=config.model.trust_remote_code)
+    resolve_chat_template(tokenizer, config.model.chat_template)
+    return tokenizer
+
+
+def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
+    """Load, split and render the configured data; raise on bad input before anything is written."""
+    from tunewise.data import load_examples, render_all, split_examples
+
+    data = config.data
+    rejects: list[Reject] = []
+
+    def load(path: str) -> list[Example]:
+        examples, bad = load_examples(path, shape=data.shape, columns=data.columns, on_bad_rows=data.on_bad_rows)
+        rejects.extend(bad)
+        return examples
+
+    train_ex = load(data.train)
+    eval_ex = load(data.eval) if data.eval else None
+    test_ex = load(data.test) if data.test else None
+    # Split only what was not given as its own file.
+    train_ex, split_eval, split_test = split_examples(
+        train_ex, eval_fraction=0.0 if eval_ex is not None else data.split.eval,
+        test_fraction=0.0 if test_ex is not None else data.split.test, seed=data.split.seed)
+    eval_ex = split_eval if eval_ex is None else eval_ex
+    test_ex = split_test if test_ex is None else test_ex
+
+    rendered: dict[str, list[Rendered]] = {}
+    stats: dict[str, RenderStats] = {}
+    kept_eval: list[Example] = []
+    for name, examples in (("train", train_ex), ("eval", eval_ex), ("test", test_ex)):
+        rows, stat, dropped = render_all(examples, tokenizer, train_on=data.train_on, max_length=data.max_length)
+        rendered[name], stats[name] = rows, stat
+        rejects.extend(dropped)
+        if name == "eval":
+            kept = {r.source for r in rows}
+            kept_eval = [ex for ex in examples if ex.source in kept]
+    if not rendered["train"]:
+        raise TunewiseError(f"{data.train}: no training row has a trained token left after rendering "
+                            f"(max_length={data.max_length}); see the rejected rows with `tunewise data preview`.")
+    return Prepared(train=rendered["train"], eval=rendered["eval"], test=rendered["test"],
+                    eval_examples=kept_eval, stats=stats, rejects=rejects)
+
+
+def _stem(config_path: str | Path | None) -> str:
+    return Path(config_path).stem if config_path else "run"
+
+
+def find_run_dir(config: Config, config_path: str | Path | None, *, must_exist: bool) -> Path | None:
+    """The run directory of `output.name`, or the newest run of this config when unnamed."""
+    base = Path(config.output.dir)
+    if config.output.name:
+        path = base / config.output.name
+        return path if path.exists() or not must_exist else None
+    runs = sorted(p for p in base.glob(f"{_stem(config_path)}-*") if p.is_dir())
+    return runs[-1] if runs else None
+
+
+def _new_run_dir(config: Config, config_path: str | Path | None) -> Path:
+    base = Path(config.output.dir)
+    if config.output.name:
+        path = base / config.output.name
+        if path.exists() and any(path.iterdir()):
+            raise TunewiseError(f"run directory {path} already exists; continue it with train.resume=true, "
+                                f"or choose another output.name")
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = base / f"{_stem(config_path)}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{_stem(config_path)}-{stamp}-{n}"
+    return path
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def train(config: Config, config_path: str | Path | None = None) -> Path:
+    """Fine-tune as configured and return the run directory.
+
+    The directory holds `config.yaml` (resolved), `metrics.jsonl`, `checkpoints/`, `adapter/`
+    (weights + tokenizer), `data_stats.json`, `train_summary.json` and, when rows were set aside,
+    `rejects.jsonl`.
+    """
+    from tunewise.data import write_rejects
+    from tunewise.methods import METHODS, count_parameters
+    from tunewise.models import load_model
+    from tunewise.training.loop import fit
+
+    resume = config.train.resume
+    if resume:
+        run_dir = find_run_dir(config, config_path, must_exist=True)
+        if run_dir is None:
+            raise TunewiseError(f"train.resume=true but no earlier run of this config was found in "
+                                f"{config.output.dir}/; start a fresh run without train.resume")
+    else:
+        run_dir = _new_run_dir(config, config_path)
+
+    tokenizer = load_tokenizer_for(config)
+    data = prepare_data(config, tokenizer)
+    console.print(f"data: {len(data.train)} train / {len(data.eval)} eval / {len(data.test)} test rows, "
+                  f"{data.stats['train'].tokens_trained} trained tokens per epoch"
+                  + (f", {len(data.rejects)} rows set aside (rejects.jsonl)" if data.rejects else ""))
+    model = load_model(config.model.name, revision=config.model.revision,
+                       trust_remote_code=config.model.trust_remote_code)
+    model = METHODS[config.method.type](model, config.method)
+    trainable, total = count_parameters(model)
+    console.print(f"method: {config.method.type}, trainable parameters {trainable:,} of {total:,} "
+                  f"({100 * trainable / total:.2f}%)")
+
+    fresh = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        dump_config(config, run_dir / "config.yaml")
+        _write_json(run_dir / "data_stats.json", {k: asdict(v) for k, v in data.stats.items()})
+        if data.rejects:
+            write_rejects(data.rejects, run_dir / "rejects.jsonl")
+        console.print(f"run directory: {run_dir}")
+        result = fit(model, tokenizer, data.train, data.eval, config.train, run_dir, resume=resume)
+    except BaseException:
+        # Nothing resumable was written: leave no half-made run directory behind.
+        if fresh and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    summary = {**asdict(result), "trainable_parameters": trainable, "total_parameters": total,
+               "trainable_percent": 100 * trainable / total, "method": config.method.type}
+    _write_json(run_dir / "train_summary.json", summary)
+    if result.interrupted:
+        console.print(f"[yellow]Stopped at step {result.steps}; checkpoint saved in {result.checkpoint}.[/]\n"
+                      f"Continue with: tunewise train {config_path or 'CONFIG'} train.resume=true "
+                      f"output.name={run_dir.name}")
+        raise KeyboardInterrupt
+    adapter_dir = run_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    console.print(f"trained {result.steps} steps in {result.wall_s:.0f}s "
+                  f"({result.tokens_per_s:.0f} tokens/s, peak memory {result.peak_rss_mb:.0f} MB); "
+                  f"adapter saved to {adapter_dir}")
+    return run_dir
+
+
+def _load_run(run_dir: Path) -> Config:
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise TunewiseError(f"{run_dir} is not a tunewise run directory (no config.yaml); "
+                            f"pass a run directory written by `tunewise train`, or a config file")
+    return load_config(config_file)
+
+
+def evaluate(target: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Compare base and tuned on the eval rows of a run (or of the newest run of a config).
+
+    Writes `eval_summary.json` into the run directory, prints a table, and returns the summary.
+    """
+    from peft import PeftModel
+
+    from tunewise.evaluation.compare import compare
+    from tunewise.models import load_model
+
+    target = Path(target)
+    if target.is_dir():
+        run_dir = target
+        config = _load_run(run_dir)
+        if overrides:
+            config = load_config(run_dir / "config.yaml", overrides)
+    else:
+        config = load_config(target, overrides)
+        run_dir = find_run_dir(config, target, must_exist=True)
+        if run_dir is None:
+            raise TunewiseError(f"no run of {target} found in {config.output.dir}/; train first with "
+                                f"`tunewise train {target}`, or pass a run directory")
+    adapter_dir = run_dir / "adapter"
+    if not adapter_dir.is_dir():
+        raise TunewiseError(f"{run_dir} has no trained adapter yet (training unfinished?); finish it with "
+                            f"train.resume=true, then evaluate")
+
+    tokenizer = load_tokenizer_for(config)
+    data = prepare_data(config, tokenizer)
+    rows = data.eval or data.test
+    examples = data.eval_examples
+    if config.eval.limit:
+        rows, examples = rows[:config.eval.limit], examples[:config.eval.limit]
+    if not rows:
+        raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
+    model = load_model(config.model.name, revision=config.model.revision,
+                       trust_remote_code=config.model.trust_remote_code)
+    model = PeftModel.from_pretrained(model, adapter_dir)
+    console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
+    result = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
+                     generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens)
+    summary = result.to_dict()
+    _write_json(run_dir / "eval_summary.json", summary)
+    _print_comparison(summary)
+    console.print(f"eval summary: {run_dir / 'eval_summary.json'}")
+    return summary
+
+
+def _print_comparison(summary: dict[str, Any]) -> None:
+    table = Table(title="base vs tuned (eval rows)")
+    for column in ("metric", "base", "tuned", "change"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    base, tuned = summary["base"], summary["tuned"]
+    table.add_row("loss", f"{base['loss']:.3f}", f"{tuned['loss']:.3f}", f"{summary['delta_loss']:+.3f}")
+    table.add_row("perplexity", f"{base['perplexity']:.2f}", f"{tuned['perplexity']:.2f}",
+                  f"{100 * (tuned['perplexity'] / base['perplexity'] - 1):+.1f}%")
+    console.print(table)
+    for i, sample in enumerate(summary["generations"], 1):
+        console.print(f"[bold]{i}. {sample['prompt']}[/]\n  reference: {sample['reference']}\n"
+                      f"  base:      {sample['base']}\n  tuned:     {sample['tuned']}")
+
+
+def run(config: Config, config_path: str | Path | None = None) -> Path:
+    """The main job: train, then evaluate base vs tuned. Returns the run directory."""
+    run_dir = train(config, config_path)
+    evaluate(run_dir)
+    return run_dir
+

@@ -1,0 +1,1 @@
+"""Training: the loop (transformers Trainer), collation and callbacks."""

@@ -1,0 +1,31 @@
+"""Shared fixtures: the real default model (converted once) and a tiny random model on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The default alias converted to safetensors in the user's real cache (`tunewise_home()`).
+
+    The demo and the CLI use the same cache, so the ~20 s conversion happens once per machine.
+    Skips (with the install command) when the alias package is not installed.
+    """
+    from tunewise.errors import ModelError
+    from tunewise.models import convert_alias
+
+    try:
+        return convert_alias("smollm2-135m-instruct")
+    except ModelError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model + tokenizer saved with `save_pretrained` (a "local path" model)."""
+    from tunewise.testing import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
