@@ -12,15 +12,12 @@ def default_model_dir() -> Path:
     """The default alias converted to safetensors in the user's real cache (`tunewise_home()`).
 
     The demo and the CLI use the same cache, so the ~20 s conversion happens once per machine.
-    Skips (with the install command) when the alias package is not installed.
+    Fails (with the install command) when the alias package is missing: `make test` installs it,
+    and a skipped integration test would hide exactly the breakage it exists to catch.
     """
-    from tunewise.errors import ModelError
     from tunewise.models import convert_alias
 
-    try:
-        return convert_alias("smollm2-135m-instruct")
-    except ModelError as err:
-        pytest.skip(str(err))
+    return convert_alias("smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="session")
