@@ -202,3 +202,13 @@ def test_cli_init_writes_a_valid_starter(tmp_path: Path) -> None:
     again = _cli("init", str(target))
     out, _ = again.communicate(timeout=60)
     assert again.returncode == 2 and "--force" in out
+
+
+def test_run_trains_then_compares_with_the_model_in_memory(run_config: Path) -> None:
+    from tunewise.pipeline import run
+
+    run_dir = run(load_config(run_config, ["train.max_steps=4"]), run_config)
+    summary = json.loads((run_dir / "eval_summary.json").read_text())
+    assert summary["tuned"]["loss"] < summary["base"]["loss"]
+    # The in-memory comparison equals a fresh evaluation of the saved adapter.
+    assert evaluate(run_dir)["tuned"]["loss"] == pytest.approx(summary["tuned"]["loss"], rel=1e-5)

@@ -133,6 +133,18 @@ def train(config: Config, config_path: str | Path | None = None) -> Path:
     (weights + tokenizer), `data_stats.json`, `train_summary.json` and, when rows were set aside,
     `rejects.jsonl`.
     """
+    return _train(config, config_path).run_dir
+
+
+@dataclass
+class _Trained:
+    run_dir: Path
+    model: Any
+    tokenizer: PreTrainedTokenizerBase
+    data: Prepared
+
+
+def _train(config: Config, config_path: str | Path | None) -> _Trained:
     from tunewise.data import write_rejects
     from tunewise.methods import METHODS, count_parameters
     from tunewise.models import load_model
@@ -188,7 +200,7 @@ def train(config: Config, config_path: str | Path | None = None) -> Path:
     console.print(f"trained {result.steps} steps in {result.wall_s:.0f}s "
                   f"({result.tokens_per_s:.0f} tokens/s, peak memory {result.peak_rss_mb:.0f} MB); "
                   f"adapter saved to {adapter_dir}")
-    return run_dir
+    return _Trained(run_dir, model, tokenizer, data)
 
 
 def _load_run(run_dir: Path) -> Config:
@@ -206,7 +218,6 @@ def evaluate(target: str | Path, overrides: list[str] | None = None) -> dict[str
     """
     from peft import PeftModel
 
-    from tunewise.evaluation.compare import compare
     from tunewise.models import load_model
 
     target = Path(target)
@@ -228,15 +239,22 @@ def evaluate(target: str | Path, overrides: list[str] | None = None) -> dict[str
 
     tokenizer = load_tokenizer_for(config)
     data = prepare_data(config, tokenizer)
-    rows = data.eval or data.test
+    model = load_model(config.model.name, revision=config.model.revision,
+                       trust_remote_code=config.model.trust_remote_code)
+    model = PeftModel.from_pretrained(model, adapter_dir)
+    return _compare_and_save(config, run_dir, model, tokenizer, data)
+
+
+def _compare_and_save(config: Config, run_dir: Path, model: Any, tokenizer: PreTrainedTokenizerBase,
+                      data: Prepared) -> dict[str, Any]:
+    from tunewise.evaluation.compare import compare
+
+    rows = data.eval
     examples = data.eval_examples
     if config.eval.limit:
         rows, examples = rows[:config.eval.limit], examples[:config.eval.limit]
     if not rows:
         raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
-    model = load_model(config.model.name, revision=config.model.revision,
-                       trust_remote_code=config.model.trust_remote_code)
-    model = PeftModel.from_pretrained(model, adapter_dir)
     console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
     result = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
                      generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens)
@@ -263,7 +281,8 @@ def _print_comparison(summary: dict[str, Any]) -> None:
 
 def run(config: Config, config_path: str | Path | None = None) -> Path:
     """The main job: train, then evaluate base vs tuned. Returns the run directory."""
-    run_dir = train(config, config_path)
-    evaluate(run_dir)
-    return run_dir
+    trained = _train(config, config_path)
+    # The freshly trained model and rendered rows are still in memory: no reload, no re-render.
+    _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
+    return trained.run_dir
 
