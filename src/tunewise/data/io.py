@@ -136,16 +136,18 @@ def _not_utf8(shown: str, err: UnicodeDecodeError) -> DataError:
     )
 
 
-def _type_name(value: Any) -> str:
-    return {list: "list", str: "string", type(None): "null", bool: "boolean"}.get(
+def type_name(value: Any) -> str:
+    """A JSON-ish name of a value's type with its article, for error messages ("a list")."""
+    return {list: "a list", dict: "an object", str: "a string", type(None): "null",
+            bool: "a boolean", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__
     )
 
 
 def _not_an_object(where: str, value: Any) -> DataError:
     return DataError(
-        f"{where}: expected a JSON object ({{\"key\": value, ...}}) but found a "
-        f"{_type_name(value)}. Each record must be an object whose keys are the columns "
+        f"{where}: expected a JSON object ({{\"key\": value, ...}}) but found "
+        f"{type_name(value)}. Each record must be an object whose keys are the columns "
         "(e.g. {\"instruction\": ..., \"output\": ...})."
     )
 
@@ -208,8 +210,8 @@ def _read_json(p: Path, shown: str) -> Iterator[Row]:
         array_start = _find_member(text, lists[0])
     else:
         raise DataError(
-            f"{shown}: a .json dataset must be a list of objects, but the file holds a "
-            f"{_type_name(value)}."
+            f"{shown}: a .json dataset must be a list of objects, but the file holds "
+            f"{type_name(value)}."
         )
 
     starts = _item_offsets(text, array_start, len(items)) if array_start is not None else None

@@ -41,7 +41,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from tunewise.data.io import Row, read_rows
+from tunewise.data.io import Row, read_rows, type_name
 from tunewise.errors import ConfigError, DataError
 
 __all__ = [
@@ -285,7 +285,7 @@ def _prompt_completion(source: str, data: Mapping[str, Any]) -> Example:
                          enumerate(value, 1)]
         else:
             raise BadRow(
-                f"`{key}` must be a string or a list of messages, not {_type_name(value)}"
+                f"`{key}` must be a string or a list of messages, not {type_name(value)}"
             )
     return Example(source, messages=_conversation(messages))
 
@@ -303,11 +303,6 @@ _CONVERTERS = {
 }
 
 
-def _type_name(value: Any) -> str:
-    return {list: "a list", dict: "an object", str: "a string", type(None): "null",
-            bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def _required_str(data: Mapping[str, Any], key: str) -> str:
@@ -315,7 +310,7 @@ def _required_str(data: Mapping[str, Any], key: str) -> str:
         raise BadRow(f"missing key `{key}`")
     value = data[key]
     if not isinstance(value, str):
-        raise BadRow(f"`{key}` must be a string, not {_type_name(value)} ({value!r:.40})")
+        raise BadRow(f"`{key}` must be a string, not {type_name(value)} ({value!r:.40})")
     if not value.strip():
         raise BadRow(f"`{key}` is empty")
     return value
@@ -326,7 +321,7 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadRow(f"`{key}` must be a string, not {_type_name(value)} ({value!r:.40})")
+        raise BadRow(f"`{key}` must be a string, not {type_name(value)} ({value!r:.40})")
     return value
 
 
@@ -341,7 +336,7 @@ def _message_list(data: Mapping[str, Any], key: str) -> list[Any]:
         except json.JSONDecodeError:
             raise BadRow(f"`{key}` must be a list of messages, not a string") from None
     if not isinstance(value, list):
-        raise BadRow(f"`{key}` must be a list of messages, not {_type_name(value)}")
+        raise BadRow(f"`{key}` must be a list of messages, not {type_name(value)}")
     if not value:
         raise BadRow(f"`{key}` is an empty list")
     return value
@@ -352,13 +347,13 @@ def _message(
 ) -> dict[str, str]:
     if not isinstance(m, dict):
         raise BadRow(f"message {i} must be an object with `{role_key}` and `{content_key}`, "
-                     f"not {_type_name(m)}")
+                     f"not {type_name(m)}")
     for k in (role_key, content_key):
         if k not in m or m[k] is None:
             raise BadRow(f"message {i} has no `{k}`")
     role, content = m[role_key], m[content_key]
     if not isinstance(content, str):
-        raise BadRow(f"message {i}: `{content_key}` must be a string, not {_type_name(content)}")
+        raise BadRow(f"message {i}: `{content_key}` must be a string, not {type_name(content)}")
     accepted = role_map if role_map is not None else {r: r for r in _ROLES}
     if not isinstance(role, str) or role not in accepted:
         raise BadRow(
