@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import get_args, get_origin
 
 import pytest
 import yaml
@@ -125,10 +126,28 @@ def test_every_config_key_is_documented() -> None:
     def keys(model, prefix: str):
         for name, field in model.model_fields.items():
             annotation = field.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if get_origin(annotation) is list and issubclass(get_args(annotation)[0], BaseModel):
+                yield f"{prefix}{name}"
+                yield from keys(get_args(annotation)[0], f"{prefix}{name}[].")
+            elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 yield from keys(annotation, f"{prefix}{name}.")
             else:
                 yield f"{prefix}{name}"
 
     missing = [k for k in keys(Config, "") if f"`{k}`" not in doc]
     assert not missing, f"docs/config.md lacks {missing}"
+
+
+def test_suites_accept_names_paths_and_tables(tmp_path: Path) -> None:
+    path = write(tmp_path, "data: {train: t.jsonl}\n"
+                           "eval: {suites: [chat, my/suite.jsonl, {name: general_knowledge, limit: 50}]}\n")
+    suites = load_config(path).eval.suites
+    assert [s.name for s in suites] == ["chat", str(tmp_path / "my" / "suite.jsonl"), "general_knowledge"]
+    assert suites[2].limit == 50 and suites[0].role == "auto"
+    assert load_config(path, ["eval.suites=[]"]).eval.suites == []
+
+
+def test_unknown_key_inside_a_suite_gets_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "data: {train: t.jsonl}\neval:\n  suites:\n    - {name: chat, limt: 5}\n")
+    with pytest.raises(ConfigError, match=r"eval\.suites\.0\.limt \(.*run\.yaml:4\): unknown key; did you mean 'limit'"):
+        load_config(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "SplitConfig",
+    "SuiteConfig",
     "TrainConfig",
     "dump_config",
     "load_config",
@@ -123,8 +124,41 @@ class TrainConfig(Section):
     """Continue from the last checkpoint of the run directory (`output.name`, or the latest run of this config)."""
 
 
+SuiteRole = Literal["auto", "task", "general", "safety", "bias"]
+
+
+class SuiteConfig(Section):
+    """One evaluation suite: a built-in name or a file, and what its score means."""
+
+    name: str
+    """Built-in (general_knowledge, chat, safety, bias_pairs) or a .jsonl/.json/.csv file."""
+    role: SuiteRole = "auto"
+    """general = forgetting probe, task = what the fine-tune is for; auto: from the built-in name, else task."""
+    limit: Annotated[int, Field(gt=0)] | None = None
+    """Score only the first N items (None: all)."""
+    metric: str | None = None
+    """Generation suites: contains, exact_match, rougeL, bleu, ... (default: contains for `answers`, rougeL for `reference`)."""
+
+
+def _default_suites() -> list[SuiteConfig]:
+    return [SuiteConfig(name=n) for n in ("general_knowledge", "chat", "safety", "bias_pairs")]
+
+
 class EvalConfig(Section):
     """What `tunewise eval` and the end of `tunewise run` measure, base and tuned side by side."""
+
+    suites: list[SuiteConfig] = Field(default_factory=_default_suites)
+    """Suites scored for base and tuned; a plain string is a suite name. [] scores none."""
+    bootstrap: Annotated[int, Field(ge=100)] = 1000
+    """Bootstrap resamples behind every confidence interval."""
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_as_suites(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("suites"), list):
+            data = {**data, "suites": [{"name": s} if isinstance(s, str) else s for s in data["suites"]]}
+        return data
 
     limit: Annotated[int, Field(gt=0)] | None = None
     """Score at most this many eval rows (None: all)."""
@@ -220,6 +254,10 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
                 key = (*path, str(key_node.value))
                 lines[key] = key_node.start_mark.line + 1
                 walk(value_node, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, str(i))] = item.start_mark.line + 1
+                walk(item, (*path, str(i)))
 
     root = yaml.compose(text)
     if root is not None:
@@ -227,20 +265,37 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
+_SUITE_FILE_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+def _anchored(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
 def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
     for section, key in _PATH_KEYS:
         block = raw.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
-            path = Path(block[key]).expanduser()
-            block[key] = str(path if path.is_absolute() else (base / path).resolve())
+            block[key] = _anchored(block[key], base)
+    suites = raw.get("eval", {}).get("suites") if isinstance(raw.get("eval"), dict) else None
+    for i, suite in enumerate(suites if isinstance(suites, list) else []):
+        name = suite.get("name") if isinstance(suite, dict) else suite
+        if isinstance(name, str) and name.endswith(_SUITE_FILE_SUFFIXES):
+            anchored = _anchored(name, base)
+            suites[i] = {**suite, "name": anchored} if isinstance(suite, dict) else anchored
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     """The known keys of the section that `loc` (a pydantic error location) points into."""
     model: type[BaseModel] = Config
     for part in loc:
+        if isinstance(part, int) or str(part).isdigit():
+            continue  # a list index: stay on the list's item model
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:
