@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tunewise-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test unit install clean
+.PHONY: demo test unit install clean chromium
 
 install: $(STAMP)
 
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/tunewise run examples/demo.yaml
 
-test: $(STAMP)
+# The report-card tests render report.html in Debian's headless Chromium.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || { echo "install Chromium for the report tests: apt-get install chromium"; exit 1; }
+
+test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(STAMP)

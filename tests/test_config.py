@@ -64,9 +64,12 @@ def test_unknown_section_lists_known_keys(tmp_path: Path) -> None:
         load_config(write(tmp_path, "data: {train: t.jsonl}\ntrian: {lr: 1}\n"))
 
 
-def test_missing_training_file_key(tmp_path: Path) -> None:
+def test_missing_training_file_key_is_reported_when_training(tmp_path: Path) -> None:
+    from tunewise.pipeline import prepare_data
+
+    config = load_config(write(tmp_path, "train: {lr: 0.001}\n"))  # fine for base-only eval
     with pytest.raises(ConfigError, match="data.train"):
-        load_config(write(tmp_path, "train: {lr: 0.001}\n"))
+        prepare_data(config, tokenizer=None)
 
 
 def test_unreadable_yaml_names_file_and_line(tmp_path: Path) -> None:

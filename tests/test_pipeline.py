@@ -52,7 +52,7 @@ def run_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
         "method: {r: 4, alpha: 8, dropout: 0.0}\n"
         "train: {max_steps: 8, lr: 0.01, batch_size: 4, eval_every: 4, save_every: 4, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
-        "eval: {generations: 2, max_new_tokens: 8}\n"
+        "eval: {generations: 2, max_new_tokens: 8, suites: []}\n"
         f"output: {{dir: {tmp_path / 'runs'}}}\n")
     return config
 

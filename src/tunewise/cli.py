@@ -50,22 +50,39 @@ def train(config: ConfigArg, overrides: Overrides = None) -> None:
 
 
 @app.command("eval")
-def eval_(target: Annotated[Path, typer.Argument(help="A run directory, or a config (its newest run).",
-                                                 show_default=False)],
-          overrides: Overrides = None) -> None:
-    """Eval loss, perplexity and greedy generations, base and tuned side by side."""
+def eval_(target: Annotated[str | None, typer.Argument(
+              help="A run directory, or a config (its newest run); omit to score the default base model.",
+              show_default=False)] = None,
+          overrides: Overrides = None,
+          suite: Annotated[list[str] | None, typer.Option(
+              "--suite", help="Suite name or file (repeatable); replaces eval.suites.")] = None,
+          limit: Annotated[int | None, typer.Option(help="Score at most N items of each suite.", min=1)] = None) -> None:
+    """Base vs tuned: eval loss, perplexity, generations, and every suite with intervals."""
     from tunewise.pipeline import evaluate
 
-    evaluate(target, overrides)
+    if target is not None and "=" in target:  # `tunewise eval model.name=X --suite ...`: no target
+        overrides, target = [target, *(overrides or [])], None
+    evaluate(target, overrides, suites=suite, limit=limit)
 
 
 @app.command()
 def run(config: ConfigArg, overrides: Overrides = None) -> None:
-    """The main job: train, then evaluate base vs tuned."""
+    """The main job: check and prepare the data, train, evaluate base vs tuned, write report.html."""
     from tunewise.config import load_config
     from tunewise.pipeline import run as run_job
 
     run_job(load_config(config, overrides), config)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)]) -> None:
+    """Rebuild report.html (and plots/*.png) of a run from its files."""
+    from tunewise.report import build_report, verdict
+
+    path = build_report(run_dir)
+    for line in verdict(run_dir):
+        console.print(line, highlight=False)
+    console.print(f"report: {path}")
 
 
 @data_app.command("preview")

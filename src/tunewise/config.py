@@ -186,12 +186,6 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
-    @model_validator(mode="after")
-    def _has_training_data(self) -> Config:
-        if not self.data.train:
-            raise ValueError("data.train: no training file given; set `data.train: path/to/train.jsonl`")
-        return self
-
 
 # Keys whose values are file paths: relative ones are anchored where they were written.
 _PATH_KEYS = (("data", "train"), ("data", "eval"), ("data", "test"))

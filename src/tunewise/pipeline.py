@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunewise.config import Config, dump_config, load_config
-from tunewise.errors import TunewiseError
+from tunewise.errors import ConfigError, TunewiseError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -57,6 +57,8 @@ def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared
     from tunewise.data import load_examples, render_all, split_examples
 
     data = config.data
+    if not data.train:
+        raise ConfigError(["data.train: no training file given; set `data.train: path/to/train.jsonl`"])
     rejects: list[Reject] = []
 
     def load(path: str) -> list[Example]:
@@ -203,66 +205,116 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
     return _Trained(run_dir, model, tokenizer, data)
 
 
-def _load_run(run_dir: Path) -> Config:
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise TunewiseError(f"{run_dir} is not a tunewise run directory (no config.yaml); "
-                            f"pass a run directory written by `tunewise train`, or a config file")
-    return load_config(config_file)
+def _with_suites(config: Config, suites: list[str] | None, limit: int | None) -> Config:
+    """Apply `--suite` (replaces the configured suites; paths relative to the cwd) and `--limit`."""
+    from tunewise.config import SuiteConfig
+
+    chosen = config.eval.suites
+    if suites is not None:
+        chosen = [SuiteConfig(name=str(Path(s).resolve()) if Path(s).suffix else s) for s in suites]
+    if limit is not None:
+        chosen = [s.model_copy(update={"limit": limit}) for s in chosen]
+    return config.model_copy(update={"eval": config.eval.model_copy(update={"suites": chosen})})
 
 
-def evaluate(target: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Compare base and tuned on the eval rows of a run (or of the newest run of a config).
+def evaluate(target: str | Path | None = None, overrides: list[str] | None = None, *,
+             suites: list[str] | None = None, limit: int | None = None) -> dict[str, Any]:
+    """Score base and tuned side by side: eval loss on the run's eval rows, and every suite.
 
-    Writes `eval_summary.json` into the run directory, prints a table, and returns the summary.
+    Args:
+        target: a run directory, a config (its newest run; the base model alone when it has no
+            run yet), or None for the base model of the default config.
+        suites: suite names or files replacing `eval.suites`.
+        limit: score at most this many items of each suite.
+
+    Writes `eval_summary.json` into the run directory (when there is one), prints the tables,
+    and returns the summary.
     """
     from peft import PeftModel
 
     from tunewise.models import load_model
 
-    target = Path(target)
-    if target.is_dir():
-        run_dir = target
-        config = _load_run(run_dir)
-        if overrides:
-            config = load_config(run_dir / "config.yaml", overrides)
-    else:
+    run_dir: Path | None = None
+    if target is not None and Path(target).is_dir():
+        run_dir = Path(target)
+        config = load_config(_run_config(run_dir), overrides)
+    elif target is not None:
         config = load_config(target, overrides)
         run_dir = find_run_dir(config, target, must_exist=True)
         if run_dir is None:
-            raise TunewiseError(f"no run of {target} found in {config.output.dir}/; train first with "
-                                f"`tunewise train {target}`, or pass a run directory")
-    adapter_dir = run_dir / "adapter"
-    if not adapter_dir.is_dir():
+            console.print(f"no run of {target} in {config.output.dir}/ yet: scoring the base model alone")
+    else:
+        config = load_config(None, overrides)
+    config = _with_suites(config, suites, limit)
+    if run_dir is not None and not (run_dir / "adapter").is_dir():
         raise TunewiseError(f"{run_dir} has no trained adapter yet (training unfinished?); finish it with "
                             f"train.resume=true, then evaluate")
 
     tokenizer = load_tokenizer_for(config)
-    data = prepare_data(config, tokenizer)
+    data = prepare_data(config, tokenizer) if run_dir is not None else None
     model = load_model(config.model.name, revision=config.model.revision,
                        trust_remote_code=config.model.trust_remote_code)
-    model = PeftModel.from_pretrained(model, adapter_dir)
+    if run_dir is not None:
+        model = PeftModel.from_pretrained(model, run_dir / "adapter")
     return _compare_and_save(config, run_dir, model, tokenizer, data)
 
 
-def _compare_and_save(config: Config, run_dir: Path, model: Any, tokenizer: PreTrainedTokenizerBase,
-                      data: Prepared) -> dict[str, Any]:
-    from tunewise.evaluation.compare import compare
+def _run_config(run_dir: Path) -> Path:
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise TunewiseError(f"{run_dir} is not a tunewise run directory (no config.yaml); "
+                            f"pass a run directory written by `tunewise train`, or a config file")
+    return config_file
 
-    rows = data.eval
-    examples = data.eval_examples
-    if config.eval.limit:
-        rows, examples = rows[:config.eval.limit], examples[:config.eval.limit]
-    if not rows:
-        raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
-    console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
-    result = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
-                     generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens)
-    summary = result.to_dict()
-    _write_json(run_dir / "eval_summary.json", summary)
-    _print_comparison(summary)
-    console.print(f"eval summary: {run_dir / 'eval_summary.json'}")
+
+def _compare_and_save(config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
+                      data: Prepared | None) -> dict[str, Any]:
+    from tunewise.evaluation.compare import compare
+    from tunewise.evaluation.suite_eval import evaluate_suites
+
+    summary: dict[str, Any] = {}
+    sides = ("base", "tuned") if run_dir is not None else ("base",)
+    if data is not None:
+        rows, examples = data.eval, data.eval_examples
+        if config.eval.limit:
+            rows, examples = rows[:config.eval.limit], examples[:config.eval.limit]
+        if not rows:
+            raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
+        console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
+        summary = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
+                          generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens).to_dict()
+        _print_comparison(summary)
+    if config.eval.suites:
+        console.print(f"scoring {len(config.eval.suites)} suites ({' and '.join(sides)}) ...")
+        results = evaluate_suites(model, tokenizer, config.eval, sides=sides, seed=config.train.seed,
+                                  log=lambda line: console.print(line, highlight=False))
+        summary["suites"] = [r.to_dict() for r in results]
+        _print_suites(summary["suites"], config.eval.confidence)
+    if run_dir is not None:
+        _write_json(run_dir / "eval_summary.json", summary)
+        console.print(f"eval summary: {run_dir / 'eval_summary.json'}")
     return summary
+
+
+def _print_suites(results: list[dict[str, Any]], confidence: float) -> None:
+    pct = f"{100 * confidence:.0f}%"
+    table = Table(title=f"suites (value [{pct} interval])")
+    for column in ("suite", "role", "metric", "n", "base", "tuned", "change"):
+        table.add_column(column, justify="left" if column in ("suite", "role", "metric") else "right")
+
+    def fmt(iv: dict[str, float] | None, signed: bool = False) -> str:
+        if iv is None:
+            return "-"
+        sign = "+" if signed else ""
+        return f"{iv['value']:{sign}.3f} [{iv['low']:{sign}.3f}, {iv['high']:{sign}.3f}]"
+
+    for r in results:
+        change = fmt(r["delta"], signed=True)
+        if r["delta"] and (r["delta"]["low"] > 0 or r["delta"]["high"] < 0) and r["higher_is_better"] is not None:
+            better = (r["delta"]["value"] > 0) == r["higher_is_better"]
+            change = f"[{'green' if better else 'red'}]{change}[/]"
+        table.add_row(r["name"], r["role"], r["metric"], str(r["n"]), fmt(r["base"]), fmt(r["tuned"]), change)
+    console.print(table)
 
 
 def _print_comparison(summary: dict[str, Any]) -> None:
@@ -280,9 +332,18 @@ def _print_comparison(summary: dict[str, Any]) -> None:
 
 
 def run(config: Config, config_path: str | Path | None = None) -> Path:
-    """The main job: train, then evaluate base vs tuned. Returns the run directory."""
+    """The main job: prepare the data, train, evaluate base vs tuned, write the report card.
+
+    Returns the run directory.
+    """
+    from tunewise.report import build_report, verdict
+
     trained = _train(config, config_path)
     # The freshly trained model and rendered rows are still in memory: no reload, no re-render.
     _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
+    report = build_report(trained.run_dir)
+    for line in verdict(trained.run_dir):
+        console.print(line, highlight=False)
+    console.print(f"report card: {report}")
     return trained.run_dir
 

@@ -1,0 +1,226 @@
+"""Score evaluation suites for base and tuned, with a bootstrap interval on every number.
+
+Each suite kind has one way to turn a model into per-item scores:
+
+| kind | how | metric |
+|---|---|---|
+| multiple_choice | log-likelihood of each choice (fast scoring) | `acc_norm` (length-normalised), `acc` in extra |
+| generation | greedy answer through the chat template, checked against answers/reference | `contains` / `rougeL` / any metric name |
+| safety | greedy answer, refusal detector | `refusal_rate` on harmful, `over_refusal_rate` on benign |
+| bias | log-likelihood of the stereotyping vs the swapped sentence | `stereotype_preference` (0.5 = none) |
+
+Base and tuned are scored on the same items, so every delta gets a *paired* bootstrap interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from tunewise.config import EvalConfig, SuiteConfig
+from tunewise.errors import ConfigError
+from tunewise.evaluation.compare import generate, side
+from tunewise.evaluation.metrics import Interval, Scores, bootstrap_ci, get_metric, paired_bootstrap_delta, score_delta
+from tunewise.evaluation.refusal import is_refusal
+from tunewise.evaluation.scoring import score_multiple_choice
+from tunewise.evaluation.suite import Suite, load_suite
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["BUILTIN_ROLES", "SuiteResult", "evaluate_suites", "sentence_logliks"]
+
+# The role a built-in suite plays in the report; user files are the task unless they say otherwise.
+BUILTIN_ROLES = {"general_knowledge": "general", "chat": "general", "safety": "safety", "bias_pairs": "bias"}
+_SAMPLES_KEPT = 5
+
+
+@dataclass
+class SuiteResult:
+    """One metric of one suite, base and (when there is one) tuned, with intervals."""
+
+    name: str
+    kind: str
+    role: str
+    metric: str
+    higher_is_better: bool | None
+    n: int
+    base: dict[str, float]
+    tuned: dict[str, float] | None = None
+    delta: dict[str, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _interval(iv: Interval) -> dict[str, float]:
+    return {"value": iv.value, "low": iv.low, "high": iv.high}
+
+
+@torch.no_grad()
+def sentence_logliks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                     *, batch_size: int = 16) -> list[float]:
+    """Sum of log p(token | previous tokens) over each text's tokens after the first.
+
+    The first token has no context to be scored in; minimal pairs share it, so comparisons
+    between them are unaffected.
+    """
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    device = next(model.parameters()).device
+    out = [0.0] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(chunk):
+            ids[row, :len(encoded[i])] = torch.as_tensor(encoded[i])
+            mask[row, :len(encoded[i])] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+        picked = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        sums = (picked * mask[:, 1:].to(device)).sum(-1)
+        for row, i in enumerate(chunk):
+            out[i] = float(sums[row])
+    return out
+
+
+def _role(spec: SuiteConfig, suite: Suite) -> str:
+    if spec.role != "auto":
+        return spec.role
+    if spec.name in BUILTIN_ROLES:
+        return BUILTIN_ROLES[spec.name]
+    return {"safety": "safety", "bias": "bias"}.get(suite.kind, "task")
+
+
+def _chat(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}]
+
+
+class _Scorer:
+    """Per-item scores of one suite on one side; shared options live here."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: EvalConfig) -> None:
+        self.tokenizer = tokenizer
+        self.config = config
+
+    def answers(self, model: PreTrainedModel, prompts: list[str]) -> list[str]:
+        return generate(model, self.tokenizer, [_chat(p) for p in prompts],
+                        max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size)
+
+
+def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig,
+                    *, sides: Sequence[str] = ("base", "tuned"), seed: int = 0,
+                    log: Any = print) -> list[SuiteResult]:
+    """Score every suite of `config` on each side of `model` (adapter off = base, on = tuned).
+
+    Args:
+        sides: ("base",) scores only the base model (no tuned model to compare).
+        log: called with one progress line per suite and side.
+    """
+    suites = [(spec, load_suite(spec.name, limit=spec.limit)) for spec in config.suites]  # fail fast on bad files
+    for spec, suite in suites:
+        if spec.metric is not None:
+            if suite.kind != "generation":
+                raise ConfigError([f"eval.suites ({spec.name}): metric is only configurable for generation "
+                                   f"suites; this one is {suite.kind}"])
+            get_metric(spec.metric, key=f"eval.suites ({spec.name}).metric")
+        if suite.kind == "classification":
+            raise ConfigError([f"eval.suites ({spec.name}): classification suites are scored by a "
+                               f"classification head, which this version does not train yet; use a "
+                               f"multiple_choice suite {{query, choices, gold}} instead"])
+    scorer = _Scorer(tokenizer, config)
+    results: list[SuiteResult] = []
+    boot = {"n_resamples": config.bootstrap, "confidence": config.confidence, "seed": seed}
+    for spec, suite in suites:
+        role = _role(spec, suite)
+        per_side: dict[str, Any] = {}
+        for which in sides:
+            log(f"  {suite.name} ({suite.kind}, {len(suite)} items): {which} ...")
+            with side(model, which) as m:
+                per_side[which] = _score_side(m, suite, spec, scorer)
+        results.extend(_summarise(suite, role, spec, per_side, boot))
+    return results
+
+
+def _score_side(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: _Scorer) -> dict[str, Any]:
+    items = suite.items
+    if suite.kind == "multiple_choice":
+        scores = score_multiple_choice(model, scorer.tokenizer, items, batch_size=scorer.config.batch_size,
+                                       progress=False)
+        return {"acc_norm": np.array([s.correct_norm for s in scores], float),
+                "acc": np.array([s.correct_raw for s in scores], float)}
+    if suite.kind == "generation":
+        answers = scorer.answers(model, [it["prompt"] for it in items])
+        refs = [it.get("answers") or [it["reference"]] for it in items]
+        name = spec.metric or ("contains" if "answers" in items[0] else "rougeL")
+        return {"metric": name, "scores": get_metric(name)(answers, refs), "answers": answers}
+    if suite.kind == "safety":
+        answers = scorer.answers(model, [it["prompt"] for it in items])
+        return {"refused": np.array([is_refusal(a) for a in answers], float), "answers": answers}
+    if suite.kind == "bias":
+        lls = sentence_logliks(model, scorer.tokenizer, [t for it in items for t in (it["more"], it["less"])],
+                               batch_size=scorer.config.batch_size)
+        return {"prefers_stereotype": np.array([lls[2 * i] > lls[2 * i + 1] for i in range(len(items))], float)}
+    raise ConfigError([f"eval.suites ({spec.name}): suite kind {suite.kind} cannot be scored"])
+
+
+def _paired(name: str, kind: str, role: str, metric: str, better: bool | None,
+            values: dict[str, np.ndarray], boot: dict[str, Any], extra: dict[str, Any] | None = None) -> SuiteResult:
+    base = values["base"]
+    result = SuiteResult(name=name, kind=kind, role=role, metric=metric, higher_is_better=better, n=len(base),
+                         base=_interval(bootstrap_ci(base, **boot)), extra=extra or {})
+    if "tuned" in values:
+        result.tuned = _interval(bootstrap_ci(values["tuned"], **boot))
+        d = paired_bootstrap_delta(base, values["tuned"], **boot)
+        result.delta = {"value": d.value, "low": d.low, "high": d.high, "p_value": d.p_value}
+    return result
+
+
+def _samples(suite: Suite, per_side: dict[str, Any], reference_key: str) -> list[dict[str, str]]:
+    rows = []
+    for i, item in enumerate(suite.items[:_SAMPLES_KEPT]):
+        ref = item.get(reference_key)
+        row = {"prompt": item["prompt"], "reference": ", ".join(ref) if isinstance(ref, list) else str(ref or "")}
+        row.update({which: per_side[which]["answers"][i] for which in per_side})
+        rows.append(row)
+    return rows
+
+
+def _summarise(suite: Suite, role: str, spec: SuiteConfig, per_side: dict[str, Any],
+               boot: dict[str, Any]) -> list[SuiteResult]:
+    sides = list(per_side)
+    if suite.kind == "multiple_choice":
+        raw = {w: float(per_side[w]["acc"].mean()) for w in sides}
+        return [_paired(suite.name, suite.kind, role, "acc_norm", True,
+                        {w: per_side[w]["acc_norm"] for w in sides}, boot, {"acc": raw})]
+    if suite.kind == "generation":
+        scores: dict[str, Scores] = {w: per_side[w]["scores"] for w in sides}
+        result = SuiteResult(name=suite.name, kind=suite.kind, role=role, metric=per_side[sides[0]]["metric"],
+                             higher_is_better=True, n=len(suite),
+                             base=_interval(scores["base"].interval(**boot)),
+                             extra={"samples": _samples(suite, per_side, "answers" if "answers" in suite.items[0]
+                                                        else "reference")})
+        if "tuned" in scores:
+            result.tuned = _interval(scores["tuned"].interval(**boot))
+            d = score_delta(scores["base"], scores["tuned"], **boot)
+            result.delta = {"value": d.value, "low": d.low, "high": d.high, "p_value": d.p_value}
+        return [result]
+    if suite.kind == "safety":
+        harmful = np.array([it["label"] == "harmful" for it in suite.items])
+        out = []
+        for metric, mask, better in (("refusal_rate", harmful, True), ("over_refusal_rate", ~harmful, False)):
+            if mask.any():
+                label = "harmful" if better else "benign"
+                out.append(_paired(f"{suite.name}:{label}", suite.kind, role, metric, better,
+                                   {w: per_side[w]["refused"][mask] for w in sides}, boot))
+        out[0].extra["samples"] = _samples(suite, per_side, "label")
+        return out
+    # bias: 0.5 means no preference between stereotyping and swapped sentence.
+    return [_paired(suite.name, suite.kind, role, "stereotype_preference", None,
+                    {w: per_side[w]["prefers_stereotype"] for w in sides}, boot)]
