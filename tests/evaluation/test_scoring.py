@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tunewise.evaluation import scoring
 from tunewise.errors import DataError
 from tunewise.evaluation.scoring import (
     EncodedItem,
@@ -26,10 +27,11 @@ ARC_EASY = Path(__file__).resolve().parents[3] / "shared" / "data" / "arc" / "ar
 # side by side, an empty query (its context is the lone BOS token) and a one-token query.
 ITEMS = [
     {"query": "Question: What is the capital of France?",
-     "choices": ["Paris", "London", "Berlin", "the city of lights on the river Seine, in the north"],
+     "choices": ["Paris", "London", "Berlin", "the city of lights, on the river Seine, up north"],
      "gold": 0},
     {"query": "Water boils at", "choices": ["100 degrees Celsius at sea level", "0"], "gold": 0},
-    {"query": "Q", "choices": ["a", "The quick brown fox jumps over the lazy dog. " * 3], "gold": 1},
+    {"query": "Q", "choices": ["a", "The quick brown fox jumps over the lazy dog. " * 3],
+     "gold": 1},
     {"query": "", "choices": ["hello", "world", "!"], "gold": 1},
     {"query": "Translate the following sentence into French: \"Good morning, how are you today?\" "
               "Please answer the question in one sentence. Thank you!",
@@ -84,20 +86,66 @@ def test_all_contexts_one_token(model, tokenizer):
 def test_padding_does_not_change_results(model, tokenizer):
     short = {"query": "Wat", "choices": ["er", "the sea"], "gold": 0}
     longer = [{"query": "Explain why the sky is blue. " * (4 + i),
-               "choices": ["Because of scattering. " * (1 + i), "No."], "gold": 0} for i in range(3)]
+               "choices": ["Because of scattering. " * (1 + i), "No."], "gold": 0}
+              for i in range(3)]
     alone = score_multiple_choice(model, tokenizer, [short], batch_size=1, progress=False)[0]
-    batched = score_multiple_choice(model, tokenizer, [*longer, short], batch_size=8, progress=False)[-1]
+    batched = score_multiple_choice(model, tokenizer, [*longer, short], batch_size=8,
+                                    progress=False)[-1]
     assert max(abs(a - b) for a, b in zip(alone.logliks, batched.logliks)) < 1e-5
 
 
-def test_each_context_runs_once_two_forward_passes_per_batch(model, tokenizer):
+def test_one_forward_pass_per_batch(model, tokenizer):
     calls = []
     handle = model.register_forward_hook(lambda *_: calls.append(1))
     try:
-        score_multiple_choice(model, tokenizer, ITEMS, batch_size=len(ITEMS), progress=False)
+        score_multiple_choice(model, tokenizer, ITEMS, batch_size=2, progress=False)
     finally:
         handle.remove()
-    assert len(calls) == 2  # one pass for all contexts, one for all choices
+    # 3 batches of 2 items (contexts and all choices together), plus the one plain pass that
+    # checks the first batch.
+    assert len(calls) == 3 + 1
+
+
+@pytest.mark.parametrize("score_batch", [scoring._score_batch_packed, scoring._score_batch_cached])
+def test_both_batch_paths_equal_naive(model, tokenizer, naive, score_batch):
+    encoded = [encode_item(tokenizer, row) for row in ITEMS]
+    with torch.inference_mode():
+        for size in (1, len(encoded)):
+            batches = [encoded[i : i + size] for i in range(0, len(encoded), size)]
+            got = [values for batch in batches for values in score_batch(model, batch)]
+            for score, values in zip(naive, got):
+                assert max(abs(a - b) for a, b in zip(score.logliks, values)) < 1e-4
+
+
+def _wrong(model, batch):
+    return [[-1.0] * len(item.continuations) for item in batch]
+
+
+def _refuses(model, batch):
+    raise ValueError("this model takes no 4D mask")
+
+
+@pytest.mark.parametrize("broken", [_wrong, _refuses])
+def test_falls_back_to_the_cache_path_when_packing_fails(
+    model, tokenizer, naive, monkeypatch, caplog, broken
+):
+    monkeypatch.setattr(scoring, "_score_batch_packed", broken)
+    fast = score_multiple_choice(model, tokenizer, ITEMS, batch_size=2, progress=False)
+    assert _max_diff(naive, fast) < 1e-4
+    assert "KV-cache path" in caplog.text
+
+
+def test_eager_attention_packs_too(tokenizer, naive):
+    eager = tiny_model(seed=0, attn_implementation="eager")
+    assert eager.config._attn_implementation == "eager"
+    fast = score_multiple_choice(eager, tokenizer, ITEMS, batch_size=3, progress=False)
+    assert _max_diff(naive, fast) < 1e-4
+
+
+def test_falls_back_when_attention_takes_no_custom_mask(tokenizer, monkeypatch):
+    model = tiny_model(seed=0)
+    monkeypatch.setattr(model.config, "_attn_implementation", "flash_attention_2", raising=False)
+    assert not scoring._packing_supported(model)
 
 
 def test_logliks_are_log_probabilities(naive):
@@ -183,7 +231,8 @@ def test_training_mode_is_restored(tokenizer):
 
 def test_mc_accuracy():
     item = EncodedItem(context=(1,), continuations=((1,), (2,)), num_chars=(2, 2), gold=0)
-    scores = [ItemScore.from_logliks([-1.0, -2.0], item), ItemScore.from_logliks([-2.0, -1.0], item)]
+    scores = [ItemScore.from_logliks([-1.0, -2.0], item),
+              ItemScore.from_logliks([-2.0, -1.0], item)]
     result = mc_accuracy(scores)
     assert result["acc"] == result["acc_norm"] == 0.5
     assert result["n"] == 2
