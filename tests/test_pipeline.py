@@ -75,9 +75,19 @@ def test_train_writes_a_complete_run_directory(run_config: Path, tiny_model_dir:
     adapter = load_file(run_dir / "adapter" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
     assert (run_dir / "adapter" / "tokenizer_config.json").is_file()
-    # The base weights on disk are untouched by LoRA training.
-    base_before = load_file(tiny_model_dir / "model.safetensors")
-    assert all(torch.equal(v, load_file(tiny_model_dir / "model.safetensors")[k]) for k, v in base_before.items())
+
+
+def test_lora_training_leaves_every_base_weight_bit_identical(run_config: Path, tiny_model_dir: Path) -> None:
+    from tunewise.pipeline import _train
+
+    trained = _train(load_config(run_config, ["train.max_steps=4"]), run_config)
+    on_disk = load_file(tiny_model_dir / "model.safetensors")
+    base = {name.removeprefix("base_model.model.").replace(".base_layer", ""): p
+            for name, p in trained.model.named_parameters() if "lora_" not in name}
+    assert set(on_disk) <= set(base)
+    assert all(torch.equal(base[name], weight) for name, weight in on_disk.items())
+    changed = [n for n, p in trained.model.named_parameters() if "lora_B" in n and p.abs().sum() > 0]
+    assert changed, "the LoRA B matrices start at zero and must have moved"
 
 
 def test_override_sets_the_step_count(run_config: Path) -> None:
