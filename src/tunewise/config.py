@@ -131,13 +131,15 @@ class SuiteConfig(Section):
     """One evaluation suite: a built-in name or a file, and what its score means."""
 
     name: str
-    """Built-in (general_knowledge, chat, safety, bias_pairs) or a .jsonl/.json/.csv file."""
+    """Built-in (general_knowledge, chat, safety, bias_pairs), a .jsonl/.json/.csv file, or hf:ID[:SUBSET][@SPLIT]."""
     role: SuiteRole = "auto"
     """general = forgetting probe, task = what the fine-tune is for; auto: from the built-in name, else task."""
     limit: Annotated[int, Field(gt=0)] | None = None
     """Score only the first N items (None: all)."""
     metric: str | None = None
     """Generation suites: contains, exact_match, rougeL, bleu, ... (default: contains for `answers`, rougeL for `reference`)."""
+    columns: dict[str, str] | None = None
+    """Suite key -> column of the file or dataset (dotted for nested fields); hf: presets need none."""
 
 
 def _default_suites() -> list[SuiteConfig]:

@@ -211,7 +211,8 @@ def _with_suites(config: Config, suites: list[str] | None, limit: int | None) ->
 
     chosen = config.eval.suites
     if suites is not None:
-        chosen = [SuiteConfig(name=str(Path(s).resolve()) if Path(s).suffix else s) for s in suites]
+        chosen = [SuiteConfig(name=str(Path(s).resolve()) if Path(s).suffix and not s.startswith("hf:") else s)
+                  for s in suites]
     if limit is not None:
         chosen = [s.model_copy(update={"limit": limit}) for s in chosen]
     return config.model_copy(update={"eval": config.eval.model_copy(update={"suites": chosen})})

@@ -357,3 +357,77 @@ def test_arc_easy_loads_as_multiple_choice() -> None:
     assert len(suite) > 2000
     assert all(len(item["choices"]) == 4 for item in suite.items)
     assert load_suite(ARC_EASY, limit=5).items == suite.items[:5]
+
+
+# --------------------------------------------------------------------------- column mapping and hf:
+
+
+def _as_hf_arc(row: dict[str, Any]) -> dict[str, Any]:
+    """An ARC row in the Hugging Face `allenai/ai2_arc` layout: nested choices, a letter key."""
+    labels = ["A", "B", "C", "D", "E"][: len(row["choices"])]
+    return {"id": f"q{hash(row['query']) & 0xFFFF}", "question": row["query"],
+            "choices": {"text": row["choices"], "label": labels}, "answerKey": labels[row["gold"]]}
+
+
+def test_hf_dataset_by_name_maps_the_arc_layout_through_the_datasets_library(tmp_path: Path) -> None:
+    """`hf:` goes through `datasets.load_dataset`; a local dataset folder keeps the test offline."""
+    from tunewise.evaluation.suite import HF_PRESETS
+
+    plain = load_suite(str(ARC_EASY), limit=40)
+    folder = tmp_path / "arc_hf"
+    folder.mkdir()
+    write_jsonl(folder / "test.jsonl", [_as_hf_arc(item) for item in plain.items])
+
+    for limit in (40, 7):  # 7 streams only the rows it needs
+        suite = load_suite(f"hf:{folder}", limit=limit, columns=HF_PRESETS["allenai/ai2_arc"])
+        assert suite.kind == "multiple_choice"
+        assert len(suite) == limit
+        for mapped, original in zip(suite.items, plain.items, strict=False):
+            assert (mapped["query"], mapped["choices"], mapped["gold"]) == (
+                original["query"], original["choices"], original["gold"])
+            assert "answerKey" not in mapped and "question" not in mapped and "id" in mapped
+        assert suite.sources[3] == f"hf:{folder} row 3"
+
+
+def test_columns_map_a_file_and_join_columns_into_choices(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "piqa.jsonl", [
+        {"goal": "Open a jar", "sol1": "twist the lid", "sol2": "shake it", "label": "0"},
+        {"goal": "Dry socks", "sol1": "soak them", "sol2": "hang them up", "label": "1"},
+    ])
+    suite = load_suite(path, columns={"query": "goal", "choices": "sol1,sol2", "gold": "label"})
+    assert [it["choices"] for it in suite.items] == [["twist the lid", "shake it"], ["soak them", "hang them up"]]
+    assert [it["gold"] for it in suite.items] == [0, 1]
+
+
+def test_columns_naming_a_missing_column_or_label_says_where(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "s.jsonl", [_as_hf_arc({"query": "Q?", "choices": ["a", "b"], "gold": 1})])
+    with pytest.raises(DataError, match=r"s\.jsonl:1: no column 'choices\.txt'"):
+        load_suite(path, columns={"query": "question", "choices": "choices.txt", "gold": "answerKey"})
+    bad = write_jsonl(tmp_path / "b.jsonl", [{**_as_hf_arc({"query": "Q?", "choices": ["a", "b"], "gold": 0}),
+                                              "answerKey": "Z"}])
+    with pytest.raises(DataError, match=r"b\.jsonl:1: gold label 'Z' is not one of the choice labels"):
+        load_suite(bad, columns={"query": "question", "choices": "choices.text", "gold": "answerKey",
+                                 "gold_labels": "choices.label"})
+
+
+def test_an_unreachable_hf_dataset_is_a_data_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match=r"hf:tunewise-test/no-such-suite@validation: could not load .*"
+                                        r"split 'validation'.*export the rows to a \.jsonl"):
+        load_suite("hf:tunewise-test/no-such-suite@validation", limit=3)
+
+
+def test_hf_names_parse_into_id_subset_and_split() -> None:
+    from tunewise.evaluation.suite import parse_hf_name
+
+    assert parse_hf_name("hf:allenai/ai2_arc:ARC-Easy@test") == ("allenai/ai2_arc", "ARC-Easy", "test")
+    assert parse_hf_name("hf:cais/mmlu:all") == ("cais/mmlu", "all", "test")
+    assert parse_hf_name("hf:squad@validation") == ("squad", None, "validation")
+    with pytest.raises(DataError, match="hf:ID"):
+        parse_hf_name("hf:")

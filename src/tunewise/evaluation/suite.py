@@ -27,6 +27,17 @@ Built-in suites (`BUILTIN_SUITES`) were written for tunewise and ship inside the
 
     suite = load_suite("general_knowledge", limit=50)
     suite = load_suite("data/my_eval.jsonl", kind="generation")
+
+Hugging Face datasets load by name with `hf:ID[:SUBSET][@SPLIT]` (through `datasets`, so they
+need the network once, then come from its cache). A few well-known benchmarks (`HF_PRESETS`)
+map onto a suite kind by themselves; any other dataset needs `columns`, which maps each suite
+key to a dataset column (dotted for nested fields, e.g. `choices: choices.text`):
+
+    load_suite("hf:allenai/ai2_arc:ARC-Easy@test", limit=500)
+    load_suite("hf:my-org/my-eval@validation", columns={"prompt": "question", "answers": "aliases"})
+
+`columns` works the same on files. For multiple choice, `gold` may point at a label column
+(`"B"`) when `gold_labels` points at the list of choice labels (`["A", "B", "C", "D"]`).
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ from tunewise.errors import DataError
 __all__ = [
     "BUILTIN_SUITES",
     "GENERATION_CHECKS",
+    "HF_PRESETS",
+    "parse_hf_name",
     "SAFETY_LABELS",
     "SUITE_KINDS",
     "Suite",
@@ -74,6 +87,20 @@ SAFETY_LABELS = ("harmful", "benign")
 GENERATION_CHECKS = ("contains", "exact")
 """How a `generation` row's response may be checked against its answers (the `check` key)."""
 
+HF_PRESETS: dict[str, dict[str, str]] = {
+    "allenai/ai2_arc": {"query": "question", "choices": "choices.text", "gold": "answerKey",
+                        "gold_labels": "choices.label"},
+    "cais/mmlu": {"query": "question", "choices": "choices", "gold": "answer"},
+    "Rowan/hellaswag": {"query": "ctx", "choices": "endings", "gold": "label"},
+    "ybisk/piqa": {"query": "goal", "choices": "sol1,sol2", "gold": "label"},
+    "allenai/openbookqa": {"query": "question_stem", "choices": "choices.text", "gold": "answerKey",
+                           "gold_labels": "choices.label"},
+}
+"""Hugging Face dataset id -> its `columns` mapping, so `hf:ID` needs no `columns`.
+A comma in a column list builds a list from several columns (`sol1,sol2`)."""
+
+HF_PREFIX = "hf:"
+_DEFAULT_HF_SPLIT = "test"
 _TEXTUAL_SUFFIXES = (".csv", ".tsv")  # every cell is a string: lists and numbers need parsing
 
 
@@ -108,6 +135,7 @@ def load_suite(
     *,
     limit: int | None = None,
     kind: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> Suite:
     """Load and check an evaluation suite.
 
@@ -119,6 +147,9 @@ def load_suite(
             a prefix mixes their categories and labels). Rows past the limit are not read.
             `None` keeps every row.
         kind: one of `SUITE_KINDS`; by default the kind is detected from the first row's keys.
+        columns: suite key -> the row's column holding it (dotted for nested fields; a comma
+            joins several columns into a list; `gold_labels` turns a label `gold` into an
+            index). Columns not named are kept as they are. Default for `hf:` presets.
 
     Returns:
         The `Suite`.
@@ -136,10 +167,12 @@ def load_suite(
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
     key = os.fspath(name_or_path)
+    if key.startswith(HF_PREFIX):
+        return _load_hf(key, limit=limit, kind=kind, columns=columns)
     if key in BUILTIN_SUITES:
         ref = resources.files("tunewise.evaluation.suites").joinpath(BUILTIN_SUITES[key])
         with resources.as_file(ref) as path:
-            return _load(key, path, str(path), limit=limit, kind=kind)
+            return _load(key, path, str(path), limit=limit, kind=kind, columns=columns)
 
     path = Path(key)
     if not path.exists():
@@ -148,22 +181,93 @@ def load_suite(
             f"(relative paths are resolved from the current directory, {os.getcwd()}). Use one "
             "of the built-in names, or the path of a .jsonl, .json or .csv suite file."
         )
-    return _load(path.name.split(".")[0] or path.name, path, key, limit=limit, kind=kind)
+    return _load(path.name.split(".")[0] or path.name, path, key, limit=limit, kind=kind, columns=columns)
 
 
-def _load(name: str, path: Path, shown: str, *, limit: int | None, kind: str | None) -> Suite:
+def _load(name: str, path: Path, shown: str, *, limit: int | None, kind: str | None,
+          columns: Mapping[str, str] | None) -> Suite:
     textual = path.name.lower().endswith(_TEXTUAL_SUFFIXES)
+    rows = ((row.data, row.source) for row in read_rows(shown))
+    return _collect(name, path, shown, rows, limit=limit, kind=kind, columns=columns, textual=textual)
+
+
+def _collect(name: str, path: Path, shown: str, rows: Iterator[tuple[Mapping[str, Any], str]], *,
+             limit: int | None, kind: str | None, columns: Mapping[str, str] | None, textual: bool) -> Suite:
     suite: Suite | None = None
-    for row in read_rows(shown):
+    for data, source in rows:
+        if columns:
+            data = _mapped(data, columns, source)
         if suite is None:
-            suite = Suite(name=name, kind=kind or _detect_kind(row.data, row.source), path=path)
-        suite.items.append(_check(suite.kind, row.data, row.source, textual))
-        suite.sources.append(row.source)
+            suite = Suite(name=name, kind=kind or _detect_kind(data, source), path=path)
+        suite.items.append(_check(suite.kind, data, source, textual))
+        suite.sources.append(source)
         if limit is not None and len(suite.items) >= limit:
             break
-    if suite is None:  # read_rows already refuses an empty file; kept for safety
+    if suite is None:
         raise DataError(f"{shown}: the suite holds no items. Add at least one row.")
     return suite
+
+
+def parse_hf_name(key: str) -> tuple[str, str | None, str]:
+    """`hf:ID[:SUBSET][@SPLIT]` -> (dataset id, subset or None, split; `test` by default)."""
+    spec = key[len(HF_PREFIX):]
+    spec, _, split = spec.partition("@")
+    dataset, _, subset = spec.partition(":")
+    if not dataset or any(c.isspace() for c in key):
+        raise DataError(f"{key}: not a Hugging Face dataset name; write hf:ID[:SUBSET][@SPLIT], "
+                        f"e.g. hf:allenai/ai2_arc:ARC-Easy@test")
+    return dataset, subset or None, split or _DEFAULT_HF_SPLIT
+
+
+def _load_hf(key: str, *, limit: int | None, kind: str | None, columns: Mapping[str, str] | None) -> Suite:
+    import datasets
+
+    dataset_id, subset, split = parse_hf_name(key)
+    columns = columns or HF_PRESETS.get(dataset_id)
+    try:
+        # Streaming reads only the rows a limit asks for; a full split comes from the local cache.
+        rows = datasets.load_dataset(dataset_id, subset, split=split, streaming=limit is not None)
+    except Exception as err:  # datasets raises many types (offline, not found, bad subset/split)
+        raise DataError(
+            f"{key}: could not load the Hugging Face dataset {dataset_id!r}"
+            + (f" (subset {subset!r})" if subset else "") + f", split {split!r}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. It needs the network "
+            "once (then the datasets cache; HF_DATASETS_OFFLINE=1 reads only the cache); without "
+            "it, export the rows to a .jsonl file and give its path instead."
+        ) from None
+    name = (subset or dataset_id.rsplit("/", 1)[-1]) + (f"-{split}" if split != _DEFAULT_HF_SPLIT else "")
+    numbered = ((dict(row), f"{key} row {i}") for i, row in enumerate(rows))
+    return _collect(name, Path(key), key, numbered, limit=limit, kind=kind, columns=columns, textual=False)
+
+
+def _field(data: Mapping[str, Any], dotted: str, source: str) -> Any:
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise DataError(f"{source}: no column {dotted!r} (columns here: {', '.join(map(repr, data))}); "
+                            f"fix the suite's `columns` mapping")
+        value = value[part]
+    return value
+
+
+def _mapped(data: Mapping[str, Any], columns: Mapping[str, str], source: str) -> dict[str, Any]:
+    """The row with each suite key taken from its mapped column(s); unmapped columns kept."""
+    used = {c.split(".")[0] for spec in columns.values() for c in spec.split(",")}
+    item = {k: v for k, v in data.items() if k not in used}
+    for key, spec in columns.items():
+        if "," in spec:
+            item[key] = [_field(data, c.strip(), source) for c in spec.split(",")]
+        else:
+            item[key] = _field(data, spec, source)
+    labels = item.pop("gold_labels", None)
+    gold = item.get("gold")
+    if labels is not None and isinstance(gold, str):
+        if gold not in labels:
+            raise DataError(f"{source}: gold label {gold!r} is not one of the choice labels {labels!r}")
+        item["gold"] = list(labels).index(gold)
+    elif isinstance(gold, str) and gold.strip().isdigit():
+        item["gold"] = int(gold.strip())
+    return item
 
 
 def _detect_kind(data: Mapping[str, Any], where: str) -> str:

@@ -123,7 +123,7 @@ def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         sides: ("base",) scores only the base model (no tuned model to compare).
         log: called with one progress line per suite and side.
     """
-    suites = [(spec, load_suite(spec.name, limit=spec.limit)) for spec in config.suites]  # fail fast on bad files
+    suites = [(spec, load_suite(spec.name, limit=spec.limit, columns=spec.columns)) for spec in config.suites]  # fail fast on bad files
     for spec, suite in suites:
         if spec.metric is not None:
             if suite.kind != "generation":
