@@ -222,3 +222,19 @@ def test_run_trains_then_compares_with_the_model_in_memory(run_config: Path) -> 
     assert summary["tuned"]["loss"] < summary["base"]["loss"]
     # The in-memory comparison equals a fresh evaluation of the saved adapter.
     assert evaluate(run_dir)["tuned"]["loss"] == pytest.approx(summary["tuned"]["loss"], rel=1e-5)
+
+
+def test_mixed_precision_training_leaves_no_autocast_behind(run_config: Path) -> None:
+    """bf16 training wraps forward in autocast in place; the model handed on must be unwrapped,
+    or the in-memory eval of `run` would score in bf16 while `tunewise eval` scores in fp32."""
+    from tunewise.pipeline import _train
+
+    trained = _train(load_config(run_config, ["train.max_steps=2", "train.precision=bf16"]), run_config)
+    assert "_original_forward" not in vars(trained.model)
+    batch = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        logits = trained.model(input_ids=batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast_logits = trained.model(input_ids=batch).logits
+    assert logits.dtype == torch.float32
+    assert not torch.equal(logits, autocast_logits.float()), "the plain forward must not run in bf16"

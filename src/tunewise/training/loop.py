@@ -158,6 +158,9 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
     with interrupt:
         output = trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
     wall = time.monotonic() - started
+    # Mixed precision wraps model.forward in autocast in place; unwrap it so that whatever runs
+    # next (the in-memory eval of `tunewise run`) computes exactly as a model loaded from disk.
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     state = trainer.state
     seen_before = 0
     if start_from is not None:
