@@ -9,8 +9,8 @@ from typing import Annotated
 
 import click
 import typer
-from rich.console import Console
 
+from tunewise.console import make_console
 from tunewise.errors import TunewiseError
 
 __all__ = ["app", "main"]
@@ -21,8 +21,8 @@ data_app = typer.Typer(help="Inspect training data.", no_args_is_help=True)
 models_app = typer.Typer(help="Base models: aliases, local paths, Hugging Face ids.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", show_default=False)]
 Overrides = Annotated[list[str] | None, typer.Argument(help="key.sub=value overrides, e.g. train.max_steps=5",

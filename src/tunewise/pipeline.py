@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 
 from tunewise.config import Config, dump_config, load_config
+from tunewise.console import make_console
 from tunewise.errors import ConfigError, TunewiseError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Prepared", "evaluate", "find_run_dir", "prepare_data", "run", "train"]
 
-console = Console()
+console = make_console()
 
 
 @dataclass

@@ -10,8 +10,46 @@ from types import FrameType
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
-__all__ = ["GracefulInterrupt", "MetricsLog"]
+__all__ = ["GracefulInterrupt", "MetricsLog", "Progress", "progress_line"]
+
+# Logged key -> (shown name, format); keys not listed are left to metrics.jsonl.
+_SHOWN = {"loss": ("loss", ".4f"), "eval_loss": ("eval loss", ".4f"), "learning_rate": ("lr", ".2e"),
+          "grad_norm": ("grad norm", ".3g")}
+
+
+def progress_line(step: int, max_steps: int, logs: dict[str, Any], tokens_per_s: float | None) -> str:
+    """One readable line per log: `step 25/114  loss 1.2345  lr 4.87e-04  212 tokens/s`."""
+    parts = [f"step {step}/{max_steps}"]
+    parts += [f"{name} {logs[key]:{fmt}}" for key, (name, fmt) in _SHOWN.items()
+              if isinstance(logs.get(key), (int, float))]
+    if tokens_per_s:
+        parts.append(f"{tokens_per_s:.0f} tokens/s")
+    return "  ".join(parts)
+
+
+class Progress(ProgressCallback):
+    """The Trainer's progress bar, with one readable line per log instead of a raw dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: tuple[float, int] | None = None
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not (state.is_world_process_zero and self.training_bar is not None and logs):
+            return
+        now, tokens = time.monotonic(), int(state.num_input_tokens_seen or 0)
+        rate = None
+        if self._last is not None and now > self._last[0] and tokens > self._last[1]:
+            rate = (tokens - self._last[1]) / (now - self._last[0])
+        if "loss" not in logs:  # an eval log: the rate is reported per training interval only
+            rate = None
+        else:
+            self._last = (now, tokens)
+        if any(key in logs for key in _SHOWN):
+            self.training_bar.write(progress_line(state.global_step, state.max_steps, logs, rate))
 
 
 class MetricsLog(TrainerCallback):

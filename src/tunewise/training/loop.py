@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tunewise.config import TrainConfig
-from tunewise.training.callbacks import GracefulInterrupt, MetricsLog
+from tunewise.training.callbacks import GracefulInterrupt, MetricsLog, Progress
 from tunewise.training.collate import PadCollator
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         resume: continue from the newest checkpoint in `run_dir/checkpoints`.
     """
     from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import ProgressCallback
 
     checkpoints = run_dir / "checkpoints"
     start_from = last_checkpoint(checkpoints) if resume else None
@@ -150,6 +151,8 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         processing_class=tokenizer,
         callbacks=[metrics, interrupt],
     )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(Progress())
     if on_cpu:
         # Two physical cores: more threads than cores only adds contention.
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
