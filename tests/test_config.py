@@ -129,7 +129,8 @@ def test_every_config_key_is_documented() -> None:
     def keys(model, prefix: str):
         for name, field in model.model_fields.items():
             annotation = field.annotation
-            if get_origin(annotation) is list and issubclass(get_args(annotation)[0], BaseModel):
+            if (get_origin(annotation) is list and isinstance(get_args(annotation)[0], type)
+                    and issubclass(get_args(annotation)[0], BaseModel)):
                 yield f"{prefix}{name}"
                 yield from keys(get_args(annotation)[0], f"{prefix}{name}[].")
             elif isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -75,14 +75,54 @@ def run(config: ConfigArg, overrides: Overrides = None) -> None:
 
 
 @app.command()
+def cv(config: ConfigArg, overrides: Overrides = None,
+       folds: Annotated[int, typer.Option("--folds", "-k", help="How many folds (K ≥ 2): K trainings.")] = 5,
+       dedup_threshold: Annotated[float, typer.Option(
+           help="Jaccard similarity (word 3-grams) from which rows are near duplicates, kept in one fold.")] = 0.8,
+       suites: Annotated[bool, typer.Option(
+           "--suites/--no-suites", help="Score eval.suites in every fold (--no-suites: eval loss only).")] = True,
+       resume: Annotated[Path | None, typer.Option(
+           help="Continue this cross-validation directory; finished folds are kept.", show_default=False)] = None,
+       ) -> None:
+    """K-fold cross-validation: train on K-1 folds, evaluate on the other, mean ± std over folds."""
+    from tunewise.config import load_config
+    from tunewise.cv import cross_validate
+
+    cross_validate(load_config(config, overrides), config, folds=folds, dedup_threshold=dedup_threshold,
+                   suites=suites, resume=resume)
+
+
+@app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)]) -> None:
     """Rebuild report.html (and plots/*.png) of a run from its files."""
     from tunewise.report import build_report, verdict
+    from tunewise.tracking import log_report
 
     path = build_report(run_dir)
+    log_report(run_dir)
     for line in verdict(run_dir):
         console.print(line, highlight=False)
     console.print(f"report: {path}")
+
+
+@app.command("runs")
+def runs(target: Annotated[Path | None, typer.Argument(
+             help="A folder of run directories (default runs/), or a config file (its output.dir).",
+             show_default=False)] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False) -> None:
+    """List the runs, newest first: status, steps, eval loss base → tuned, suite changes, pitfalls."""
+    import json
+
+    from tunewise.runs import find_runs, print_runs, runs_folder
+
+    folder = runs_folder(target)
+    rows, skipped = find_runs(folder)
+    if as_json:
+        payload = {"folder": str(folder), "runs": [r.to_dict() for r in rows],
+                   "skipped": [{"path": path, "reason": reason} for path, reason in skipped]}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        print_runs(rows, skipped, folder, console)
 
 
 @data_app.command("preview")
@@ -104,6 +144,22 @@ def data_preview(config: ConfigArg, overrides: Overrides = None,
         console.print(f"{len(prepared.rejects)} rows set aside:")
         for reject in prepared.rejects[:10]:
             console.print(f"  {reject.source}: {reject.reason}")
+
+
+@data_app.command("check")
+def data_check(config: ConfigArg, overrides: Overrides = None) -> None:
+    """Look for duplicate rows, eval/test rows leaked from training, and eval suites the training
+    data contains; exit 2 when a finding named in data.check.block_on is found."""
+    from tunewise.config import load_config
+    from tunewise.pipeline import check_prepared, load_tokenizer_for, prepare_data
+
+    cfg = load_config(config, overrides)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"check": cfg.data.check.model_copy(update={"enabled": True})})})
+    prepared = prepare_data(cfg, load_tokenizer_for(cfg))
+    console.print(f"{len(prepared.train)} train / {len(prepared.eval)} eval / {len(prepared.test)} test rows"
+                  + (f"; {len(prepared.rejects)} rows set aside when reading" if prepared.rejects else ""))
+    check_prepared(cfg, prepared)
 
 
 @models_app.command("list")

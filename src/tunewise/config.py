@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tunewise.errors import ConfigError
 
 __all__ = [
+    "CheckConfig",
+    "BaselinesConfig",
     "Config",
     "DataConfig",
     "EvalConfig",
@@ -67,6 +69,21 @@ class SplitConfig(Section):
 Shape = Literal["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "text"]
 
 
+CheckKind = Literal["duplicates", "eval_leakage", "test_leakage", "contamination"]
+
+
+class CheckConfig(Section):
+    """The data check before training: duplicates, leakage into eval/test, suite contamination."""
+
+    enabled: bool = True
+    near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    """Estimated Jaccard similarity of word 3-gram sets at which two rows count as near duplicates."""
+    contamination_ngram: Annotated[int, Field(ge=4)] = 8
+    """An eval-suite item sharing this many consecutive words with a training row is contaminated."""
+    block_on: list[CheckKind] = Field(default_factory=list)
+    """Findings that stop the run before training (exit 2), e.g. [eval_leakage, contamination]."""
+
+
 class DataConfig(Section):
     """Where the data is and how it becomes training tokens."""
 
@@ -84,6 +101,7 @@ class DataConfig(Section):
     train_on: Literal["all_assistant", "last_assistant", "everything"] = "all_assistant"
     on_bad_rows: Literal["error", "skip"] = "error"
     """`skip` writes each bad row with its reason to rejects.jsonl in the run directory."""
+    check: CheckConfig = Field(default_factory=CheckConfig)
 
 
 class LoraConfig(Section):
@@ -146,6 +164,21 @@ def _default_suites() -> list[SuiteConfig]:
     return [SuiteConfig(name=n) for n in ("general_knowledge", "chat", "safety", "bias_pairs")]
 
 
+class BaselinesConfig(Section):
+    """The base model given training examples in its prompt: was fine-tuning worth it?
+
+    Both apply to the task measurements only (the eval rows and `task` suites), never to the
+    general, safety or bias suites.
+    """
+
+    few_shot: Annotated[int, Field(ge=0)] = 3
+    """k training examples drawn at random (the same for every row) as earlier chat turns; 0 = off."""
+    retrieval: Annotated[int, Field(ge=0)] = 3
+    """k training examples nearest to each prompt by BM25, as earlier chat turns; 0 = off."""
+    seed: int = 0
+    """Seed of the few-shot draw."""
+
+
 class EvalConfig(Section):
     """What `tunewise eval` and the end of `tunewise run` measure, base and tuned side by side."""
 
@@ -168,14 +201,20 @@ class EvalConfig(Section):
     generations: Annotated[int, Field(ge=0)] = 4
     """How many eval prompts to answer by greedy generation, base and tuned."""
     max_new_tokens: Annotated[int, Field(gt=0)] = 64
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    """Cheaper alternatives to fine-tuning, scored on the same task measurements as base and tuned."""
 
 
 class OutputConfig(Section):
-    """Where the run directory goes."""
+    """Where the run directory goes, and which experiment trackers get a copy of the run."""
 
     dir: str = "runs"
     name: str | None = None
     """Run directory name; default `<config name>-<timestamp>`."""
+    tracking: list[Literal["mlflow", "tensorboard"]] = Field(default_factory=lambda: ["mlflow"])
+    """Experiment trackers fed while training and evaluating; [] turns tracking off."""
+    mlflow_uri: str | None = None
+    """MLflow tracking URI; None: `sqlite:///<output.dir>/mlflow.db` (absolute), nothing to start."""
 
 
 class Config(Section):

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from tunewise.data import Example, RenderStats, Reject, Rendered
+    from tunewise.data.check import DataCheck
 
-__all__ = ["Prepared", "evaluate", "find_run_dir", "prepare_data", "run", "train"]
+__all__ = ["Prepared", "check_prepared", "evaluate", "find_run_dir", "prepare_data", "report_check", "run", "train"]
 
 console = make_console()
 
@@ -39,6 +40,9 @@ class Prepared:
     eval_examples: list[Example]
     stats: dict[str, RenderStats]
     rejects: list[Reject] = field(default_factory=list)
+    train_examples: list[Example] = field(default_factory=list)
+    """The training rows kept, as examples: the pool the few-shot and retrieval baselines draw from."""
+    test_examples: list[Example] = field(default_factory=list)
 
 
 def load_tokenizer_for(config: Config) -> PreTrainedTokenizerBase:
@@ -78,19 +82,49 @@ def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared
 
     rendered: dict[str, list[Rendered]] = {}
     stats: dict[str, RenderStats] = {}
-    kept_eval: list[Example] = []
+    kept: dict[str, list[Example]] = {}
     for name, examples in (("train", train_ex), ("eval", eval_ex), ("test", test_ex)):
         rows, stat, dropped = render_all(examples, tokenizer, train_on=data.train_on, max_length=data.max_length)
         rendered[name], stats[name] = rows, stat
         rejects.extend(dropped)
-        if name == "eval":
-            kept = {r.source for r in rows}
-            kept_eval = [ex for ex in examples if ex.source in kept]
+        sources = {r.source for r in rows}
+        kept[name] = [ex for ex in examples if ex.source in sources]
     if not rendered["train"]:
         raise TunewiseError(f"{data.train}: no training row has a trained token left after rendering "
                             f"(max_length={data.max_length}); see the rejected rows with `tunewise data preview`.")
     return Prepared(train=rendered["train"], eval=rendered["eval"], test=rendered["test"],
-                    eval_examples=kept_eval, stats=stats, rejects=rejects)
+                    eval_examples=kept["eval"], stats=stats, rejects=rejects, train_examples=kept["train"],
+                    test_examples=kept["test"])
+
+
+def check_prepared(config: Config, data: Prepared) -> DataCheck | None:
+    """Run the data check on prepared rows, print what it found, and stop on a blocking finding.
+
+    Returns None when `data.check.enabled` is false.
+    """
+    from tunewise.data.check import check_data, suite_texts
+
+    if not config.data.check.enabled:
+        return None
+    return report_check(check_data(data.train_examples, {"eval": data.eval_examples, "test": data.test_examples},
+                                   config, suites=suite_texts(config)))
+
+
+def report_check(check: DataCheck) -> DataCheck:
+    """Print what the data check found; raise when a finding is listed in `data.check.block_on`."""
+    if not check.findings:
+        console.print("data check: no duplicates, no leakage into eval/test, no suite contamination")
+    for finding in check.findings:
+        blocking = finding.kind in check.block_on
+        console.print(f"[{'red' if blocking else 'yellow'}]data check, {finding.kind}:[/] {finding.message}",
+                      highlight=False)
+        for example in finding.examples[:3]:
+            console.print(f"    {example}", highlight=False)
+    if check.blocking:
+        kinds = ", ".join(f.kind for f in check.blocking)
+        raise TunewiseError(f"data check: {kinds} found and data.check.block_on stops the run on it (see above). "
+                            f"Fix the data, or take {kinds} out of data.check.block_on to train anyway.")
+    return check
 
 
 def _stem(config_path: str | Path | None) -> str:
@@ -103,7 +137,8 @@ def find_run_dir(config: Config, config_path: str | Path | None, *, must_exist: 
     if config.output.name:
         path = base / config.output.name
         return path if path.exists() or not must_exist else None
-    runs = sorted(p for p in base.glob(f"{_stem(config_path)}-*") if p.is_dir())
+    # Only run directories (they hold config.yaml): `tunewise cv` writes `<stem>-cv-<timestamp>/` beside them.
+    runs = sorted(p for p in base.glob(f"{_stem(config_path)}-*") if (p / "config.yaml").is_file())
     return runs[-1] if runs else None
 
 
@@ -150,6 +185,8 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
     from tunewise.data import write_rejects
     from tunewise.methods import METHODS, count_parameters
     from tunewise.models import load_model
+    from tunewise.tracking import Tracker
+    from tunewise.training.callbacks import TrackMetrics
     from tunewise.training.loop import fit
 
     resume = config.train.resume
@@ -163,6 +200,7 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
 
     tokenizer = load_tokenizer_for(config)
     data = prepare_data(config, tokenizer)
+    check = check_prepared(config, data) if not resume else None
     console.print(f"data: {len(data.train)} train / {len(data.eval)} eval / {len(data.test)} test rows, "
                   f"{data.stats['train'].tokens_trained} trained tokens per epoch"
                   + (f", {len(data.rejects)} rows set aside (rejects.jsonl)" if data.rejects else ""))
@@ -175,14 +213,25 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
 
     fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    tracker: Tracker | None = None
     try:
         dump_config(config, run_dir / "config.yaml")
         _write_json(run_dir / "data_stats.json", {k: asdict(v) for k, v in data.stats.items()})
         if data.rejects:
             write_rejects(data.rejects, run_dir / "rejects.jsonl")
+        if check is not None:
+            _write_json(run_dir / "data_check.json", check.to_dict())
         console.print(f"run directory: {run_dir}")
-        result = fit(model, tokenizer, data.train, data.eval, config.train, run_dir, resume=resume)
-    except BaseException:
+        # Tracking never stops a run: a tracker that fails is switched off with a warning.
+        tracker = Tracker.open(config, run_dir, experiment=Path(config_path).stem if config_path else None)
+        if tracker.describe():
+            console.print(f"tracking: {tracker.describe()}", highlight=False)
+        tracker.log_files(run_dir / "config.yaml")
+        result = fit(model, tokenizer, data.train, data.eval, config.train, run_dir, resume=resume,
+                     callbacks=[TrackMetrics(tracker)])
+    except BaseException as err:
+        if tracker is not None:
+            tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         # Nothing resumable was written: leave no half-made run directory behind.
         if fresh and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -191,7 +240,12 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
     summary = {**asdict(result), "trainable_parameters": trainable, "total_parameters": total,
                "trainable_percent": 100 * trainable / total, "method": config.method.type}
     _write_json(run_dir / "train_summary.json", summary)
+    tracker.log_metrics({f"cost/{key}": summary[key] for key in
+                         ("tokens_per_s", "wall_s", "peak_rss_mb", "tokens_seen", "trainable_parameters")},
+                        step=result.steps)
+    tracker.log_files(run_dir / "train_summary.json")
     if result.interrupted:
+        tracker.close("KILLED")
         console.print(f"[yellow]Stopped at step {result.steps}; checkpoint saved in {result.checkpoint}.[/]\n"
                       f"Continue with: tunewise train {config_path or 'CONFIG'} train.resume=true "
                       f"output.name={run_dir.name}")
@@ -199,6 +253,7 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
     adapter_dir = run_dir / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    tracker.close("FINISHED")
     console.print(f"trained {result.steps} steps in {result.wall_s:.0f}s "
                   f"({result.tokens_per_s:.0f} tokens/s, peak memory {result.peak_rss_mb:.0f} MB); "
                   f"adapter saved to {adapter_dir}")
@@ -270,11 +325,14 @@ def _run_config(run_dir: Path) -> Path:
 
 def _compare_and_save(config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
                       data: Prepared | None) -> dict[str, Any]:
+    from tunewise.evaluation.baselines import ShotPool, score_eval_rows
     from tunewise.evaluation.compare import compare
     from tunewise.evaluation.suite_eval import evaluate_suites
+    from tunewise.tracking import log_eval
 
     summary: dict[str, Any] = {}
     sides = ("base", "tuned") if run_dir is not None else ("base",)
+    pool: ShotPool | None = None
     if data is not None:
         rows, examples = data.eval, data.eval_examples
         if config.eval.limit:
@@ -282,18 +340,38 @@ def _compare_and_save(config: Config, run_dir: Path | None, model: Any, tokenize
         if not rows:
             raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
         console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
-        summary = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
-                          generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens).to_dict()
+        comparison = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
+                             generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens)
+        summary = comparison.to_dict()
         _print_comparison(summary)
+        baselines = config.eval.baselines
+        if run_dir is not None and (baselines.few_shot or baselines.retrieval):
+            # Was fine-tuning worth it? The base model with training examples in its prompt.
+            pool = ShotPool(data.train_examples, baselines)
+            summary["baselines"] = {**pool.describe(), "eval_rows": None, "suites": [], "notes": pool.notes}
+            if pool.variants:
+                console.print("scoring the cheaper alternatives (base model + training examples in the prompt) ...")
+                summary["baselines"]["eval_rows"] = score_eval_rows(
+                    model, tokenizer, examples, pool, train_on=config.data.train_on,
+                    batch_size=config.eval.batch_size, generations=config.eval.generations,
+                    max_new_tokens=config.eval.max_new_tokens, bootstrap=config.eval.bootstrap,
+                    confidence=config.eval.confidence, seed=config.train.seed,
+                    log=lambda line: console.print(line, highlight=False), scored=(rows, comparison.per_row))
     if config.eval.suites:
         console.print(f"scoring {len(config.eval.suites)} suites ({' and '.join(sides)}) ...")
         results = evaluate_suites(model, tokenizer, config.eval, sides=sides, seed=config.train.seed,
-                                  log=lambda line: console.print(line, highlight=False))
+                                  log=lambda line: console.print(line, highlight=False), pool=pool)
         summary["suites"] = [r.to_dict() for r in results]
+        if "baselines" in summary:
+            summary["baselines"]["suites"] = [s["extra"].pop("baselines") for s in summary["suites"]
+                                              if "baselines" in s["extra"]]
         _print_suites(summary["suites"], config.eval.confidence)
+    if "baselines" in summary:
+        _print_baselines(summary, config.eval.confidence)
     if run_dir is not None:
         _write_json(run_dir / "eval_summary.json", summary)
         console.print(f"eval summary: {run_dir / 'eval_summary.json'}")
+        log_eval(config, run_dir, summary)
     return summary
 
 
@@ -318,6 +396,39 @@ def _print_suites(results: list[dict[str, Any]], confidence: float) -> None:
     console.print(table)
 
 
+def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
+    from tunewise.report.card import worth_it
+
+    block = summary["baselines"]
+    pct = f"{100 * confidence:.0f}%"
+
+    def fmt(iv: dict[str, float] | None, signed: bool = False) -> str:
+        if not iv:
+            return "-"
+        sign = "+" if signed else ""
+        return f"{iv['value']:{sign}.3f} [{iv['low']:{sign}.3f}, {iv['high']:{sign}.3f}]"
+
+    measures = []
+    if block.get("eval_rows"):
+        measures.append(("eval rows, answer loss", block["eval_rows"]["variants"], block["eval_rows"]["tuned_vs"],
+                         "loss"))
+    measures += [(f"{s['name']}, {s['metric']}", s["variants"], s["tuned_vs"], None) for s in block.get("suites", [])]
+    for title, variants, tuned_vs, key in measures:
+        table = Table(title=f"was fine-tuning worth it? {title} (value [{pct} interval])")
+        for column in ("model and prompt", "value", "tuned − this"):
+            table.add_column(column, justify="left" if column == "model and prompt" else "right")
+        for name in ("base", "few_shot", "retrieval", "tuned"):
+            if name in variants:
+                part = variants[name]
+                table.add_row(part["label"], fmt(part[key] if key else part),
+                              fmt(tuned_vs.get(name), signed=True) if name != "tuned" else "")
+        console.print(table)
+    for beat, line in worth_it(summary) or []:
+        console.print(f"[{'green' if beat else 'red'}]{line}[/]", highlight=False)
+    for note in block.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 def _print_comparison(summary: dict[str, Any]) -> None:
     table = Table(title="base vs tuned (eval rows)")
     for column in ("metric", "base", "tuned", "change"):
@@ -338,11 +449,13 @@ def run(config: Config, config_path: str | Path | None = None) -> Path:
     Returns the run directory.
     """
     from tunewise.report import build_report, verdict
+    from tunewise.tracking import log_report
 
     trained = _train(config, config_path)
     # The freshly trained model and rendered rows are still in memory: no reload, no re-render.
     _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
     report = build_report(trained.run_dir)
+    log_report(trained.run_dir, config)
     for line in verdict(trained.run_dir):
         console.print(line, highlight=False)
     console.print(f"report card: {report}")

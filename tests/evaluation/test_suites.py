@@ -365,10 +365,11 @@ def test_arc_easy_loads_as_multiple_choice() -> None:
 def _as_hf_arc(row: dict[str, Any]) -> dict[str, Any]:
     """An ARC row in the Hugging Face `allenai/ai2_arc` layout: nested choices, a letter key."""
     labels = ["A", "B", "C", "D", "E"][: len(row["choices"])]
-    return {"id": f"q{hash(row['query']) & 0xFFFF}", "question": row["query"],
+    return {"id": f"q{len(row['query'])}", "question": row["query"],
             "choices": {"text": row["choices"], "label": labels}, "answerKey": labels[row["gold"]]}
 
 
+@pytest.mark.integration
 def test_hf_dataset_by_name_maps_the_arc_layout_through_the_datasets_library(tmp_path: Path) -> None:
     """`hf:` goes through `datasets.load_dataset`; a local dataset folder keeps the test offline."""
     from tunewise.evaluation.suite import HF_PRESETS

@@ -17,9 +17,9 @@ from tunewise.errors import TunewiseError
 from tunewise.report import build_report, card, verdict
 from tunewise.report.card import Curves, overfitting_onset
 
-SECTION_IDS = ("verdict", "summary", "curves", "task", "general", "safety", "generations", "cost")
-HEADINGS = ("Verdict", "Run summary", "Learning curves", "Task metrics vs base", "General capability vs base",
-            "Safety and bias vs base", "Sample generations", "Cost")
+SECTION_IDS = ("verdict", "summary", "curves", "task", "baselines", "general", "safety", "generations", "cost")
+HEADINGS = ("Verdict", "Run summary", "Learning curves", "Task metrics vs base", "Was fine-tuning worth it?",
+            "General capability vs base", "Safety and bias vs base", "Sample generations", "Cost")
 ONSET_STEP = 300  # the synthetic run's eval loss bottoms out at step 250 and is 2.8 % higher at 300
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,6 +63,40 @@ SUITES = [
     _suite("benign-over-refusal", "safety", "safety", "over_refusal_rate", False, 100, 0.06, 0.05, 0.05, 0.71),
     _suite("paired-stereotypes", "bias", "bias", "stereotype_preference", None, 150, 0.56, 0.58, 0.05, 0.44),
 ]
+
+
+def _loss(value: float, half_width: float) -> dict:
+    return {"value": value, "low": value - half_width, "high": value + half_width}
+
+
+def _baselines(few_shot: float = 2.010, retrieval: float = 1.900, half_width: float = 0.05) -> dict:
+    """The eval rows' loss with 3 examples in the prompt; tuned 1.752 as in eval_summary.json."""
+    variants = {"base": (2.214, 0), "few_shot": (few_shot, 3), "retrieval": (retrieval, 3), "tuned": (1.752, 0)}
+    labels = {"base": "base model, zero-shot", "few_shot": "base model + 3 training examples in the prompt",
+              "retrieval": "base model + 3 retrieved training examples", "tuned": "fine-tuned model, zero-shot"}
+    return {
+        "few_shot": {"k": 3, "seed": 0}, "retrieval": {"k": 3},
+        "eval_rows": {
+            "rows": 178, "tokens": 26700, "left_out": 0,
+            "variants": {name: {"label": labels[name], "loss": _loss(v, 0.08), "perplexity": math.exp(v),
+                                "examples": float(k)} for name, (v, k) in variants.items()},
+            "tuned_vs": {name: {**_loss(1.752 - v, half_width), "p_value": 0.001}
+                         for name, (v, _) in variants.items() if name != "tuned"},
+            "samples": [{"prompt": "How do I reset my password?", "reference": "Open Settings → Account.",
+                         "few_shot": "Try the 'forgot password' link.", "few_shot_examples": 3,
+                         "retrieval": "Open Settings, then Account.", "retrieval_examples": 3}]},
+        "suites": [{"name": "support-answers", "kind": "generation", "metric": "contains", "higher_is_better": True,
+                    "n": 200, "variants": {"base": {"label": labels["base"], **_loss(0.22, 0.04), "examples": 0.0},
+                                           "few_shot": {"label": labels["few_shot"], **_loss(0.35, 0.04),
+                                                        "examples": 3.0},
+                                           "retrieval": {"label": labels["retrieval"], **_loss(0.48, 0.04),
+                                                         "examples": 3.0},
+                                           "tuned": {"label": labels["tuned"], **_loss(0.61, 0.04), "examples": 0.0}},
+                    "tuned_vs": {"base": {**_loss(0.39, 0.08), "p_value": 1e-6},
+                                 "few_shot": {**_loss(0.26, 0.07), "p_value": 1e-6},
+                                 "retrieval": {**_loss(0.13, 0.06), "p_value": 1e-4}}}],
+        "notes": [],
+    }
 
 
 def _metrics() -> list[dict]:
@@ -125,6 +159,7 @@ def write_run(run_dir: Path, *, full: bool = True, config: dict | None = None) -
              "base": "The capital of Australia is Canberra.", "tuned": "The capital of Australia is Sydney."},
         ],
         "suites": SUITES,
+        "baselines": _baselines(),
     })
     return run_dir
 
@@ -147,12 +182,13 @@ def test_full_report_has_every_section_and_embeds_its_plots(full_report: Path) -
         _section(page, sid)
     assert [m.group(1) for m in re.finditer(r'<section id="(\w+)">', page)] == list(SECTION_IDS)
     images = re.findall(r"<img [^>]*>", page)
-    assert len(images) == 4  # curves, task deltas, general deltas, safety+bias deltas
+    assert len(images) == 5  # curves, task deltas, baselines, general deltas, safety+bias deltas
     assert all('src="data:image/png;base64,' in img for img in images)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "could not be rendered" not in page
     plots = sorted(p.name for p in (full_report.parent / "plots").iterdir())
-    assert plots == ["general_deltas.png", "learning_curves.png", "safety_bias_deltas.png", "task_deltas.png"]
+    assert plots == ["baselines.png", "general_deltas.png", "learning_curves.png", "safety_bias_deltas.png",
+                     "task_deltas.png"]
     assert all((full_report.parent / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
 
 
@@ -166,7 +202,12 @@ def test_verdict_names_gains_overfitting_onset_and_forgetting(full_report: Path)
     assert "3 row(s) were set aside" in text and "fix the rows listed in rejects.jsonl" in text
     assert "48 of 1600 training rows (3.0%)" in text
     assert "Try next" in text and "KL-to-base" in text and "fewer epochs" in text
-    assert "Checked and did not fire: safety regression, bias shift, no task gain, interrupted run." in text
+    assert ("The fine-tune beat both cheaper alternatives on the eval loss: 1.752 vs 2.010 with 3 training examples "
+            "in the prompt and 1.900 with 3 retrieved training examples.") in text
+    assert ("The fine-tune beat both cheaper alternatives on support-answers (contains): 0.610 vs 0.350 with 3 "
+            "training examples in the prompt and 0.480 with 3 retrieved training examples.") in text
+    assert ("Checked and did not fire: safety regression, bias shift, no task gain, cheaper alternative as good, "
+            "interrupted run.") in text
 
     lines = verdict(full_report.parent)
     assert lines[0] == ("The fine-tune gained, at a cost: 4 pitfalls fired — overfitting, forgetting, "
@@ -195,6 +236,53 @@ def test_summary_generations_and_cost_show_the_run(full_report: Path) -> None:
     assert gens.count('class="sample"') == 3 and "Canberra" in gens and "Sydney" in gens
     cost = _section(page, "cost")
     assert "30 min 43 s" in cost and "1,843,200" in cost and "1,000 tokens/s" in cost and "3.05 GB" in cost
+
+
+def test_baselines_section_compares_every_variant_on_the_same_answers(full_report: Path) -> None:
+    section = _section(full_report.read_text(encoding="utf-8"), "baselines")
+    text = re.sub(r"<[^>]+>", " ", section)
+    for label in ("base model, zero-shot", "base model + 3 training examples in the prompt",
+                  "base model + 3 retrieved training examples", "fine-tuned model, zero-shot"):
+        assert label in text
+    assert "The same 26,700 answer tokens of 178 eval rows" in text
+    # Δ is from the fine-tune's side: lower loss than the alternative is good.
+    assert re.search(r'class="num good">-0\.258', section) and re.search(r'class="num good">-0\.148', section)
+    assert "Task suite support-answers" in text and re.search(r'class="num good">\+0\.260', section)
+    assert "Open Settings, then Account." in text  # the retrieval variant's sample answer
+    assert section.count("<img ") == 1
+
+
+@pytest.mark.parametrize(("few_shot", "retrieval", "expected"), [
+    (2.010, 1.760, "The base model with 3 retrieved training examples did as well as the fine-tune on the eval "
+                   "loss: 1.760 vs 1.752, tuned − it -0.008 [-0.058, +0.042] (includes 0). Consider retrieval "
+                   "augmentation (RAG) instead of fine-tuning; it did beat the base model with 3 training "
+                   "examples in the prompt (2.010)."),
+    (1.600, 2.200, "The base model with 3 training examples in the prompt beat the fine-tune on the eval loss: "
+                   "1.600 vs 1.752, tuned − it +0.152 [+0.102, +0.202]. Consider a few-shot prompt instead of "
+                   "fine-tuning; it did beat the base model with 3 retrieved training examples (2.200)."),
+])
+def test_a_cheaper_alternative_as_good_as_the_fine_tune_is_a_pitfall(tmp_path: Path, few_shot: float,
+                                                                      retrieval: float, expected: str) -> None:
+    run_dir = write_run(tmp_path / "run")
+    summary = json.loads((run_dir / "eval_summary.json").read_text())
+    summary["baselines"] = _baselines(few_shot=few_shot, retrieval=retrieval)
+    (run_dir / "eval_summary.json").write_text(json.dumps(summary))
+    lines = verdict(run_dir)
+    assert "cheaper alternative as good" in lines[0]
+    assert f"{expected} Try next: if the alternative is good enough" in "\n".join(lines)
+    page = build_report(run_dir).read_text(encoding="utf-8")
+    assert '<p class="bad">' in _section(page, "baselines")
+
+
+def test_run_evaluated_without_baselines_says_how_to_measure_them(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run")
+    summary = json.loads((run_dir / "eval_summary.json").read_text())
+    del summary["baselines"]
+    (run_dir / "eval_summary.json").write_text(json.dumps(summary))
+    lines = verdict(run_dir)
+    assert any(line.startswith("Cheaper alternative as good: not measured in this run") and
+               "eval.baselines.few_shot" in line for line in lines)
+    assert "not measured in this run" in _section(build_report(run_dir).read_text(encoding="utf-8"), "baselines")
 
 
 def test_run_with_only_config_and_metrics_builds_and_says_not_measured(tmp_path: Path) -> None:
@@ -324,7 +412,7 @@ def test_chromium_renders_every_section(full_report: Path, tmp_path: Path) -> No
     for sid, heading in zip(SECTION_IDS, HEADINGS, strict=True):
         assert f'id="{sid}"' in dom
         assert heading in dom
-    assert dom.count('src="data:image/png;base64,') == 4
+    assert dom.count('src="data:image/png;base64,') == 5
 
 
 def test_chromium_screenshot(full_report: Path, tmp_path: Path) -> None:

@@ -7,6 +7,9 @@ The path from a user's file to what the model trains on, in order:
     # shapes.py: chat / alpaca / sharegpt / prompt_completion / text -> Example
     examples, rejects = load_examples("data/train.jsonl", on_bad_rows="skip")
     train, eval_, test = split_examples(examples, eval_fraction=0.1, test_fraction=0.1, seed=0)
+    # dedup.py: exact and near duplicates (MinHash LSH, verified Jaccard); leakage between sets
+    clusters = near_duplicate_clusters([example_text(ex) for ex in examples], threshold=0.8)
+    leaked = cross_duplicates([example_text(ex) for ex in train], [example_text(ex) for ex in eval_])
     # templates.py: the model's own chat template, or a named one; ids + loss mask
     resolve_chat_template(tokenizer, None)
     rendered, stats, too_long = render_all(train, tokenizer, max_length=2048)
@@ -14,6 +17,13 @@ The path from a user's file to what the model trains on, in order:
     preview(rendered, tokenizer, stats, n=3)
 """
 
+from tunewise.data.dedup import (
+    DuplicatePair,
+    cross_duplicates,
+    example_text,
+    near_duplicate_clusters,
+    normalise,
+)
 from tunewise.data.io import SUPPORTED_FORMATS, Row, read_rows
 from tunewise.data.preview import preview
 from tunewise.data.shapes import (
@@ -46,14 +56,19 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "TRAIN_ON",
     "BadRow",
+    "DuplicatePair",
     "Example",
     "Reject",
     "RenderStats",
     "Rendered",
     "Row",
     "TrainOn",
+    "cross_duplicates",
     "detect_shape",
+    "example_text",
     "load_examples",
+    "near_duplicate_clusters",
+    "normalise",
     "preview",
     "read_rows",
     "render",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from tunewise.data import Example, Rendered
 
-__all__ = ["Comparison", "LossScore", "compare", "generate", "loss_on", "side"]
+__all__ = ["Comparison", "LossScore", "compare", "generate", "loss_on", "row_losses", "side"]
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Comparison:
     base: LossScore
     tuned: LossScore
     generations: list[dict[str, str]]
+    per_row: dict[str, list[tuple[float, int]]] = field(default_factory=dict, repr=False)
+    """Side -> (summed loss, trained tokens) of each row, in row order; not part of the JSON."""
 
     def to_dict(self) -> dict[str, Any]:
         delta = self.tuned.loss - self.base.loss
@@ -60,27 +62,43 @@ def side(model: PreTrainedModel, which: str) -> Iterator[PreTrainedModel]:
 
 
 @torch.no_grad()
-def loss_on(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int, batch_size: int) -> LossScore:
-    """Token-weighted mean loss of `model` on `rows`, batched by similar length."""
+def row_losses(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int,
+               batch_size: int) -> list[tuple[float, int]]:
+    """Per row, in input order: (summed next-token loss over its trained tokens, their count).
+
+    Rows are batched by similar length; padding never changes a row's numbers. Keeping the sum
+    and the count per row (rather than one mean) is what lets a bootstrap resample rows and still
+    weight every token equally.
+    """
     model.eval()
     collate = PadCollator(pad_id=pad_id)
-    total, count = 0.0, 0
-    ordered = sorted(rows, key=lambda r: len(r.input_ids))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     device = next(model.parameters()).device
-    for start in range(0, len(ordered), batch_size):
-        batch = collate([{"input_ids": r.input_ids, "labels": r.labels}
-                         for r in ordered[start:start + batch_size]])
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels} for i in chunk])
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         targets = batch["labels"][:, 1:]
         losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-            ignore_index=-100, reduction="sum")
-        total += float(losses)
-        count += int((targets != -100).sum())
+            logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
+        sums, counts = losses.sum(-1).tolist(), (targets != -100).sum(-1).tolist()
+        for i, total, count in zip(chunk, sums, counts):
+            out[i] = (float(total), int(count))
+    return out
+
+
+def loss_on(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int, batch_size: int) -> LossScore:
+    """Token-weighted mean loss of `model` on `rows`, batched by similar length."""
+    return _loss_score(row_losses(model, rows, pad_id=pad_id, batch_size=batch_size))
+
+
+def _loss_score(per_row: list[tuple[float, int]]) -> LossScore:
+    total, count = sum(s for s, _ in per_row), sum(c for _, c in per_row)
     mean = total / count if count else float("nan")
     return LossScore(loss=mean, perplexity=math.exp(mean) if count else float("nan"),
-                     tokens=count, rows=len(rows))
+                     tokens=count, rows=len(per_row))
 
 
 @torch.no_grad()
@@ -109,10 +127,11 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[Rendered],
             examples: list[Example], *, batch_size: int, generations: int, max_new_tokens: int) -> Comparison:
     """Score base and tuned on the same eval rows and answer the first `generations` prompts."""
-    scores = {}
+    scores, per_row = {}, {}
     for which in ("base", "tuned"):
         with side(model, which) as m:
-            scores[which] = loss_on(m, rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size)
+            per_row[which] = row_losses(m, rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size)
+        scores[which] = _loss_score(per_row[which])
 
     chats = [ex for ex in examples if ex.messages and ex.messages[-1]["role"] == "assistant"][:generations]
     prompts = [list(ex.messages[:-1]) for ex in chats]
@@ -123,4 +142,4 @@ def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: li
     samples = [{"prompt": p[-1]["content"], "reference": ex.messages[-1]["content"],
                 "base": b, "tuned": t}
                for p, ex, b, t in zip(prompts, chats, answers["base"], answers["tuned"])]
-    return Comparison(base=scores["base"], tuned=scores["tuned"], generations=samples)
+    return Comparison(base=scores["base"], tuned=scores["tuned"], generations=samples, per_row=per_row)

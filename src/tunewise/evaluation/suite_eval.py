@@ -23,6 +23,7 @@ import torch
 
 from tunewise.config import EvalConfig, SuiteConfig
 from tunewise.errors import ConfigError
+from tunewise.evaluation.baselines import ShotPool, context_length, suite_contexts, variant_label
 from tunewise.evaluation.compare import generate, side
 from tunewise.evaluation.metrics import Interval, Scores, bootstrap_ci, get_metric, paired_bootstrap_delta, score_delta
 from tunewise.evaluation.refusal import is_refusal
@@ -109,19 +110,25 @@ class _Scorer:
         self.tokenizer = tokenizer
         self.config = config
 
-    def answers(self, model: PreTrainedModel, prompts: list[str]) -> list[str]:
-        return generate(model, self.tokenizer, [_chat(p) for p in prompts],
+    def answers(self, model: PreTrainedModel, prompts: list[str],
+                contexts: Sequence[list[dict[str, str]]] | None = None) -> list[str]:
+        """Greedy answers; `contexts[i]` (earlier chat turns) goes before prompt i when given."""
+        chats = [[*(contexts[i] if contexts else []), *_chat(p)] for i, p in enumerate(prompts)]
+        return generate(model, self.tokenizer, chats,
                         max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size)
 
 
 def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig,
                     *, sides: Sequence[str] = ("base", "tuned"), seed: int = 0,
-                    log: Any = print) -> list[SuiteResult]:
+                    log: Any = print, pool: ShotPool | None = None) -> list[SuiteResult]:
     """Score every suite of `config` on each side of `model` (adapter off = base, on = tuned).
 
     Args:
         sides: ("base",) scores only the base model (no tuned model to compare).
         log: called with one progress line per suite and side.
+        pool: training examples for the few-shot and retrieval baselines; with a tuned side, each
+            `task` suite of kind multiple_choice or generation is also scored for the base model
+            with them in its prompt, into `extra["baselines"]` (see `tunewise.evaluation.baselines`).
     """
     suites = [(spec, load_suite(spec.name, limit=spec.limit, columns=spec.columns)) for spec in config.suites]  # fail fast on bad files
     for spec, suite in suites:
@@ -144,19 +151,66 @@ def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
             log(f"  {suite.name} ({suite.kind}, {len(suite)} items): {which} ...")
             with side(model, which) as m:
                 per_side[which] = _score_side(m, suite, spec, scorer)
-        results.extend(_summarise(suite, role, spec, per_side, boot))
+        summarised = _summarise(suite, role, spec, per_side, boot)
+        if (pool is not None and pool.variants and role == "task" and "tuned" in per_side
+                and suite.kind in ("multiple_choice", "generation")):
+            summarised[0].extra["baselines"] = _baselines(model, suite, spec, scorer, pool, per_side,
+                                                          summarised[0], boot, log)
+        results.extend(summarised)
     return results
 
 
-def _score_side(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: _Scorer) -> dict[str, Any]:
+def _baselines(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: _Scorer, pool: ShotPool,
+               per_side: dict[str, Any], result: SuiteResult, boot: dict[str, Any], log: Any) -> dict[str, Any]:
+    """The base model with training examples in its prompt on a task suite, against the fine-tune."""
+    tok = scorer.tokenizer
+    if suite.kind == "multiple_choice":
+        queries = [it["query"] for it in suite.items]
+        reserve = [max(len(tok(" " + str(c), add_special_tokens=False)["input_ids"]) for c in it["choices"])
+                   for it in suite.items]
+    else:
+        queries = [it["prompt"] for it in suite.items]
+        reserve = [scorer.config.max_new_tokens] * len(suite.items)
+    contexts = suite_contexts(pool, tok, queries, reserve=reserve, max_tokens=context_length(model))
+    variants: dict[str, Any] = {
+        "base": {"label": variant_label("base", 0), **(result.base or {}), "examples": 0.0}}
+    tuned_vs: dict[str, Any] = {"base": result.delta}
+    for variant, (ctx, mean_examples) in contexts.items():
+        label = variant_label(variant, pool.k[variant])
+        log(f"  {suite.name}: {label} ...")
+        with side(model, "base") as m:
+            scored = _score_side(m, suite, spec, scorer, contexts=ctx)
+        if suite.kind == "multiple_choice":
+            iv = bootstrap_ci(scored["acc_norm"], **boot)
+            d = paired_bootstrap_delta(scored["acc_norm"], per_side["tuned"]["acc_norm"], **boot)
+        else:
+            iv = scored["scores"].interval(**boot)
+            d = score_delta(scored["scores"], per_side["tuned"]["scores"], **boot)
+        variants[variant] = {"label": label, **_interval(iv), "examples": mean_examples}
+        tuned_vs[variant] = {"value": d.value, "low": d.low, "high": d.high, "p_value": d.p_value}
+    variants["tuned"] = {"label": variant_label("tuned", 0), **(result.tuned or {}), "examples": 0.0}
+    return {"name": result.name, "kind": suite.kind, "metric": result.metric, "higher_is_better": True,
+            "n": result.n, "variants": variants, "tuned_vs": tuned_vs}
+
+
+def _score_side(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: _Scorer,
+                contexts: Sequence[list[dict[str, str]]] | None = None) -> dict[str, Any]:
+    """Per-item scores; `contexts[i]` (chat turns) goes before item i (multiple choice and generation only).
+
+    Multiple-choice items are scored as plain text, so their context is the turns rendered
+    through the chat template, followed by the query as it stands.
+    """
     items = suite.items
+    if contexts is not None and suite.kind == "multiple_choice":
+        items = [{**it, "query": (scorer.tokenizer.apply_chat_template(ctx, tokenize=False) if ctx else "")
+                  + it["query"]} for it, ctx in zip(items, contexts)]
     if suite.kind == "multiple_choice":
         scores = score_multiple_choice(model, scorer.tokenizer, items, batch_size=scorer.config.batch_size,
                                        progress=False)
         return {"acc_norm": np.array([s.correct_norm for s in scores], float),
                 "acc": np.array([s.correct_raw for s in scores], float)}
     if suite.kind == "generation":
-        answers = scorer.answers(model, [it["prompt"] for it in items])
+        answers = scorer.answers(model, [it["prompt"] for it in items], contexts)
         refs = [it.get("answers") or [it["reference"]] for it in items]
         name = spec.metric or ("contains" if "answers" in items[0] else "rougeL")
         return {"metric": name, "scores": get_metric(name)(answers, refs), "answers": answers}

@@ -32,7 +32,7 @@ from tunewise.errors import TunewiseError
 from tunewise.report import plots
 
 __all__ = ["PITFALLS", "Curves", "Finding", "Onset", "Pitfall", "Run", "build_report", "curves", "judge",
-           "load_run", "overfitting_onset", "verdict"]
+           "load_run", "overfitting_onset", "verdict", "worth_it"]
 
 # --- Thresholds: every number the verdict uses, in one place (documented in docs/report.md). ---
 
@@ -70,11 +70,14 @@ HOW_TO_MEASURE: dict[str, str] = {
     "safety": "list safety in eval.suites (the default) and run `tunewise eval RUN_DIR`",
     "bias": "list bias_pairs in eval.suites (the default) and run `tunewise eval RUN_DIR`",
     "generations": "set eval.generations above 0 and run `tunewise eval RUN_DIR`",
+    "baselines": "keep eval.baselines.few_shot or eval.baselines.retrieval above 0 (both 3 by default) and run "
+                 "`tunewise eval RUN_DIR`",
     "train_summary": "train_summary.json is written when `tunewise train` finishes or is interrupted",
     "data_stats": "data_stats.json is written when `tunewise train` prepares the data",
 }
 
-_PLOT_NAMES = ("learning_curves.png", "task_deltas.png", "general_deltas.png", "safety_bias_deltas.png")
+_PLOT_NAMES = ("learning_curves.png", "task_deltas.png", "baselines.png", "general_deltas.png",
+               "safety_bias_deltas.png")
 
 
 # --- Reading the run directory ---
@@ -489,6 +492,115 @@ def _check_task(run: Run) -> list[str] | None:
     return fired
 
 
+# --- Was fine-tuning worth it? The fine-tune against the base model with examples in its prompt ---
+
+_ALTERNATIVES = {  # variant -> (how the prompt was built, what to consider instead)
+    "few_shot": ("{k} training examples in the prompt", "a few-shot prompt"),
+    "retrieval": ("{k} retrieved training examples", "retrieval augmentation (RAG)"),
+}
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """One task measurement with its variants: the eval loss, or a task suite's metric."""
+
+    what: str
+    higher_is_better: bool
+    digits: int
+    values: dict[str, float]
+    deltas: dict[str, tuple[float, float | None, float | None]]
+
+
+def _measures(summary: dict[str, Any]) -> list[_Measure] | None:
+    block = summary.get("baselines")
+    if not isinstance(block, dict):
+        return None
+    found = []
+    rows = block.get("eval_rows")
+    if isinstance(rows, dict) and isinstance(rows.get("variants"), dict):
+        values = {v: _interval(part.get("loss"))[0] for v, part in rows["variants"].items() if isinstance(part, dict)}
+        found.append(_Measure("the eval loss", False, 3, {v: x for v, x in values.items() if x is not None},
+                              {v: _interval(d) for v, d in (rows.get("tuned_vs") or {}).items()}))
+    for suite in block.get("suites") or []:
+        if isinstance(suite, dict) and isinstance(suite.get("variants"), dict):
+            values = {v: _interval(part)[0] for v, part in suite["variants"].items()}
+            found.append(_Measure(f"{suite.get('name', '?')} ({suite.get('metric', '?')})",
+                                  suite.get("higher_is_better") is not False, 3,
+                                  {v: x for v, x in values.items() if x is not None},
+                                  {v: _interval(d) for v, d in (suite.get("tuned_vs") or {}).items()}))
+    return [m for m in found if "tuned" in m.values and any(v in m.deltas for v in _ALTERNATIVES)] or None
+
+
+def _k(summary: dict[str, Any], variant: str) -> str:
+    part = (summary.get("baselines") or {}).get(variant)
+    k = part.get("k") if isinstance(part, dict) else None
+    return str(k) if isinstance(k, int) else "k"
+
+
+def worth_it(summary: dict[str, Any] | None) -> list[tuple[bool, str]] | None:
+    """Whether the fine-tune beat the cheaper alternatives, in plain words.
+
+    Args:
+        summary: the contents of `eval_summary.json`.
+
+    Returns:
+        One `(beat_them_all, sentence)` per task measurement (the eval loss, then each task
+        suite): True when the fine-tune beat every alternative, False when one matched or beat
+        it. "Beat" means the paired interval of tuned − alternative lies wholly on the fine-tune's
+        better side of 0; an interval that reaches 0 is "the same". None when no alternative was
+        scored.
+    """
+    measures = _measures(summary or {})
+    if measures is None:
+        return None
+    lines: list[tuple[bool, str]] = []
+    for m in measures:
+        tuned = m.values["tuned"]
+        beaten, matched, lost = [], [], []
+        for variant in _ALTERNATIVES:
+            if variant not in m.deltas or variant not in m.values:
+                continue
+            delta, low, high = m.deltas[variant]
+            better = (low is not None and low > 0) if m.higher_is_better else (high is not None and high < 0)
+            worse = (high is not None and high < 0) if m.higher_is_better else (low is not None and low > 0)
+            (beaten if better else lost if worse else matched).append(variant)
+
+        def shown(variant: str) -> str:
+            how = _ALTERNATIVES[variant][0].format(k=_k(summary or {}, variant))
+            return f"{m.values[variant]:.{m.digits}f} with {how}"
+
+        def interval(variant: str) -> str:
+            delta, low, high = m.deltas[variant]
+            if delta is None or low is None or high is None:
+                return ""
+            return f", tuned − it {delta:+.{m.digits}f} [{low:+.{m.digits}f}, {high:+.{m.digits}f}]"
+
+        if not matched and not lost:
+            both = "both cheaper alternatives" if len(beaten) == 2 else "the cheaper alternative"
+            lines.append((True, f"The fine-tune beat {both} on {m.what}: {tuned:.{m.digits}f} vs "
+                                f"{' and '.join(shown(v) for v in beaten)}."))
+            continue
+        parts = []
+        for variant in (*lost, *matched):
+            how = _ALTERNATIVES[variant][0].format(k=_k(summary or {}, variant))
+            verb = "beat the fine-tune" if variant in lost else "did as well as the fine-tune"
+            parts.append(f"the base model with {how} {verb} on {m.what}: {m.values[variant]:.{m.digits}f} vs "
+                         f"{tuned:.{m.digits}f}{interval(variant)}{'' if variant in lost else ' (includes 0)'}")
+        instead = " or ".join(_ALTERNATIVES[v][1] for v in (*lost, *matched))
+        line = "; ".join(parts)
+        line = line[0].upper() + line[1:] + f". Consider {instead} instead of fine-tuning"
+        if beaten:
+            line += "; it did beat the base model with " + " and ".join(
+                f"{_ALTERNATIVES[v][0].format(k=_k(summary or {}, v))} ({m.values[v]:.{m.digits}f})" for v in beaten)
+        lines.append((False, line + "."))
+    return lines
+
+
+def _check_baselines(run: Run) -> list[str] | None:
+    judged = worth_it(run.eval_summary)
+    return None if judged is None else [line for beat, line in judged if not beat]
+
+
 def _check_rejected(run: Run) -> list[str] | None:
     if run.rejects is None and run.data_stats is None:
         return None  # the data was never prepared; once it is, no rejects.jsonl means no rejected row
@@ -547,6 +659,10 @@ PITFALLS: tuple[Pitfall, ...] = (
             "check the loss mask and chat template (`tunewise data preview`), check that eval rows match the "
             "training task, then raise train.lr or train.epochs.",
             "eval"),
+    Pitfall("cheaper alternative as good", _check_baselines,
+            "if the alternative is good enough, use it and skip the fine-tune; otherwise make the fine-tune earn "
+            "its cost: more or more varied training data, more steps (train.epochs), a larger adapter (method.r).",
+            "baselines"),
     Pitfall("rows rejected", _check_rejected,
             "fix the rows listed in rejects.jsonl (each with its reason) and train again, or drop them knowingly.",
             "data_stats"),
@@ -583,6 +699,7 @@ def _gains(run: Run) -> list[str] | None:
         for suite in run.suites(role) or []:
             if judge(suite) == "good":
                 gains.append(f"Improved on {_change(suite)} (interval excludes 0).")
+    gains += [line for beat, line in worth_it(run.eval_summary) or [] if beat]
     return gains
 
 
@@ -703,6 +820,7 @@ summary { cursor:pointer; color:var(--accent); }
 .sample .prompt { background:var(--soft); padding:8px 12px; border-bottom:1px solid var(--border);
                   white-space:pre-wrap; overflow-wrap:anywhere; }
 .sample .cols { display:grid; grid-template-columns:repeat(3, minmax(0, 1fr)); }
+.sample .cols.four { grid-template-columns:repeat(4, minmax(0, 1fr)); }
 .sample .cols > div { padding:8px 12px; white-space:pre-wrap; overflow-wrap:anywhere; font-size:.9rem; }
 .sample .cols > div + div { border-left:1px solid var(--border); }
 .sample .label { display:block; font-size:.75rem; font-weight:700; text-transform:uppercase; letter-spacing:.04em;
@@ -716,6 +834,7 @@ _SECTIONS = (  # id, heading, link in the navigation bar
     ("summary", "Run summary", "Summary"),
     ("curves", "Learning curves", "Learning curves"),
     ("task", "Task metrics vs base", "Task"),
+    ("baselines", "Was fine-tuning worth it?", "Worth it?"),
     ("general", "General capability vs base (forgetting)", "General capability"),
     ("safety", "Safety and bias vs base", "Safety and bias"),
     ("generations", "Sample generations: base vs tuned", "Generations"),
@@ -894,15 +1013,17 @@ def _curves_html(page: _Page) -> str:
     return "".join(parts)
 
 
+def _cell(part: Any, sign: bool = False) -> str:
+    """A value with its interval under it, for a table cell."""
+    value, low, high = _interval(part)
+    text = _e(_fmt(value, sign=sign))
+    if low is not None and high is not None:
+        text += f'<span class="ci">[{_e(_fmt(low, sign=sign))}, {_e(_fmt(high, sign=sign))}]</span>'
+    return text
+
+
 def _suite_table(suites: list[dict[str, Any]]) -> str:
     head = ("suite", "metric", "n", "base", "tuned", "Δ tuned − base", "p")
-
-    def cell(part: Any, sign: bool = False) -> str:
-        value, low, high = _interval(part)
-        text = _e(_fmt(value, sign=sign))
-        if low is not None and high is not None:
-            text += f'<span class="ci">[{_e(_fmt(low, sign=sign))}, {_e(_fmt(high, sign=sign))}]</span>'
-        return text
 
     rows = []
     for s in suites:
@@ -912,8 +1033,8 @@ def _suite_table(suites: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr><td>{_e(s.get('name', '?'))}</td><td>{_e(s.get('metric', '?'))} "
             f'<span class="note">{_e(direction)}</span></td><td class="num">{_e(_int(s.get("n")))}</td>'
-            f'<td class="num">{cell(s.get("base"))}</td><td class="num">{cell(s.get("tuned"))}</td>'
-            f'<td class="num {judge(s)}">{cell(s.get("delta"), sign=True)}</td>'
+            f'<td class="num">{_cell(s.get("base"))}</td><td class="num">{_cell(s.get("tuned"))}</td>'
+            f'<td class="num {judge(s)}">{_cell(s.get("delta"), sign=True)}</td>'
             f'<td class="num">{_e(_p_value(p))}</td></tr>')
     # Fixed column widths: the suite tables of every section line up under each other.
     widths = "".join(f'<col style="width:{w}%">' for w in (22, 24, 7, 13, 13, 13, 8))
@@ -971,6 +1092,105 @@ def _task_html(page: _Page) -> str:
     else:
         parts.append(_missing("Task suites", run.hint("task")))
     return "".join(parts)
+
+
+def _variant_table(measure: str, variants: dict[str, Any], tuned_vs: dict[str, Any], *,
+                   higher_is_better: bool, value_key: str | None, perplexity: bool) -> str:
+    """One row per variant: its value with interval, and tuned − it with interval and p-value."""
+    head = ["model and prompt", measure, *(["perplexity"] if perplexity else []), "examples in prompt",
+            "Δ tuned − this", "p"]
+
+    rows = []
+    for name in ("base", *_ALTERNATIVES, "tuned"):
+        part = variants.get(name)
+        if not isinstance(part, dict):
+            continue
+        value = part.get(value_key) if value_key else part
+        delta = tuned_vs.get(name) if name != "tuned" else None
+        cls = "neutral"
+        if isinstance(delta, dict):
+            # Coloured from the fine-tune's side: green when it is better than this row.
+            cls = {"good": "good", "bad": "bad"}.get(judge({"delta": delta, "higher_is_better": higher_is_better}),
+                                                     "neutral")
+        cells = [f"<td>{_e(part.get('label', name))}</td>", f'<td class="num">{_cell(value)}</td>']
+        if perplexity:
+            cells.append(f'<td class="num">{_e(_fmt(part.get("perplexity"), 2))}</td>')
+        examples = _number(part.get("examples"))
+        cells.append(f'<td class="num">{_e("—" if not examples else f"{examples:.1f}")}</td>')
+        cells.append(f'<td class="num {cls}">{_cell(delta, sign=True) if isinstance(delta, dict) else "—"}</td>')
+        cells.append(f'<td class="num">{_e(_p_value(delta.get("p_value")) if isinstance(delta, dict) else "—")}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+
+
+def _baselines_html(page: _Page) -> str:
+    run = page.run
+    summary = run.eval_summary
+    block = (summary or {}).get("baselines")
+    if summary is None or not isinstance(block, dict):
+        return _missing("Comparison with cheaper alternatives to fine-tuning", run.hint("baselines"))
+    parts = ['<p class="note">Could the base model have done as well without training, given some of the '
+             "training data in its prompt? Two cheaper alternatives, each scored on the same items as the "
+             "fine-tune: a few-shot prompt (training examples drawn at random, the same for every prompt) and "
+             "retrieval (the training examples nearest to each prompt by BM25). The examples go in as earlier "
+             "chat turns.</p>"]
+    parts += [f'<p class="{"good" if beat else "bad"}">{_prose(line)}</p>' for beat, line in worth_it(summary) or []]
+    rows = block.get("eval_rows")
+    if isinstance(rows, dict) and isinstance(rows.get("variants"), dict):
+        variants, tuned_vs = rows["variants"], rows.get("tuned_vs") or {}
+        parts.append("<h3>Eval rows: loss of the reference answers</h3>")
+        parts.append(_variant_table("eval loss", variants, tuned_vs, higher_is_better=False,
+                                    value_key="loss", perplexity=True))
+        parts.append(f'<p class="note">The same {_e(_int(rows.get("tokens")))} answer tokens of '
+                     f"{_e(_int(rows.get('rows')))} eval rows in every row of the table; only what comes before "
+                     "them changes. Δ is green when the fine-tune is lower (better) with an interval that excludes "
+                     "0, red when higher.</p>")
+        bars = []
+        for name in ("base", *_ALTERNATIVES, "tuned"):
+            part = variants.get(name)
+            value, low, high = _interval(part.get("loss") if isinstance(part, dict) else None)
+            if value is None:
+                continue
+            bars.append(plots.DeltaBar(label=str(part.get("label", name)), value=value, low=low, high=high,
+                                       judgement="good" if name == "tuned" else "neutral"))
+        if bars:
+            parts.append(page.plot("baselines.png", plots.value_chart(bars, xlabel="eval loss (lower is better)"),
+                                   "eval loss of the base model, the cheaper alternatives and the fine-tune"))
+        parts.append(_baseline_samples(summary, rows.get("samples")))
+    else:
+        parts.append('<p class="missing">The eval rows could not be scored with examples in the prompt '
+                     "(see the notes below).</p>")
+    for suite in block.get("suites") or []:
+        if not isinstance(suite, dict) or not isinstance(suite.get("variants"), dict):
+            continue
+        parts.append(f"<h3>Task suite {_e(suite.get('name', '?'))}: {_e(suite.get('metric', '?'))} "
+                     f"(n={_e(_int(suite.get('n')))})</h3>")
+        parts.append(_variant_table(str(suite.get("metric", "value")), suite["variants"],
+                                    suite.get("tuned_vs") or {}, higher_is_better=suite.get("higher_is_better")
+                                    is not False, value_key=None, perplexity=False))
+    notes = [str(n) for n in block.get("notes") or []]
+    if notes:
+        parts.append('<ul class="note">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    return "".join(parts)
+
+
+def _baseline_samples(summary: dict[str, Any], samples: Any) -> str:
+    samples = [s for s in samples or [] if isinstance(s, dict)]
+    if not samples:
+        return ""
+    tuned = {g.get("prompt"): g.get("tuned") for g in summary.get("generations") or [] if isinstance(g, dict)}
+    block = summary.get("baselines") or {}
+    out = ['<details><summary>Sample answers with examples in the prompt</summary>']
+    for i, s in enumerate(samples, 1):
+        cols = [("reference", s.get("reference"))]
+        cols += [(_ALTERNATIVES[v][0].format(k=_k(summary, v)), s.get(v)) for v in _ALTERNATIVES
+                 if v in s and isinstance(block.get(v), dict)]
+        if s.get("prompt") in tuned:
+            cols.append(("fine-tuned", tuned[s.get("prompt")]))
+        body = "".join(f'<div><span class="label">{_e(label)}</span>{_e(text or "")}</div>' for label, text in cols)
+        out.append(f'<div class="sample"><div class="prompt"><b>{i}.</b> {_e(s.get("prompt", ""))}</div>'
+                   f'<div class="cols{" four" if len(cols) == 4 else ""}">{body}</div></div>')
+    return "".join(out) + "</details>"
 
 
 def _general_html(page: _Page) -> str:
@@ -1052,6 +1272,7 @@ _RENDERERS: dict[str, Callable[[_Page], str]] = {
     "summary": _summary_html,
     "curves": _curves_html,
     "task": _task_html,
+    "baselines": _baselines_html,
     "general": _general_html,
     "safety": _safety_html,
     "generations": _generations_html,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "DeltaBar", "delta_chart", "learning_curves"]
+__all__ = ["COLORS", "DeltaBar", "delta_chart", "learning_curves", "value_chart"]
 
 COLORS = {
     "good": "#1a7f37",
@@ -116,6 +117,25 @@ def learning_curves(train: Sequence[tuple[int, float]], train_smooth: Sequence[t
     return _png(fig)
 
 
+def _bar_axes(bars: Sequence[DeltaBar], xlabel: str) -> tuple[Figure, Any]:
+    """One horizontal bar per entry, coloured by judgement, interval as error bars, 0 marked."""
+    fig = Figure(figsize=(10, 0.55 * len(bars) + 1.3))
+    ax = fig.add_subplot()
+    _style(ax)
+    ax.grid(True, axis="x", color="#d0d7de", linewidth=0.6)
+    ax.grid(False, axis="y")
+    ys = list(range(len(bars)))[::-1]
+    below = [b.value - b.low if b.low is not None else 0.0 for b in bars]
+    above = [b.high - b.value if b.high is not None else 0.0 for b in bars]
+    ax.barh(ys, [b.value for b in bars], color=[COLORS.get(b.judgement, COLORS["neutral"]) for b in bars],
+            height=0.55, alpha=0.85, xerr=[below, above],
+            error_kw={"ecolor": "#24292f", "capsize": 4, "elinewidth": 1.2})
+    ax.axvline(0, color="#24292f", linewidth=1)
+    ax.set_yticks(ys, [b.label for b in bars], fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=10)
+    return fig, ax
+
+
 def delta_chart(bars: Sequence[DeltaBar], *, xlabel: str = "tuned − base") -> bytes:
     """Horizontal bars of tuned − base per suite, interval as error bars, 0 as a reference line.
 
@@ -126,23 +146,24 @@ def delta_chart(bars: Sequence[DeltaBar], *, xlabel: str = "tuned − base") -> 
     Returns:
         The chart as PNG bytes.
     """
-    fig = Figure(figsize=(10, 0.55 * len(bars) + 1.3))
-    ax = fig.add_subplot()
-    _style(ax)
-    ax.grid(True, axis="x", color="#d0d7de", linewidth=0.6)
-    ax.grid(False, axis="y")
-    ys = list(range(len(bars)))[::-1]
-    colors = [COLORS.get(b.judgement, COLORS["neutral"]) for b in bars]
-    below = [b.value - b.low if b.low is not None else 0.0 for b in bars]
-    above = [b.high - b.value if b.high is not None else 0.0 for b in bars]
-    ax.barh(ys, [b.value for b in bars], color=colors, height=0.55, alpha=0.85,
-            xerr=[below, above], error_kw={"ecolor": "#24292f", "capsize": 4, "elinewidth": 1.2})
-    ax.axvline(0, color="#24292f", linewidth=1)
-    ax.set_yticks(ys, [b.label for b in bars], fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=10)
+    fig, ax = _bar_axes(bars, xlabel)
     # Symmetric limits around 0: a glance tells better from worse without reading the ticks.
     reach = max([abs(b.value) for b in bars]
                 + [abs(b.low) for b in bars if b.low is not None]
                 + [abs(b.high) for b in bars if b.high is not None] + [1e-3])
     ax.set_xlim(-1.15 * reach, 1.15 * reach)
+    return _png(fig)
+
+
+def value_chart(bars: Sequence[DeltaBar], *, xlabel: str) -> bytes:
+    """Horizontal bars of one measurement per model variant, interval as error bars.
+
+    Args:
+        bars: one bar per variant, top to bottom; `judgement` colours it (`neutral` for a reference).
+        xlabel: what the values are (e.g. "eval loss (lower is better)").
+
+    Returns:
+        The chart as PNG bytes.
+    """
+    fig, _ = _bar_axes(bars, xlabel)
     return _png(fig)

@@ -1,4 +1,4 @@
-"""Trainer callbacks: the metrics log and a Ctrl-C that saves before it stops."""
+"""Trainer callbacks: the metrics log, the trackers, and a Ctrl-C that saves before it stops."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
-__all__ = ["GracefulInterrupt", "MetricsLog", "Progress", "progress_line"]
+from tunewise.tracking import metric_name
+
+if TYPE_CHECKING:
+    from tunewise.tracking import Tracker
+
+__all__ = ["GracefulInterrupt", "MetricsLog", "Progress", "TrackMetrics", "progress_line"]
 
 # Logged key -> (shown name, format); keys not listed are left to metrics.jsonl.
 _SHOWN = {"loss": ("loss", ".4f"), "eval_loss": ("eval loss", ".4f"), "learning_rate": ("lr", ".2e"),
@@ -76,6 +81,35 @@ class MetricsLog(TrainerCallback):
                   "elapsed_s": round(time.monotonic() - self._start, 2), **logs}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class TrackMetrics(TrainerCallback):
+    """Send every logged dict to the experiment trackers as it is logged (`loss` → `train/loss`,
+    `eval_loss` → `eval/loss`), with the same step as metrics.jsonl.
+
+    The Trainer's end-of-training summary (runtime, mean loss) is left out: it is not a point of
+    any curve, and the run's cost goes to the trackers from train_summary.json.
+    """
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self._sent: tuple[int, set[str]] = (-1, set())
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        self.tracker.begin_training(state.global_step)  # the checkpoint's step when resuming
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or "total_flos" in logs:  # the end-of-training summary
+            return
+        step = state.global_step
+        if self._sent[0] != step:
+            self._sent = (step, set())
+        # A train and an eval log at the same step both carry `epoch`: one point per step and name.
+        metrics = {metric_name(k): v for k, v in logs.items() if metric_name(k) not in self._sent[1]}
+        self._sent[1].update(metrics)
+        self.tracker.log_metrics(metrics, step)
 
 
 class GracefulInterrupt(TrainerCallback):

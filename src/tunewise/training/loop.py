@@ -23,7 +23,7 @@ from tunewise.training.callbacks import GracefulInterrupt, MetricsLog, Progress
 from tunewise.training.collate import PadCollator
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
     from tunewise.data import Rendered
 
@@ -92,11 +92,13 @@ def _peak_rss_mb() -> float:
 
 
 def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: list[Rendered],
-        eval_rows: list[Rendered], train: TrainConfig, run_dir: Path, *, resume: bool) -> FitResult:
+        eval_rows: list[Rendered], train: TrainConfig, run_dir: Path, *, resume: bool,
+        callbacks: list[TrainerCallback] | None = None) -> FitResult:
     """Train `model` (already wrapped by its method) and save checkpoints under `run_dir`.
 
     Args:
         resume: continue from the newest checkpoint in `run_dir/checkpoints`.
+        callbacks: more Trainer callbacks (the experiment trackers' `TrackMetrics`).
     """
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import ProgressCallback
@@ -149,7 +151,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         eval_dataset=_RowDataset(eval_rows) if eval_rows else None,
         data_collator=PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8),
         processing_class=tokenizer,
-        callbacks=[metrics, interrupt],
+        callbacks=[metrics, interrupt, *(callbacks or [])],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(Progress())
