@@ -7,7 +7,6 @@ import math
 import random
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,6 +142,12 @@ def write_run(run_dir: Path, *, full: bool = True, config: dict | None = None) -
         (1029, "not valid JSON: Expecting ',' delimiter", {"text": "{\"messages\": [ ..."}),
     )]
     (run_dir / "rejects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rejects), encoding="utf-8")
+    dump("data_check.json", {"rows": {"train": 1600, "eval": 178, "test": 0}, "threshold": 0.8, "block_on": [],
+                             "findings": [
+        {"kind": "duplicates", "count": 12, "message": "12 of 1600 training rows repeat an earlier one.",
+         "examples": ["data/support.jsonl:88 repeats data/support.jsonl:12"], "detail": {}},
+        {"kind": "eval_leakage", "count": 2, "message": "2 of 178 eval rows (nearly) repeat a training row.",
+         "examples": ["data/support.jsonl:1402 repeats data/support.jsonl:7 <b>"], "detail": {}}]})
     dump("eval_summary.json", {
         "base": {"loss": 2.214, "perplexity": 9.15, "tokens": 26700, "rows": 178},
         "tuned": {"loss": 1.752, "perplexity": 5.77, "tokens": 26700, "rows": 178},
@@ -201,6 +206,8 @@ def test_verdict_names_gains_overfitting_onset_and_forgetting(full_report: Path)
     assert "arc-easy-mini" not in text  # a drop of 0.01 with an interval across 0: no alarm
     assert "3 row(s) were set aside" in text and "fix the rows listed in rejects.jsonl" in text
     assert "48 of 1600 training rows (3.0%)" in text
+    assert "2 of 178 eval rows (nearly) repeat a training row." in text and "keep eval/test rows out" in text
+    assert "12 of 1600 training rows" not in text  # 0.75 % duplicates: under DUPLICATE_SHARE_MAX
     assert "Try next" in text and "KL-to-base" in text and "fewer epochs" in text
     assert ("The fine-tune beat both cheaper alternatives on the eval loss: 1.752 vs 2.010 with 3 training examples "
             "in the prompt and 1.900 with 3 retrieved training examples.") in text
@@ -210,8 +217,8 @@ def test_verdict_names_gains_overfitting_onset_and_forgetting(full_report: Path)
             "interrupted run.") in text
 
     lines = verdict(full_report.parent)
-    assert lines[0] == ("The fine-tune gained, at a cost: 4 pitfalls fired — overfitting, forgetting, "
-                        "rows rejected, rows truncated.")
+    assert lines[0] == ("The fine-tune gained, at a cost: 5 pitfalls fired — overfitting, forgetting, "
+                        "rows rejected, rows truncated, data problems.")
     assert not any("not measured" in line for line in lines)
 
 
@@ -232,6 +239,8 @@ def test_summary_generations_and_cost_show_the_run(full_report: Path) -> None:
     assert "smollm2-135m-instruct" in summary and "4,884,480 of 139,399,488 (3.50%)" in summary
     assert "<details><summary>Resolved config (config.yaml)</summary>" in summary
     assert "3 row(s) set aside" in summary and "data/support.jsonl:233" in summary
+    assert "<b>Data check</b>" in summary and "eval_leakage" in summary and "duplicates" in summary
+    assert "repeats data/support.jsonl:7 &lt;b&gt;" in summary
     gens = _section(page, "generations")
     assert gens.count('class="sample"') == 3 and "Canberra" in gens and "Sydney" in gens
     cost = _section(page, "cost")
@@ -389,40 +398,22 @@ def test_docs_list_every_threshold_with_its_value() -> None:
 # --- A real browser: the page renders offline and every section is in the DOM ---
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("chromium is not on PATH; install it (Debian/Ubuntu: `apt-get install chromium`) "
-                "to render the report in a real browser")
-
-
-def _headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
-
-
-def test_chromium_renders_every_section(full_report: Path, tmp_path: Path) -> None:
-    dom = _headless(tmp_path, "--dump-dom", full_report.as_uri()).stdout
+def test_chromium_renders_every_section(full_report: Path, headless_chromium) -> None:
+    dom = headless_chromium("--dump-dom", full_report.as_uri()).stdout
     for sid, heading in zip(SECTION_IDS, HEADINGS, strict=True):
         assert f'id="{sid}"' in dom
         assert heading in dom
     assert dom.count('src="data:image/png;base64,') == 5
 
 
-def test_chromium_screenshot(full_report: Path, tmp_path: Path) -> None:
+def test_chromium_screenshot(full_report: Path, tmp_path: Path, headless_chromium) -> None:
     shot = tmp_path / "report.png"
-    _headless(tmp_path, f"--screenshot={shot}", "--window-size=1200,3000", full_report.as_uri())
+    headless_chromium(f"--screenshot={shot}", "--window-size=1200,3000", full_report.as_uri())
     assert shot.is_file() and shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_missing_chromium_fails_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_chromium_fails_with_the_install_command(monkeypatch: pytest.MonkeyPatch, headless_chromium) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
-        _chromium()
+        headless_chromium("--version")

@@ -55,6 +55,9 @@ REJECTED_ROWS_MAX = 0
 """More rejected rows than this fires the data pitfall: every row the user gave should be used."""
 TRUNCATED_SHARE_MAX = 0.01
 """More than this share of training rows cut by `data.max_length` fires the data pitfall (1 %)."""
+DUPLICATE_SHARE_MAX = 0.05
+"""More than this share of training rows repeating another (data check) fires the data pitfall (5 %);
+leakage into eval/test and suite contamination fire at any count."""
 REJECTS_SHOWN = 5
 """How many rejected rows the report shows (all of them are in rejects.jsonl)."""
 
@@ -74,6 +77,7 @@ HOW_TO_MEASURE: dict[str, str] = {
                  "`tunewise eval RUN_DIR`",
     "train_summary": "train_summary.json is written when `tunewise train` finishes or is interrupted",
     "data_stats": "data_stats.json is written when `tunewise train` prepares the data",
+    "data_check": "keep data.check.enabled true (the default); `tunewise train` writes data_check.json",
 }
 
 _PLOT_NAMES = ("learning_curves.png", "task_deltas.png", "baselines.png", "general_deltas.png",
@@ -95,6 +99,7 @@ class Run:
         train_summary: `train_summary.json`.
         data_stats: `data_stats.json`: render statistics per split.
         rejects: the rows set aside (`rejects.jsonl`).
+        data_check: what the data check found before training (`data_check.json`).
         eval_summary: `eval_summary.json`: base vs tuned.
         problems: files (or lines) present but unreadable, said in the report.
     """
@@ -106,6 +111,7 @@ class Run:
     train_summary: dict[str, Any] | None = None
     data_stats: dict[str, Any] | None = None
     rejects: list[dict[str, Any]] | None = None
+    data_check: dict[str, Any] | None = None
     eval_summary: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -203,6 +209,7 @@ def load_run(run_dir: str | Path) -> Run:
         train_summary=_read_json(run_dir / "train_summary.json", problems),
         data_stats=_read_json(run_dir / "data_stats.json", problems),
         rejects=_read_jsonl(run_dir / "rejects.jsonl", problems),
+        data_check=_read_json(run_dir / "data_check.json", problems),
         eval_summary=_read_json(run_dir / "eval_summary.json", problems),
         problems=problems,
     )
@@ -629,6 +636,21 @@ def _check_truncated(run: Run) -> list[str] | None:
     return fired
 
 
+def _check_data(run: Run) -> list[str] | None:
+    if run.data_check is None:
+        return None
+    fired = []
+    train_rows = _number((run.data_check.get("rows") or {}).get("train")) or 0
+    for finding in run.data_check.get("findings") or []:
+        if not isinstance(finding, dict):
+            continue
+        count = _number(finding.get("count")) or 0
+        if finding.get("kind") == "duplicates" and (not train_rows or count / train_rows <= DUPLICATE_SHARE_MAX):
+            continue
+        fired.append(str(finding.get("message", finding.get("kind", "?"))))
+    return fired
+
+
 def _check_interrupted(run: Run) -> list[str] | None:
     if run.train_summary is None:
         return None
@@ -669,6 +691,10 @@ PITFALLS: tuple[Pitfall, ...] = (
     Pitfall("rows truncated", _check_truncated,
             "raise data.max_length toward the 95th percentile length, or split or shorten the long rows.",
             "data_stats"),
+    Pitfall("data problems", _check_data,
+            "deduplicate (`tunewise data clean`), keep eval/test rows out of the training data, and drop training "
+            "rows that copy evaluation items; data.check.block_on stops a run on them.",
+            "data_check"),
     Pitfall("interrupted run", _check_interrupted,
             "finish it: `tunewise train CONFIG train.resume=true output.name=RUN_NAME` continues from the last "
             "checkpoint.",
@@ -967,6 +993,7 @@ def _summary_html(page: _Page) -> str:
         parts.append(f"<p><b>{len(run.rejects)} row(s) set aside</b> (all in rejects.jsonl; the first "
                      f"{len(shown)} shown):</p>"
                      f"<table><tr><th>source</th><th>reason</th><th>row</th></tr>{body}</table>")
+    parts.append(_data_check_html(run))
     if run.problems:
         items = "".join(f"<li>{_e(p)}</li>" for p in run.problems)
         parts.append(f'<h3>Files that could not be read</h3><ul class="note">{items}</ul>')
@@ -1020,6 +1047,21 @@ def _cell(part: Any, sign: bool = False) -> str:
     if low is not None and high is not None:
         text += f'<span class="ci">[{_e(_fmt(low, sign=sign))}, {_e(_fmt(high, sign=sign))}]</span>'
     return text
+
+
+def _data_check_html(run: Run) -> str:
+    if run.data_check is None:
+        return _missing("Data check", run.hint("data_check"))
+    findings = [f for f in run.data_check.get("findings") or [] if isinstance(f, dict)]
+    if not findings:
+        return ('<p class="note">Data check: no duplicate rows, no eval/test row repeating a training row, no '
+                'evaluation item found in the training data.</p>')
+    body = "".join(
+        f"<tr><td>{_e(f.get('kind', '?'))}</td><td class=\"num\">{_e(f.get('count', '?'))}</td>"
+        f"<td>{_e(f.get('message', ''))}<br><span class=\"ci\">{'<br>'.join(_e(x) for x in f.get('examples') or [])}"
+        f"</span></td></tr>" for f in findings)
+    return ("<p><b>Data check</b> (before training; data_check.json):</p>"
+            f"<table><tr><th>finding</th><th>rows</th><th>what it means</th></tr>{body}</table>")
 
 
 def _suite_table(suites: list[dict[str, Any]]) -> str:
