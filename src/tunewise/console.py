@@ -9,12 +9,12 @@ from rich.console import Console
 
 __all__ = ["make_console"]
 
-_PIPED_WIDTH = 120  # rich assumes 80 columns off a terminal, which folds every table
+_PIPED_WIDTH = 160  # rich assumes 80 columns off a terminal, which folds every table
 
 
 def make_console(*, stderr: bool = False) -> Console:
     """A rich console that never breaks a long message (paths stay copyable) and, when its
-    stream is not a terminal and `COLUMNS` is unset, lays tables out for 120 columns."""
+    stream is not a terminal and `COLUMNS` is unset, lays tables out for 160 columns."""
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = _PIPED_WIDTH if piped and "COLUMNS" not in os.environ else None
