@@ -6,10 +6,16 @@ The library API mirrors the CLI: `load_config` builds the typed config, `train`,
 
 from __future__ import annotations
 
+import logging
+
 from tunewise.config import Config, load_config
 from tunewise.errors import ConfigError, DataError, ModelError, TunewiseError
 
 __version__ = "0.1.0"
+
+# bitsandbytes (imported with peft) warns at every import, on CPUs with AVX512-BF16, that an optional
+# hub kernel is not installed; it then uses its own CPU kernel, so the warning is noise on every run.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __all__ = [
     "Config",

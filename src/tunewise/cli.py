@@ -49,6 +49,20 @@ def train(config: ConfigArg, overrides: Overrides = None) -> None:
     train_run(load_config(config, overrides), config)
 
 
+@app.command()
+def plan(config: ConfigArg, overrides: Overrides = None,
+         measure: Annotated[bool, typer.Option(
+             "--measure", help="Also run 3 real training steps on the longest rows (loads the model).")] = False
+         ) -> None:
+    """Before training: trainable parameters, rows and tokens, estimated peak memory and time; warns
+    when the run will not fit and says what to change."""
+    from tunewise.config import load_config
+    from tunewise.plan import plan as make_plan
+    from tunewise.plan import print_plan
+
+    print_plan(make_plan(load_config(config, overrides), measure=measure))
+
+
 @app.command("eval")
 def eval_(target: Annotated[str | None, typer.Argument(
               help="A run directory, or a config (its newest run); omit to score the default base model.",
@@ -139,7 +153,14 @@ def data_preview(config: ConfigArg, overrides: Overrides = None,
     cfg = load_config(config, overrides)
     tokenizer = load_tokenizer_for(cfg)
     prepared = prepare_data(cfg, tokenizer)
-    preview(getattr(prepared, split), tokenizer, prepared.stats[split], n=rows, console=console)
+    if cfg.task == "classification":  # a text and its label: no tokens are masked, so show the pairs
+        names = cfg.data.label_names or {}
+        for row in getattr(prepared, split)[:rows]:
+            label = prepared.classes[row.labels[0]]
+            console.print(f"{row.source}  [bold]{names.get(label, label)}[/]  ({row.n_tokens} tokens"
+                          f"{', cut' if row.truncated else ''}): {tokenizer.decode(row.input_ids)}", highlight=False)
+    else:
+        preview(getattr(prepared, split), tokenizer, prepared.stats[split], n=rows, console=console)
     if prepared.rejects:
         console.print(f"{len(prepared.rejects)} rows set aside:")
         for reject in prepared.rejects[:10]:

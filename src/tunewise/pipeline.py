@@ -43,24 +43,44 @@ class Prepared:
     train_examples: list[Example] = field(default_factory=list)
     """The training rows kept, as examples: the pool the few-shot and retrieval baselines draw from."""
     test_examples: list[Example] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    """task classification: the labels, in class-id order (`Rendered.labels` is `[class id]`)."""
+    eval_parts: dict[str, int] = field(default_factory=dict)
+    """Multi-task: dataset name -> its number of eval rows, in the order `eval` holds them."""
+    mixture: list[dict[str, Any]] = field(default_factory=list)
+    """Multi-task: per dataset, its sampling probability and the training rows drawn (mixture.json)."""
 
 
 def load_tokenizer_for(config: Config) -> PreTrainedTokenizerBase:
-    """The tokenizer of `config.model`, with the configured chat template applied."""
+    """The tokenizer of `config.model`, with the configured chat template applied (task chat, or
+    whenever `model.chat_template` is set; plain text and classification rows use none)."""
     from tunewise.data import resolve_chat_template
     from tunewise.models import load_tokenizer
 
     tokenizer = load_tokenizer(config.model.name, revision=config.model.revision,
                                trust_remote_code=config.model.trust_remote_code)
-    resolve_chat_template(tokenizer, config.model.chat_template)
+    if config.task == "chat" or config.model.chat_template:
+        resolve_chat_template(tokenizer, config.model.chat_template)
     return tokenizer
 
 
 def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
-    """Load, split and render the configured data; raise on bad input before anything is written."""
+    """Load, split and render the configured data; raise on bad input before anything is written.
+
+    `task: classification` reads `{text, label}` rows (`tasks/classification.py`); `data.datasets`
+    prepares each dataset like this and mixes them (`tasks/multitask.py`).
+    """
     from tunewise.data import load_examples, render_all, split_examples
 
     data = config.data
+    if config.task == "classification":
+        from tunewise.tasks.classification import prepare_classification
+
+        return prepare_classification(config, tokenizer)
+    if data.datasets:
+        from tunewise.tasks.multitask import prepare_mixture
+
+        return prepare_mixture(config, tokenizer)
     if not data.train:
         raise ConfigError(["data.train: no training file given; set `data.train: path/to/train.jsonl`"])
     rejects: list[Reject] = []
@@ -68,6 +88,11 @@ def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared
     def load(path: str) -> list[Example]:
         examples, bad = load_examples(path, shape=data.shape, columns=data.columns, on_bad_rows=data.on_bad_rows)
         rejects.extend(bad)
+        plain = examples[0].text is not None
+        if plain != (config.task == "completion"):  # the task and the rows must agree
+            wanted, found = ("plain text", "chat rows") if config.task == "completion" else ("chat", "plain text {text}")
+            raise ConfigError([f"task: {config.task} trains on {wanted} rows, but {path} holds {found}; set task: "
+                               f"{'completion' if plain else 'chat'} (docs/tasks.md)"])
         return examples
 
     train_ex = load(data.train)
@@ -84,7 +109,13 @@ def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared
     stats: dict[str, RenderStats] = {}
     kept: dict[str, list[Example]] = {}
     for name, examples in (("train", train_ex), ("eval", eval_ex), ("test", test_ex)):
-        rows, stat, dropped = render_all(examples, tokenizer, train_on=data.train_on, max_length=data.max_length)
+        if config.task == "completion":  # long documents become windows, not truncated (tasks/completion.py)
+            from tunewise.tasks.completion import render_documents
+
+            rows, stat, dropped = render_documents(examples, tokenizer, max_length=data.max_length)
+        else:
+            rows, stat, dropped = render_all(examples, tokenizer, train_on=data.train_on,
+                                             max_length=data.max_length)
         rendered[name], stats[name] = rows, stat
         rejects.extend(dropped)
         sources = {r.source for r in rows}
@@ -168,8 +199,13 @@ def train(config: Config, config_path: str | Path | None = None) -> Path:
 
     The directory holds `config.yaml` (resolved), `metrics.jsonl`, `checkpoints/`, `adapter/`
     (weights + tokenizer), `data_stats.json`, `train_summary.json` and, when rows were set aside,
-    `rejects.jsonl`.
+    `rejects.jsonl`. With `stages`, one such directory per stage inside the run directory
+    returned, and the stages table (`tasks/stages.py`; the full evaluation is `run`'s).
     """
+    if config.stages:
+        from tunewise.tasks.stages import run_stages
+
+        return run_stages(config, config_path, evaluate=False)
     return _train(config, config_path).run_dir
 
 
@@ -181,13 +217,19 @@ class _Trained:
     data: Prepared
 
 
-def _train(config: Config, config_path: str | Path | None) -> _Trained:
+def _train(config: Config, config_path: str | Path | None, *, model: Any = None, data: Prepared | None = None,
+           check: DataCheck | None = None) -> _Trained:
+    """Train one run. A later stage of a sequential run passes the `model` to train on (already
+    wrapped by its method) and its `data` and `check`, prepared before the first stage trained."""
+    from transformers import set_seed
+
     from tunewise.data import write_rejects
-    from tunewise.methods import METHODS, count_parameters
+    from tunewise.methods import METHODS, check_method, count_parameters, load_kwargs, save_tuned, training_callbacks
     from tunewise.models import load_model
+    from tunewise.tasks import check_head_trains, collator_for, describe_data, model_load_kwargs, write_task_files
     from tunewise.tracking import Tracker
     from tunewise.training.callbacks import TrackMetrics
-    from tunewise.training.loop import fit
+    from tunewise.training.loop import check_training, fit
 
     resume = config.train.resume
     if resume:
@@ -199,14 +241,20 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
         run_dir = _new_run_dir(config, config_path)
 
     tokenizer = load_tokenizer_for(config)
-    data = prepare_data(config, tokenizer)
-    check = check_prepared(config, data) if not resume else None
-    console.print(f"data: {len(data.train)} train / {len(data.eval)} eval / {len(data.test)} test rows, "
-                  f"{data.stats['train'].tokens_trained} trained tokens per epoch"
-                  + (f", {len(data.rejects)} rows set aside (rejects.jsonl)" if data.rejects else ""))
-    model = load_model(config.model.name, revision=config.model.revision,
-                       trust_remote_code=config.model.trust_remote_code)
-    model = METHODS[config.method.type](model, config.method)
+    check_method(config)  # what the model's shape decides (top_k, module names), from config.json
+    if data is None:
+        data = prepare_data(config, tokenizer)
+        check = check_prepared(config, data) if not resume else None
+    console.print(describe_data(config, data), highlight=False)
+    check_training(config.train, train_rows=len(data.train), eval_rows=len(data.eval))
+    if model is None:
+        model = load_model(config.model.name, revision=config.model.revision,
+                           trust_remote_code=config.model.trust_remote_code, **load_kwargs(config),
+                           **model_load_kwargs(config, data))  # a classification head for task classification
+        # The method's new weights (adapters, heads) are drawn from the run's seed too: same seed, same run.
+        set_seed(config.train.seed)
+        model = METHODS[config.method.type](model, config.method)
+        check_head_trains(config, model)  # a classification head left frozen would stay random
     trainable, total = count_parameters(model)
     console.print(f"method: {config.method.type}, trainable parameters {trainable:,} of {total:,} "
                   f"({100 * trainable / total:.2f}%)")
@@ -228,7 +276,8 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
             console.print(f"tracking: {tracker.describe()}", highlight=False)
         tracker.log_files(run_dir / "config.yaml")
         result = fit(model, tokenizer, data.train, data.eval, config.train, run_dir, resume=resume,
-                     callbacks=[TrackMetrics(tracker)])
+                     callbacks=[TrackMetrics(tracker), *training_callbacks(model, config.method, log=console.print)],
+                     collator=collator_for(config, tokenizer.pad_token_id))
     except BaseException as err:
         if tracker is not None:
             tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
@@ -250,9 +299,14 @@ def _train(config: Config, config_path: str | Path | None) -> _Trained:
                       f"Continue with: tunewise train {config_path or 'CONFIG'} train.resume=true "
                       f"output.name={run_dir.name}")
         raise KeyboardInterrupt
+    if result.stopped_early_at is not None:
+        console.print(f"early stopping at step {result.stopped_early_at}: {config.train.early_stopping.metric} "
+                      f"stopped improving; the saved adapter is the best checkpoint, {result.best_checkpoint} "
+                      f"({result.best_metric})", highlight=False)
     adapter_dir = run_dir / "adapter"
-    model.save_pretrained(adapter_dir)
+    save_tuned(model, adapter_dir, config.method.type)  # an adapter, or the changed weights (see methods/weights.py)
     tokenizer.save_pretrained(adapter_dir)
+    write_task_files(run_dir, config, data)  # labels.json (classification), mixture.json (multi-task)
     tracker.close("FINISHED")
     console.print(f"trained {result.steps} steps in {result.wall_s:.0f}s "
                   f"({result.tokens_per_s:.0f} tokens/s, peak memory {result.peak_rss_mb:.0f} MB); "
@@ -286,13 +340,14 @@ def evaluate(target: str | Path | None = None, overrides: list[str] | None = Non
     Writes `eval_summary.json` into the run directory (when there is one), prints the tables,
     and returns the summary.
     """
-    from peft import PeftModel
-
+    from tunewise.methods import load_kwargs, load_tuned
     from tunewise.models import load_model
+    from tunewise.tasks import model_load_kwargs
 
     run_dir: Path | None = None
     if target is not None and Path(target).is_dir():
         run_dir = Path(target)
+        _not_a_stages_dir(run_dir)
         config = load_config(_run_config(run_dir), overrides)
     elif target is not None:
         config = load_config(target, overrides)
@@ -307,12 +362,29 @@ def evaluate(target: str | Path | None = None, overrides: list[str] | None = Non
                             f"train.resume=true, then evaluate")
 
     tokenizer = load_tokenizer_for(config)
-    data = prepare_data(config, tokenizer) if run_dir is not None else None
+    classification = config.task == "classification"
+    data = prepare_data(config, tokenizer) if run_dir is not None or classification else None
+    if classification and run_dir is None:  # no trained head yet: the majority and prompting baselines alone
+        return _compare_and_save(config, None, None, tokenizer, data)
+    if classification:
+        from tunewise.tasks.classification import check_labels
+
+        check_labels(run_dir, data.classes)  # the saved head's labels must be the data's
     model = load_model(config.model.name, revision=config.model.revision,
-                       trust_remote_code=config.model.trust_remote_code)
+                       trust_remote_code=config.model.trust_remote_code,
+                       **(load_kwargs(config) if run_dir is not None else {}), **model_load_kwargs(config, data))
     if run_dir is not None:
-        model = PeftModel.from_pretrained(model, run_dir / "adapter")
+        model = load_tuned(model, run_dir / "adapter")  # base + the run's adapter or tuned weights
     return _compare_and_save(config, run_dir, model, tokenizer, data)
+
+
+def _not_a_stages_dir(path: Path) -> None:
+    from tunewise.tasks.stages import CONFIG_FILE, SUMMARY_FILE
+
+    if (path / CONFIG_FILE).is_file():
+        stages = sorted(p.name for p in path.iterdir() if (p / "config.yaml").is_file())
+        raise TunewiseError(f"{path} is a sequential run (its stages table is {path / SUMMARY_FILE}); evaluate one "
+                            f"of its stages: {', '.join(str(path / s) for s in stages) or '(none trained yet)'}")
 
 
 def _run_config(run_dir: Path) -> Path:
@@ -330,13 +402,18 @@ def _compare_and_save(config: Config, run_dir: Path | None, model: Any, tokenize
     from tunewise.evaluation.suite_eval import evaluate_suites
     from tunewise.tracking import log_eval
 
+    from tunewise.tasks.multitask import dataset_losses, print_datasets, select_eval
+
+    if config.task == "classification":  # a head, not a language model: accuracy and F1 (tasks/classification.py)
+        from tunewise.tasks.classification import evaluate_classifier
+
+        assert data is not None, "a classification evaluation needs its prepared data"
+        return evaluate_classifier(config, run_dir, model, tokenizer, data)
     summary: dict[str, Any] = {}
     sides = ("base", "tuned") if run_dir is not None else ("base",)
     pool: ShotPool | None = None
     if data is not None:
-        rows, examples = data.eval, data.eval_examples
-        if config.eval.limit:
-            rows, examples = rows[:config.eval.limit], examples[:config.eval.limit]
+        rows, examples = select_eval(data, config.eval.limit)  # with a mixture, the first rows of each dataset
         if not rows:
             raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
         console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
@@ -344,6 +421,11 @@ def _compare_and_save(config: Config, run_dir: Path | None, model: Any, tokenize
                              generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens)
         summary = comparison.to_dict()
         _print_comparison(summary)
+        if data.eval_parts:  # a mixture: each dataset's eval loss on its own
+            summary["datasets"] = dataset_losses(data.eval_parts, comparison.per_row, limit=config.eval.limit,
+                                                 bootstrap=config.eval.bootstrap, confidence=config.eval.confidence,
+                                                 seed=config.train.seed)
+            print_datasets(summary["datasets"], config.eval.confidence)
         baselines = config.eval.baselines
         if run_dir is not None and (baselines.few_shot or baselines.retrieval):
             # Was fine-tuning worth it? The base model with training examples in its prompt.
@@ -446,11 +528,16 @@ def _print_comparison(summary: dict[str, Any]) -> None:
 def run(config: Config, config_path: str | Path | None = None) -> Path:
     """The main job: prepare the data, train, evaluate base vs tuned, write the report card.
 
-    Returns the run directory.
+    Returns the run directory. With `stages`, every stage is trained and evaluated in turn and the
+    stages table printed (`tasks/stages.py`); the directory returned holds one run per stage.
     """
     from tunewise.report import build_report, verdict
     from tunewise.tracking import log_report
 
+    if config.stages:
+        from tunewise.tasks.stages import run_stages
+
+        return run_stages(config, config_path)
     trained = _train(config, config_path)
     # The freshly trained model and rendered rows are still in memory: no reload, no re-render.
     _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)

@@ -1,7 +1,8 @@
 """Base vs tuned on the same rows: eval loss, perplexity and greedy generations.
 
 For an adapter the base model is the very same weights with the adapter switched off, so the
-comparison costs no second copy of the model in memory.
+comparison costs no second copy of the model in memory; a method that trains base weights swaps
+their kept originals in for the base side.
 """
 
 from __future__ import annotations
@@ -53,9 +54,12 @@ class Comparison:
 
 @contextlib.contextmanager
 def side(model: PreTrainedModel, which: str) -> Iterator[PreTrainedModel]:
-    """Yield `model` as the base (`which="base"`: adapters disabled) or as tuned."""
-    if which == "base" and hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
+    """Yield `model` as the base (`which="base"`: adapters disabled, or the original values of
+    trained base weights swapped in — see `tunewise.methods.as_base`) or as tuned."""
+    if which == "base":
+        from tunewise.methods.weights import as_base
+
+        with as_base(model):
             yield model
     else:
         yield model

@@ -138,9 +138,10 @@ def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                                    f"suites; this one is {suite.kind}"])
             get_metric(spec.metric, key=f"eval.suites ({spec.name}).metric")
         if suite.kind == "classification":
-            raise ConfigError([f"eval.suites ({spec.name}): classification suites are scored by a "
-                               f"classification head, which this version does not train yet; use a "
-                               f"multiple_choice suite {{query, choices, gold}} instead"])
+            raise ConfigError([f"eval.suites ({spec.name}): a {{text, label}} suite is scored by a "
+                               f"classification head, which a language model has none of: train one with "
+                               f"task: classification (docs/tasks.md), or score the labels by likelihood "
+                               f"with a multiple_choice suite {{query, choices, gold}}"])
     scorer = _Scorer(tokenizer, config)
     results: list[SuiteResult] = []
     boot = {"n_resamples": config.bootstrap, "confidence": config.confidence, "seed": seed}

@@ -1,16 +1,32 @@
-"""LoRA adapters through PEFT: low-rank updates beside frozen base weights."""
+"""LoRA adapters through PEFT: low-rank updates beside frozen base weights (rsLoRA and DoRA as switches)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunewise.config import LoraConfig
-from tunewise.errors import ConfigError
+from tunewise.methods._peft import task_type, wrap
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["apply_lora"]
+    from tunewise.config import LoraConfig
+
+__all__ = ["apply_lora", "peft_lora_config"]
+
+
+def peft_lora_config(model: PreTrainedModel, method: LoraConfig):  # noqa: ANN201 (peft's type, imported lazily)
+    """The PEFT `LoraConfig` for `method` (also used by QLoRA)."""
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=method.r,
+        lora_alpha=method.alpha,
+        lora_dropout=method.dropout,
+        target_modules=method.target_modules,
+        use_rslora=method.rslora,
+        use_dora=method.dora,
+        task_type=task_type(model),
+    )
 
 
 def apply_lora(model: PreTrainedModel, method: LoraConfig) -> PreTrainedModel:
@@ -19,20 +35,4 @@ def apply_lora(model: PreTrainedModel, method: LoraConfig) -> PreTrainedModel:
     Raises:
         ConfigError: when `method.target_modules` names modules the model does not have.
     """
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import TaskType, get_peft_model
-
-    peft_config = PeftLoraConfig(
-        r=method.r,
-        lora_alpha=method.alpha,
-        lora_dropout=method.dropout,
-        target_modules=method.target_modules,
-        task_type=TaskType.CAUSAL_LM,
-    )
-    try:
-        return get_peft_model(model, peft_config)
-    except ValueError as err:
-        linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                         if type(module).__name__ == "Linear"})
-        raise ConfigError([f"method.target_modules: {err} — this model's linear layers are "
-                           f"{', '.join(linear)}; or use `all-linear`"]) from None
+    return wrap(model, peft_lora_config(model, method))

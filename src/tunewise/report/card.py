@@ -1133,6 +1133,63 @@ def _task_html(page: _Page) -> str:
         parts.append(_delta_plot(page, "task_deltas.png", task, "task suite deltas with intervals"))
     else:
         parts.append(_missing("Task suites", run.hint("task")))
+    parts.append(_breakdown_html(run))
+    return "".join(parts)
+
+
+def _breakdown_html(run: Run) -> str:
+    """The tables only some runs have (tunewise.tasks): a classifier against its baselines, each
+    dataset of a mixture, and the stages table of a sequential run. Empty for any other run."""
+    summary = run.eval_summary or {}
+    parts = []
+    block = summary.get("classification")
+    if isinstance(block, dict) and isinstance(block.get("variants"), dict):
+        deltas = block.get("tuned_vs") or {}
+        rows = "".join(
+            f"<tr><td>{_e(v.get('label', name))}</td>" + "".join(
+                f'<td class="num">{_cell(v.get(m))}</td>' for m in ("accuracy", "f1_macro")) + "".join(
+                f'<td class="num {judge({"delta": deltas[name][m], "higher_is_better": True})}">'
+                f"{_cell(deltas[name][m], sign=True)}</td>" if isinstance(deltas.get(name), dict) else
+                "<td>—</td>" for m in ("accuracy", "f1_macro")) + "</tr>"
+            for name, v in block["variants"].items() if isinstance(v, dict))
+        parts.append("<h3>Classification: the fine-tuned head and its baselines</h3><table><tr><th>model</th>"
+                     "<th>accuracy</th><th>macro-F1</th><th>Δ tuned − this (accuracy)</th><th>Δ tuned − this "
+                     f"(macro-F1)</th></tr>{rows}</table><p class=\"note\">On {_e(_int(block.get('rows')))} eval rows. "
+                     "A new head starts random, so <i>base</i> in the tables above is the base model prompted "
+                     "zero-shot with the label names.</p>")
+    datasets = summary.get("datasets")
+    if isinstance(datasets, list) and datasets:
+        try:
+            mixture = {m["name"]: m for m in json.loads((run.dir / "mixture.json").read_text(encoding="utf-8"))}
+        except (OSError, ValueError, TypeError, KeyError):
+            mixture = {}
+        rows = "".join(
+            f"<tr><td>{_e(d.get('name', '?'))}</td>"
+            f'<td class="num">{_e(_fmt((mixture.get(d.get("name")) or {}).get("probability")))}</td>'
+            f'<td class="num">{_e(_int(d.get("rows")))}</td>'
+            f'<td class="num">{_e(_fmt((d.get("base") or {}).get("loss")))}</td>'
+            f'<td class="num">{_e(_fmt((d.get("tuned") or {}).get("loss")))}</td>'
+            f'<td class="num {judge({"delta": d.get("delta"), "higher_is_better": False})}">'
+            f"{_cell(d.get('delta'), sign=True)}</td></tr>" for d in datasets if isinstance(d, dict))
+        parts.append("<h3>Per dataset of the mixture</h3><table><tr><th>dataset</th><th>sampling probability</th>"
+                     "<th>eval rows</th><th>base loss</th><th>tuned loss</th><th>Δ tuned − base</th></tr>"
+                     f"{rows}</table>")
+    try:  # a stage of a sequential run: its parent holds the stages table
+        stages = json.loads((run.dir.parent / "stages_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stages = None
+    if isinstance(stages, dict) and isinstance(stages.get("rows"), list):
+        names = [str(s.get("name", "?")) for s in stages.get("stages") or []]
+        this_row = f"after {run.dir.name.split('-', 1)[-1]}"  # stage directories are named <k>-<name>
+        rows = ""
+        for r in (r for r in stages["rows"] if isinstance(r, dict)):
+            label = _e(r.get("model", "?"))
+            rows += (f"<tr><td>{f'<b>{label}</b>' if r.get('model') == this_row else label}</td>"
+                     + "".join(f'<td class="num">{_e(_fmt(v, 4))}</td>' for v in r.get("losses") or []) + "</tr>")
+        parts.append("<h3>Per stage: eval loss on each stage's eval rows</h3><table><tr><th>model</th>"
+                     + "".join(f"<th>{_e(n)}</th>" for n in names) + f"</tr>{rows}</table>"
+                     '<p class="note">Sequential fine-tuning: each row is the model after that stage (lower is '
+                     "better); a stage's column rising in later rows is forgetting (stages_summary.json).</p>")
     return "".join(parts)
 
 

@@ -9,15 +9,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import EarlyStoppingCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
+from tunewise.errors import ConfigError
 from tunewise.tracking import metric_name
 
 if TYPE_CHECKING:
     from tunewise.tracking import Tracker
 
-__all__ = ["GracefulInterrupt", "MetricsLog", "Progress", "TrackMetrics", "progress_line"]
+__all__ = ["EarlyStopping", "GracefulInterrupt", "MetricsLog", "Progress", "TrackMetrics", "eval_metric_key", "progress_line"]
 
 # Logged key -> (shown name, format); keys not listed are left to metrics.jsonl.
 _SHOWN = {"loss": ("loss", ".4f"), "eval_loss": ("eval loss", ".4f"), "learning_rate": ("lr", ".2e"),
@@ -140,3 +141,59 @@ class GracefulInterrupt(TrainerCallback):
         if self.interrupted:
             control.should_save = True
             control.should_training_stop = True
+
+
+def eval_metric_key(metric: str) -> str:
+    """The logged key of an eval metric: `loss` and `eval_loss` are both `eval_loss`."""
+    return metric if metric.startswith("eval_") else f"eval_{metric}"
+
+
+class EarlyStopping(EarlyStoppingCallback):
+    """Stop after `patience` evals in a row without an improvement larger than `min_delta`.
+
+    transformers' callback compares each eval with the best value so far, and that best moves on
+    *every* improvement, however small: a metric creeping down by less than `min_delta` per eval
+    would never count as improving, even after it has moved far more than `min_delta` in total.
+    Here the reference moves only on an improvement that counts (as in Keras), so a slow steady
+    improvement resets the patience once it adds up to `min_delta`.
+
+    The best checkpoint itself is the Trainer's (`load_best_model_at_end`): the strictly best
+    evaluated step, restored at the end of training.
+    """
+
+    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float | None = 0.0,
+                 reference: float | None = None) -> None:
+        super().__init__(early_stopping_patience, early_stopping_threshold)
+        self.reference = reference
+        self.stopped_at: int | None = None
+
+    def check_metric_value(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                           metric_value: float) -> None:
+        delta = self.early_stopping_threshold or 0.0
+        if self.reference is None:
+            improved = True
+        elif args.greater_is_better:
+            improved = metric_value > self.reference + delta
+        else:
+            improved = metric_value < self.reference - delta
+        if improved:
+            self.reference = float(metric_value)
+            self.early_stopping_patience_counter = 0
+        else:
+            self.early_stopping_patience_counter += 1
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float], **kwargs: Any) -> None:
+        key = eval_metric_key(args.metric_for_best_model or "eval_loss")
+        if key not in metrics:
+            shown = ", ".join(sorted(k for k in metrics if k.startswith("eval_") and isinstance(metrics[k], (int, float))))
+            raise ConfigError([f"train.early_stopping.metric: {key} is not among the eval metrics ({shown})"])
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        # Not `control.should_training_stop`: that is also set when the last step is an eval step.
+        if self.early_stopping_patience_counter >= self.early_stopping_patience and self.stopped_at is None:
+            self.stopped_at = state.global_step
+
+    def state(self) -> dict[str, Any]:
+        saved = super().state()
+        saved["args"]["reference"] = self.reference
+        return saved

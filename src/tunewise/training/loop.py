@@ -3,31 +3,46 @@
 The Trainer brings the loop we would otherwise write by hand: schedules, gradient accumulation,
 checkpoints with optimizer/scheduler/RNG state (so `train.resume` continues bit-for-bit), and the
 progress bar. tunewise adds what it lacks: padding by position (see collate.py), a metrics file in
-the run directory, and a Ctrl-C that saves before it stops.
+the run directory, a Ctrl-C that saves before it stops, named loss terms and the step/exponential
+schedules (trainer.py), early stopping that keeps the best checkpoint (callbacks.py), and the checks
+that find incompatible settings before the model loads (`check_training`). docs/training.md
+describes every control.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tunewise.config import TrainConfig
-from tunewise.training.callbacks import GracefulInterrupt, MetricsLog, Progress
+from tunewise.console import make_console
+from tunewise.errors import ConfigError
+from tunewise.training.callbacks import EarlyStopping, GracefulInterrupt, MetricsLog, Progress, eval_metric_key
 from tunewise.training.collate import PadCollator
+from tunewise.training.dropout import set_dropout
+from tunewise.training.optim import optimizer_arguments, schedule_arguments
+from tunewise.training.terms import penalty_terms
+from tunewise.training.trainer import TunewiseTrainer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
     from tunewise.data import Rendered
+    from tunewise.training.terms import LossTerm
 
-__all__ = ["FitResult", "fit", "last_checkpoint", "resolve_precision"]
+__all__ = ["FitResult", "check_training", "fit", "last_checkpoint", "planned_steps", "resolve_precision"]
+
+console = make_console()
 
 
 @dataclass
@@ -42,6 +57,11 @@ class FitResult:
     tokens_per_s: float
     peak_rss_mb: float
     checkpoint: str | None
+    best_checkpoint: str | None = None
+    """With early stopping: the checkpoint whose weights the model holds (and the saved adapter)."""
+    best_metric: float | None = None
+    stopped_early_at: int | None = None
+    """The step at which early stopping ended the run; None when it ran to the end."""
 
 
 def _cpu_has_bf16() -> bool:
@@ -91,29 +111,60 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: list[Rendered],
-        eval_rows: list[Rendered], train: TrainConfig, run_dir: Path, *, resume: bool,
-        callbacks: list[TrainerCallback] | None = None) -> FitResult:
-    """Train `model` (already wrapped by its method) and save checkpoints under `run_dir`.
+def planned_steps(train: TrainConfig, train_rows: int) -> int:
+    """Optimizer steps the run will take: `max_steps`, else epochs over the rows (the Trainer's rule:
+    a last partial accumulation still makes a step)."""
+    if train.max_steps:
+        return train.max_steps
+    batches = math.ceil(train_rows / train.batch_size)
+    per_epoch = max(batches // train.grad_accum + int(batches % train.grad_accum > 0), 1)
+    return math.ceil(train.epochs * per_epoch)
 
-    Args:
-        resume: continue from the newest checkpoint in `run_dir/checkpoints`.
-        callbacks: more Trainer callbacks (the experiment trackers' `TrackMetrics`).
+
+def check_training(train: TrainConfig, *, train_rows: int, eval_rows: int) -> None:
+    """Problems of the `train` section that need the data or the hardware to see, found before the
+    model loads (the schema catches the rest when the config is read).
+
+    Raises:
+        ConfigError: every problem at once, each naming its key.
     """
-    from transformers import Trainer, TrainingArguments
-    from transformers.trainer_callback import ProgressCallback
-
-    checkpoints = run_dir / "checkpoints"
-    start_from = last_checkpoint(checkpoints) if resume else None
+    problems = []
     precision = resolve_precision(train.precision)
-    on_cpu = not torch.cuda.is_available()
-    args = TrainingArguments(
+    if precision == "fp16" and not torch.cuda.is_available():
+        problems.append("train.precision: fp16 needs a CUDA GPU (CPUs have no fp16 training kernels); "
+                        "use bf16 or fp32 here")
+    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        problems.append("train.precision: this GPU has no bf16; use fp16 or fp32")
+    stopping = train.early_stopping
+    if stopping.enabled and not eval_rows:
+        problems.append("train.early_stopping: there are no eval rows to judge on; set data.eval to a file "
+                        "or data.split.eval above 0")
+    steps = planned_steps(train, train_rows)
+    if stopping.enabled and eval_rows and train.eval_every > steps:
+        problems.append(f"train.early_stopping: the run has {steps} optimizer steps and evaluates every "
+                        f"{train.eval_every} (train.eval_every), so it could never stop early; "
+                        f"lower train.eval_every")
+    if train.scheduler == "step" and train.step_size and train.step_size >= steps:
+        problems.append(f"train.step_size: {train.step_size} is not below the run's {steps} optimizer steps, "
+                        f"so the learning rate would never step down")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool, on_cpu: bool) -> Any:
+    from transformers import TrainingArguments
+
+    precision = resolve_precision(train.precision)
+    stopping = train.early_stopping.enabled and has_eval
+    evaluating = bool(train.eval_every and has_eval)
+    return TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum,
         learning_rate=train.lr,
-        lr_scheduler_type=train.scheduler,
+        **optimizer_arguments(train),
+        **schedule_arguments(train),
         warmup_steps=train.warmup_steps if train.warmup_steps is not None else train.warmup_ratio,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
@@ -121,13 +172,21 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         max_steps=train.max_steps or -1,
         logging_steps=train.log_every,
         logging_first_step=True,
-        eval_strategy="steps" if train.eval_every and eval_rows else "no",
+        eval_strategy="steps" if evaluating else "no",
         eval_steps=train.eval_every or None,
         save_strategy="steps",
-        save_steps=train.save_every,
+        # The best checkpoint can only be one that was saved: with early stopping, every eval saves.
+        save_steps=train.eval_every if stopping else train.save_every,
         save_total_limit=train.save_total_limit,
+        load_best_model_at_end=stopping,
+        metric_for_best_model=eval_metric_key(train.early_stopping.metric) if stopping else None,
+        greater_is_better=train.early_stopping.mode == "max" if stopping else None,
+        # The patience counter is part of the checkpoint: a resumed run does not start counting anew.
+        restore_callback_states_from_checkpoint=stopping,
+        neftune_noise_alpha=train.neftune_alpha,
         seed=train.seed,
         data_seed=train.seed,
+        full_determinism=train.deterministic,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=train.gradient_checkpointing,
@@ -140,18 +199,52 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    train_set = _RowDataset(train_rows)
+
+
+def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: list[Rendered],
+        eval_rows: list[Rendered], train: TrainConfig, run_dir: Path, *, resume: bool,
+        callbacks: list[TrainerCallback] | None = None, terms: list[LossTerm] | None = None,
+        collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None) -> FitResult:
+    """Train `model` (already wrapped by its method) and save checkpoints under `run_dir`.
+
+    With `train.early_stopping.enabled`, the model returned holds the best checkpoint's weights.
+
+    Args:
+        resume: continue from the newest checkpoint in `run_dir/checkpoints`.
+        callbacks: more Trainer callbacks (the experiment trackers' `TrackMetrics`); they see each
+            eval before early stopping does.
+        terms: extra loss terms besides `train.penalty` (see training/terms.py).
+        collator: batches rows for a task whose labels are not per token (a class id per row:
+            `tunewise.tasks.classification.LabelCollator`); None pads token labels (`PadCollator`).
+    """
+    from transformers.trainer_callback import ProgressCallback
+
+    checkpoints = run_dir / "checkpoints"
+    start_from = last_checkpoint(checkpoints) if resume else None
+    on_cpu = not torch.cuda.is_available()
+    check_training(train, train_rows=len(train_rows), eval_rows=len(eval_rows))
+    if train.dropout is not None:
+        changed = set_dropout(model, train.dropout)
+        if not changed:
+            raise ConfigError([f"train.dropout: {type(model).__name__} has no dropout of its own to set; "
+                               f"remove train.dropout (an adapter's dropout is method.dropout)"])
+        console.print(f"dropout {train.dropout:g}: {', '.join(changed)}", highlight=False)
+    args = _training_arguments(train, checkpoints, has_eval=bool(eval_rows), on_cpu=on_cpu)
     metrics = MetricsLog(run_dir / "metrics.jsonl",
                          resume_step=int(start_from.name.split("-")[-1]) if start_from else 0)
     interrupt = GracefulInterrupt()
-    trainer = Trainer(
+    stopping = train.early_stopping
+    early = (EarlyStopping(stopping.patience, stopping.min_delta) if stopping.enabled and eval_rows else None)
+    trainer = TunewiseTrainer(
         model=model,
         args=args,
-        train_dataset=train_set,
+        train_dataset=_RowDataset(train_rows),
         eval_dataset=_RowDataset(eval_rows) if eval_rows else None,
-        data_collator=PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8),
+        data_collator=collator or PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8),
         processing_class=tokenizer,
-        callbacks=[metrics, interrupt, *(callbacks or [])],
+        callbacks=[metrics, interrupt, *(callbacks or []), *([early] if early else [])],
+        train_config=train,
+        terms=[*penalty_terms(train.penalty), *(terms or [])],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(Progress())
@@ -159,6 +252,11 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         # Two physical cores: more threads than cores only adds contention.
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
 
+    seen_before = 0
+    if start_from is not None:
+        # Read now: checkpoint rotation may delete the resumed checkpoint while training goes on.
+        from transformers import TrainerState
+        seen_before = int(TrainerState.load_from_json(str(start_from / "trainer_state.json")).num_input_tokens_seen or 0)
     started = time.monotonic()
     with interrupt:
         output = trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
@@ -167,12 +265,10 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
     # next (the in-memory eval of `tunewise run`) computes exactly as a model loaded from disk.
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     state = trainer.state
-    seen_before = 0
-    if start_from is not None:
-        from transformers import TrainerState
-        seen_before = int(TrainerState.load_from_json(str(start_from / "trainer_state.json")).num_input_tokens_seen or 0)
     tokens = int(state.num_input_tokens_seen or 0)
     newest = last_checkpoint(checkpoints)
+    # A resumed run restores the callback from the checkpoint as a new object: look it up again.
+    early = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
     return FitResult(
         steps=state.global_step,
         interrupted=interrupt.interrupted,
@@ -182,4 +278,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         tokens_per_s=(tokens - seen_before) / wall if wall > 0 else 0.0,
         peak_rss_mb=_peak_rss_mb(),
         checkpoint=str(newest) if newest else None,
+        best_checkpoint=state.best_model_checkpoint if early else None,
+        best_metric=float(state.best_metric) if early and state.best_metric is not None else None,
+        stopped_early_at=early.stopped_at if early else None,
     )

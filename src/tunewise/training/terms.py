@@ -1,0 +1,73 @@
+"""Extra loss terms: the training loss is `task + Σ weight · term`, each term logged on its own.
+
+A term is a small object with a `name`, a `weight` and `__call__(model, inputs, outputs)` that
+returns an (unweighted) scalar tensor. The trainer adds `weight × value` to the task loss and logs
+it as `loss/<name>` beside `loss/task`; the logged `loss` stays the total that was minimised.
+
+Adding a guard (EWC, KL to the base model, L2-SP, ...) is one class like `ParamNorm` below:
+
+    class KLToBase:
+        name, weight = "kl", 0.1
+        def __call__(self, model, inputs, outputs):
+            ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import torch
+
+if TYPE_CHECKING:
+    from tunewise.config import PenaltyConfig
+
+__all__ = ["LossTerm", "ParamNorm", "penalty_terms"]
+
+
+@runtime_checkable
+class LossTerm(Protocol):
+    """One named term of the training loss.
+
+    Attributes:
+        name: logged as `loss/<name>`; unique among a run's terms.
+        weight: the term's multiplier in the loss.
+    """
+
+    name: str
+    weight: float
+
+    def __call__(self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
+        """The unweighted value for this batch: a scalar tensor in the autograd graph."""
+        ...
+
+
+@dataclass
+class ParamNorm:
+    """An explicit L1 (Σ|w|) or L2 (Σw²) penalty on the trainable parameters.
+
+    Unlike AdamW's decoupled `weight_decay`, this is part of the loss: its gradient goes through the
+    optimizer's adaptive scaling like the task gradient does (classic L2 regularisation), and its
+    size is visible in the logs. For an adapter the trainable parameters are the adapter's, so the
+    penalty pulls the update towards zero, i.e. the model towards the base model.
+    """
+
+    kind: Literal["l1", "l2"]
+    weight: float
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    def __call__(self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            return torch.zeros(())
+        if self.kind == "l1":
+            return torch.stack([p.abs().sum() for p in params]).sum()
+        return torch.stack([p.pow(2).sum() for p in params]).sum()
+
+
+def penalty_terms(penalty: PenaltyConfig) -> list[LossTerm]:
+    """The configured `train.penalty` terms; a weight of 0 adds no term (and no cost)."""
+    return [ParamNorm(kind, weight) for kind, weight in (("l1", penalty.l1), ("l2", penalty.l2)) if weight > 0]
