@@ -241,3 +241,19 @@ def test_cli_refuses_bad_folds_before_writing_anything(cv_config: Path) -> None:
     proc = _cli("cv", str(cv_config), "--folds", "40")
     assert proc.returncode == 2 and "--folds 40" in proc.stderr and "--folds 12 or fewer" in proc.stderr
     assert not (cv_config.parent / "runs").exists()
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ("stages: [{name: one, data: {train: train.jsonl}}, {name: two, data: {train: train.jsonl}}]\n", "stages"),
+    ("data: {datasets: [{name: a, train: train.jsonl}, {name: b, train: train.jsonl}]}\n", "data.datasets"),
+])
+def test_runs_that_cannot_be_folded_are_refused_by_key(tmp_path: Path, cv_config: Path, extra: str,
+                                                       key: str) -> None:
+    text = cv_config.read_text()
+    if extra.startswith("data:"):
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("data:")) + "\n"
+    (tmp_path / "bad.yaml").write_text(text + extra)
+    with pytest.raises(TunewiseError) as err:
+        cross_validate(load_config(tmp_path / "bad.yaml"), folds=2)
+    assert key in str(err.value)
+    assert not (tmp_path / "runs").exists()

@@ -91,7 +91,7 @@ def test_run_on_the_demo_config_writes_a_report_that_renders_and_is_listed(
                     f"eval.suites={suites}", f"output.dir={runs}", "output.name=demo-smoke", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run_dir = runs / "demo-smoke"
-    for name in ("config.yaml", "metrics.jsonl", "data_check.json", "train_summary.json", "eval_summary.json",
+    for name in ("config.yaml", "metrics.jsonl", "audit.json", "train_summary.json", "eval_summary.json",
                  "report.html", "tracking.json"):
         assert (run_dir / name).is_file(), name
     assert (runs / "mlflow.db").is_file()

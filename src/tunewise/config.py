@@ -15,18 +15,20 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+                      field_validator, model_serializer, model_validator)
 
 from tunewise.errors import ConfigError
 
 __all__ = [
     "CheckConfig",
+    "CleanConfig",
     "BaselinesConfig",
     "Config",
     "DataConfig",
     "DatasetConfig",
     "EarlyStoppingConfig",
     "EvalConfig",
+    "ForgettingConfig",
     "FreezeConfig",
     "FullConfig",
     "GradualUnfreezeConfig",
@@ -42,11 +44,16 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "PenaltyConfig",
+    "RegularizeConfig",
     "SplitConfig",
     "StageConfig",
     "SuiteConfig",
     "Task",
     "TrainConfig",
+    "WiseFTConfig",
+    "TuneConfig",
+    "TuneObjective",
+    "TuneParam",
     "dump_config",
     "load_config",
     "parse_overrides",
@@ -88,19 +95,48 @@ class SplitConfig(Section):
 Shape = Literal["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "text"]
 
 
-CheckKind = Literal["duplicates", "eval_leakage", "test_leakage", "contamination"]
+CheckKind = Literal["duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
+                    "too_long", "truncated", "repetition", "boilerplate", "non_text", "pii", "secrets", "toxicity",
+                    "label_imbalance", "preference_bias", "demographic_imbalance"]
+PiiKind = Literal["secret", "email", "iban", "credit_card", "national_id", "ip_address", "phone"]
+_PII_KINDS: list[PiiKind] = ["secret", "email", "iban", "credit_card", "national_id", "ip_address", "phone"]
+CleanDrop = Literal["duplicates", "format", "empty", "too_short", "too_long", "truncated", "repetition", "non_text",
+                    "toxicity", "contamination", "secrets", "pii"]
 
 
 class CheckConfig(Section):
-    """The data check before training: duplicates, leakage into eval/test, suite contamination."""
+    """The data audit (`tunewise data audit`), run before training: every finding of docs/data.md."""
 
     enabled: bool = True
+    """Audit the prepared rows before training (writes audit.json in the run directory)."""
     near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
-    """Estimated Jaccard similarity of word 3-gram sets at which two rows count as near duplicates."""
+    """Jaccard similarity of word 3-gram sets (MinHash LSH, verified) at which two rows are near duplicates."""
     contamination_ngram: Annotated[int, Field(ge=4)] = 8
     """An eval-suite item sharing this many consecutive words with a training row is contaminated."""
+    min_tokens: Annotated[int, Field(ge=1)] = 2
+    """An answer shorter than this many tokens (of the model's tokenizer) is `too_short`."""
+    max_tokens: Annotated[int, Field(ge=1)] = 4096
+    """A row longer than this many tokens is `too_long` (longer than data.max_length: `truncated`)."""
+    pii: list[PiiKind] = Field(default_factory=lambda: list(_PII_KINDS))
+    """Which kinds of personal data and secrets to look for."""
+    toxicity: bool = True
+    """Score answers with the offensive-language classifier (alt-profanity-check, offline)."""
+    toxicity_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    """Classifier probability from which an answer counts as toxic."""
+    imbalance_ratio: Annotated[float, Field(gt=1.0)] = 3.0
+    """Largest / smallest class (labels, or demographic groups per role) from which they are imbalanced."""
     block_on: list[CheckKind] = Field(default_factory=list)
-    """Findings that stop the run before training (exit 2), e.g. [eval_leakage, contamination]."""
+    """Findings that stop the run before training (exit 2), e.g. [eval_leakage, contamination, secrets]."""
+
+
+class CleanConfig(Section):
+    """What `tunewise data clean` removes and redacts; every removed or changed row goes to rejects.jsonl."""
+
+    drop: list[CleanDrop] = Field(default_factory=lambda: ["duplicates", "format", "empty"])
+    """Findings whose rows are removed (duplicates: the first row of each cluster is kept); add e.g.
+    repetition, non_text, toxicity, too_long after reading the audit."""
+    redact: list[PiiKind] = Field(default_factory=lambda: list(_PII_KINDS))
+    """Kinds of personal data replaced by typed placeholders (<EMAIL>, <PHONE>, <SECRET>, ...)."""
 
 
 Task = Literal["chat", "completion", "classification"]
@@ -148,6 +184,7 @@ class DataConfig(Section):
     on_bad_rows: Literal["error", "skip"] = "error"
     """`skip` writes each bad row with its reason to rejects.jsonl in the run directory."""
     check: CheckConfig = Field(default_factory=CheckConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
     datasets: list[DatasetConfig] = Field(default_factory=list)
     """Multi-task: several datasets mixed by `mixing`, each evaluated on its own (instead of `train`)."""
     mixing: MixingConfig = Field(default_factory=MixingConfig)
@@ -386,6 +423,12 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto: bf16 autocast where the hardware supports it (recent CPUs, Ampere+ GPUs), else fp32."""
     gradient_checkpointing: bool = False
+    packing: bool = True
+    """Concatenate each batch's rows into one padding-free row, each row attending only to itself (causal LMs
+    without loss terms or NEFTune; others pad). false: pad rows to the batch's longest, rows of similar length batched together."""
+    tokens_per_pass: Annotated[int, Field(gt=0)] | None = 512
+    """With packing: run a batch as forward/backward passes of at most this many tokens (whole rows), summed into the
+    same gradient; bounds activation memory whatever the rows' lengths. None: the whole batch in one pass."""
     seed: int = 42
     deterministic: bool = False
     """Also force deterministic kernels (torch.use_deterministic_algorithms); slower, for exact GPU repeats."""
@@ -519,6 +562,295 @@ class OutputConfig(Section):
     """MLflow tracking URI; None: `sqlite:///<output.dir>/mlflow.db` (absolute), nothing to start."""
 
 
+# --- tune: the hyperparameter search of `tunewise tune` (tunewise/tune/, docs/tune.md).
+
+TUNE_KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
+"""The ways one `tune.space` entry can draw its values."""
+
+
+class TuneParam(Section):
+    """One dimension of `tune.space`: exactly one of `uniform`, `log_uniform`, `int`, `log_int`
+    (each `[low, high]`, both included) or `choice` (a list), plus `step` for a grid of numbers."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
+                              serialize_by_alias=True)
+
+    uniform: tuple[float, float] | None = None
+    log_uniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] | None = None
+    int_: tuple[int, int] | None = Field(default=None, alias="int")
+    log_int: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = None
+    choice: Annotated[list[Any], Field(min_length=1)] | None = None
+    step: Annotated[float, Field(gt=0)] | None = None
+    """uniform / int only: draw on the grid low, low+step, ... (needed by the grid sampler)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected one of {', '.join(TUNE_KINDS)} with its values, e.g. "
+                             f"{{log_uniform: [1.0e-5, 1.0e-3]}} or {{choice: [4, 8, 16]}} (got {data!r})")
+        data = {k: v for k, v in data.items() if v is not None}  # a dumped config writes the unset kinds as null
+        unknown = [k for k in data if k not in (*TUNE_KINDS, "step")]
+        if unknown:
+            hint = difflib.get_close_matches(str(unknown[0]), TUNE_KINDS, n=1, cutoff=0.6)
+            raise ValueError(f"unknown kind {unknown[0]!r}; " + (f"did you mean '{hint[0]}'? " if hint else "")
+                             + f"kinds: {', '.join(TUNE_KINDS)}")
+        kinds = [k for k in data if k in TUNE_KINDS]
+        if len(kinds) != 1:
+            raise ValueError(f"give exactly one of {', '.join(TUNE_KINDS)} (got {', '.join(kinds) or 'none'})")
+        return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TuneParam:
+        bounds = self.uniform or self.log_uniform or self.int_ or self.log_int
+        if bounds is not None and bounds[0] >= bounds[1]:
+            raise ValueError(f"{self.kind}: low {bounds[0]} must be below high {bounds[1]}")
+        if self.step is not None and self.kind not in ("uniform", "int"):
+            raise ValueError(f"step works with uniform and int only, not {self.kind}")
+        if self.kind == "int" and self.step is not None and self.step != int(self.step):
+            raise ValueError(f"int: step {self.step} must be a whole number")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in TUNE_KINDS if getattr(self, "int_" if k == "int" else k) is not None)
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_set(self, handler: Any) -> dict[str, Any]:
+        # `{log_uniform: [1e-05, 0.001]}` in the resolved config, as the user wrote it; not five nulls.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class TuneObjective(Section):
+    """One thing the search optimises."""
+
+    metric: str = "eval_loss"
+    """eval_loss | perplexity (tuned, eval rows) | forgetting (mean drop of the general suites vs base) |
+    any metric of `cv_summary.json`'s naming, e.g. suite/<name>/<metric>/tuned (then set `direction`)."""
+    direction: Literal["auto", "minimize", "maximize"] = "auto"
+    """auto: minimize for eval_loss, perplexity and forgetting; other metrics need it set."""
+
+
+class TuneConfig(Section):
+    """`tunewise tune`: an Optuna search over any config keys; each trial is an ordinary run."""
+
+    space: dict[str, TuneParam] = Field(default_factory=dict)
+    """Dotted config key -> how to draw it, e.g. {train.lr: {log_uniform: [1.0e-5, 1.0e-3]}}."""
+    objectives: Annotated[list[TuneObjective], Field(min_length=1, max_length=2)] = Field(
+        default_factory=lambda: [TuneObjective()])
+    """One objective, or two (a Pareto front), e.g. [eval_loss, forgetting]; a plain string is a metric."""
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["auto", "none", "median", "successive_halving"] = "auto"
+    """Stop weak trials early on their evals during training; auto: median with one objective, none with two
+    (Optuna prunes single-objective studies only)."""
+    prune_metric: str = "eval_loss"
+    """The eval metric reported to the pruner at every train.eval_every."""
+    prune_mode: Literal["min", "max"] = "min"
+    """min: lower prune_metric is better."""
+    startup_trials: Annotated[int, Field(ge=0)] = 5
+    """Trials drawn at random before TPE models the space; also trials finished before the pruner judges."""
+    trials: Annotated[int, Field(gt=0)] = 20
+    """Trials the study should hold in all (finished, pruned or failed); --trials overrides it."""
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    """Stop starting trials after this many seconds; --timeout overrides it."""
+    workers: Annotated[int, Field(gt=0)] = 1
+    """Local worker processes sharing the study; --workers overrides it."""
+    storage: str | None = None
+    """SQLAlchemy URL of the study (e.g. postgresql://...); None: sqlite:///<search dir>/study.db."""
+    name: str | None = None
+    """The search directory under output.dir and the study name; None: <config name>-tune."""
+    seed: int = 0
+    """Seed of the sampler (worker i uses seed + i)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_as_objectives(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("objectives"), list):
+            data = {**data, "objectives": [{"metric": o} if isinstance(o, str) else o for o in data["objectives"]]}
+        return data
+
+
+# --- forgetting: the monitor that scores general ability and KL to the base at every eval, its
+# budgets and what breaching one does; WiSE-FT after training (regularize.wise_ft, judged by the same
+# budgets). The code is tunewise/guard/monitor.py and wise_ft.py; docs/forgetting.md.
+
+ForgettingAction = Literal["warn", "stop", "rollback"]
+
+
+def _default_forgetting_suites() -> list[SuiteConfig]:
+    return [SuiteConfig(name=n) for n in ("general_knowledge", "chat")]
+
+
+def suite_key(name: str) -> str:
+    """The short name a suite goes by in budgets and metrics: the built-in name, a file's name
+    without its extensions (`arc_easy_test` for `.../arc_easy_test.jsonl`), or an `hf:` name's
+    subset or dataset (`ARC-Easy`), with `-SPLIT` when the split is not `test` (as `load_suite` names it)."""
+    if name.startswith("hf:"):
+        spec, _, split = name[3:].partition("@")
+        dataset, _, subset = spec.partition(":")
+        return (subset or dataset.rsplit("/", 1)[-1]) + (f"-{split}" if split and split != "test" else "")
+    if name.endswith(_SUITE_FILE_SUFFIXES):
+        file = Path(name).name
+        return file.split(".")[0] or file
+    return name
+
+
+class WiseFTConfig(Section):
+    """WiSE-FT: after training, interpolate (1−α)·base + α·tuned over a sweep of α, score each point
+    on the eval rows and the forgetting suites, and keep the α with the best task score whose
+    forgetting is within `forgetting.budgets`."""
+
+    enabled: bool = False
+    alphas: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    """The sweep; 0 is the base model, 1 the fine-tune as trained."""
+
+
+class ForgettingConfig(Section):
+    """The forgetting monitor: general-capability suites and KL to the base model at every eval
+    during training, deltas against the base logged as metrics, and budgets that act."""
+
+    enabled: bool = False
+    """Score the suites below and the KL at every `train.eval_every` (base scored once at the start). Off by
+    default: on two CPU cores an eval of the probes at these limits costs tens of seconds (docs/forgetting.md)."""
+    suites: list[SuiteConfig] = Field(default_factory=_default_forgetting_suites)
+    """General suites: multiple choice (scored by log-likelihood) or generation; names or files as in eval.suites."""
+    limit: Annotated[int, Field(gt=0)] | None = 40
+    """Items of each suite scored per eval (the first N; a suite's own `limit` wins); None: all."""
+    kl: bool = True
+    """Also measure KL(base ‖ tuned) on neutral chat prompts answered by the base model."""
+    prompts: str | None = None
+    """Neutral prompts for the KL, a .jsonl of {prompt} rows; None: the built-in set (40 prompts)."""
+    kl_limit: Annotated[int, Field(gt=0)] | None = 16
+    """Neutral prompts used for the KL (the first N); None: all."""
+    max_new_tokens: Annotated[int, Field(gt=0)] = 24
+    """Length cap of generated answers (generation suites, and the base answers the KL is taken on)."""
+    budgets: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    """Suite short name -> the largest drop allowed (in its metric's units), and `kl` -> the largest KL,
+    e.g. {general_knowledge: 0.05, chat: 0.1, kl: 0.2}."""
+    action: ForgettingAction = "warn"
+    """What a breached budget does: warn, stop training, or rollback (at the end, restore the best eval
+    within every budget)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_as_suites(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("suites"), list):
+            data = {**data, "suites": [{"name": s} if isinstance(s, str) else s for s in data["suites"]]}
+        return data
+
+
+# --- regularize: the forgetting guard's loss terms and replay (tunewise/guard/, docs/forgetting.md).
+
+
+class ReplayConfig(Section):
+    """Rehearsal: general rows mixed into the training rows."""
+
+    ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Share of the training rows that are general rows (0.2: one in five); 0 = off. General rows are
+    repeated when there are fewer than needed."""
+
+
+class EwcConfig(Section):
+    """Elastic weight consolidation: Σ F·(θ − θ*)² with a diagonal Fisher F from the base model."""
+
+    weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of the penalty (logged as `loss/ewc`); 0 = off. F is scaled to mean 1, so this is on
+    the scale of `l2sp.weight`."""
+    samples: Annotated[int, Field(gt=0)] = 64
+    """General rows the Fisher is estimated on (one gradient each; cached per model and data)."""
+
+
+class KLConfig(Section):
+    """LwF: KL(base ‖ tuned) of the next-token distributions, the base being the model before training."""
+
+    weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of the KL term (logged as `loss/kl`); 0 = off."""
+    on: Literal["batch", "general", "both"] = "batch"
+    """batch: the training batch's answer tokens; general: `batch_size` general rows per step; both: their mean."""
+    temperature: Annotated[float, Field(gt=0.0)] = 1.0
+    """Soften both distributions (LwF uses 2); the KL is multiplied by temperature²."""
+    batch_size: Annotated[int, Field(gt=0)] = 4
+    """on general/both: general rows per micro-batch."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_is_a_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true; the user wrote the key `on`.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+class L2SPConfig(Section):
+    """L2-SP: ‖θ − θ*‖² over the trainable parameters, θ* their values when training starts."""
+
+    weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of the penalty (logged as `loss/l2sp`); 0 = off."""
+
+
+class SynthConfig(Section):
+    """Self-synthesized general data (`regularize.general: self`): the base model answers prompts."""
+
+    prompts: str | None = None
+    """A file of `{prompt}` rows (.jsonl/.json/.csv); None: tunewise's seed set (155 everyday prompts)."""
+    limit: Annotated[int, Field(gt=0)] | None = None
+    """Use only the first N prompts (None: all)."""
+    max_new_tokens: Annotated[int, Field(gt=0)] = 160
+    """Longest answer; an answer cut off at this length is kept, but its end-of-turn token is not trained
+    (that would teach stopping mid-sentence)."""
+    batch_size: Annotated[int, Field(gt=0)] = 16
+    """Prompts answered per generate call."""
+
+
+class RegularizeConfig(Section):
+    """The forgetting guard's regularizers, each a separately logged loss term; all off by default."""
+
+    general: str | None = None
+    """General data for replay, ewc and kl on general: `self` (the base model answers a seed prompt set,
+    cached), or a file in any shape `data.train` takes; None = none."""
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    ewc: EwcConfig = Field(default_factory=EwcConfig)
+    kl: KLConfig = Field(default_factory=KLConfig)
+    l2sp: L2SPConfig = Field(default_factory=L2SPConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    wise_ft: WiseFTConfig = Field(default_factory=WiseFTConfig)
+    """After training, interpolate base and tuned weights and keep the best α within forgetting.budgets."""
+    seed: int = 0
+    """Seed of the replay draw, the Fisher's rows and the general KL batches."""
+
+    @property
+    def needs_general(self) -> list[str]:
+        """The keys of the guards that are on and read general data."""
+        return ([k for k, on in (("regularize.replay.ratio", self.replay.ratio > 0),
+                                 ("regularize.ewc.weight", self.ewc.weight > 0),
+                                 ("regularize.kl.on", self.kl.weight > 0 and self.kl.on != "batch")) if on])
+
+    @model_validator(mode="after")
+    def _general_data_given(self) -> RegularizeConfig:
+        needing = self.needs_general
+        if needing and not self.general:
+            raise ValueError(f"{', '.join(needing)} {'needs' if len(needing) == 1 else 'need'} general data and "
+                             f"none is given; set regularize.general: "
+                             f"self (the base model answers tunewise's seed prompts) or a file of general chat rows")
+        return self
+
+
+def _regularize_problems(reg: RegularizeConfig, task: str) -> list[tuple[tuple[Any, ...], str]]:
+    """Guards the task cannot use, by key (the guard code is tunewise/guard/)."""
+    found: list[tuple[tuple[Any, ...], str]] = []
+    on = [("replay", "ratio", reg.replay.ratio), ("ewc", "weight", reg.ewc.weight), ("kl", "weight", reg.kl.weight)]
+    if task == "classification":
+        for name, key, value in on:
+            if value > 0:
+                found.append((("regularize", name, key), f"regularize.{name} works on a language model's "
+                              f"next-token predictions; a classification head has none — use regularize.l2sp"))
+    elif task == "completion" and reg.general == "self" and reg.needs_general:
+        found.append((("regularize", "general"), "self-synthesized rows are chat answers and task completion trains "
+                      "on plain text; set regularize.general to a plain-text file {text}"))
+    return found
+
+
 class StageConfig(Section):
     """One stage of a sequential fine-tune: overrides of the `data` and `train` sections.
 
@@ -541,10 +873,16 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     method: MethodConfig = Field(default_factory=LoraConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
+    """Guards against forgetting: replay, ewc, kl, l2sp (docs/forgetting.md)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
+    """The forgetting monitor during training: general probes, KL to base, budgets and action (docs/forgetting.md)."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[StageConfig] = Field(default_factory=list)
     """Sequential fine-tuning: each stage trains on from the previous one's weights (see docs/tasks.md)."""
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    """`tunewise tune`: the hyperparameter search (docs/tune.md); other commands ignore it."""
 
     @model_validator(mode="after")
     def _task_fits(self) -> Config:
@@ -553,12 +891,68 @@ class Config(Section):
 
         if self.task == "classification" and "suites" not in self.eval.model_fields_set:
             self.eval.suites = []  # the built-in suites score a language model, which a classifier is not
-        found = _task_problems(self)
+        if self.task == "classification" and "enabled" not in self.forgetting.model_fields_set:
+            self.forgetting.enabled = False  # so does the forgetting monitor
+        found = _task_problems(self) + _forgetting_problems(self)
         if found:
             raise ValidationError.from_exception_data("Config", [
                 InitErrorDetails(type="value_error", loc=loc, input={}, ctx={"error": ValueError(message)})
                 if isinstance(message, str) else message for loc, message in found])
         return self
+
+
+# Methods WiSE-FT cannot interpolate: virtual tokens have no base value to move towards.
+_NO_WISE_FT = ("prefix", "prompt", "ptuning")
+
+
+def _forgetting_problems(config: Config) -> list[tuple[tuple[Any, ...], str]]:
+    """What is wrong with the `forgetting` section, alone or with the rest of the config."""
+    forgetting = config.forgetting
+    at = ("forgetting",)
+    found: list[tuple[tuple[Any, ...], str]] = []
+    keys = [suite_key(s.name) for s in forgetting.suites]
+    for i, suite in enumerate(forgetting.suites):
+        if suite.role not in ("auto", "general"):
+            found.append(((*at, "suites", i, "role"), f"the monitor's suites are general probes; remove "
+                                                      f"role: {suite.role} (task suites belong in eval.suites)"))
+        if keys.index(keys[i]) != i:
+            found.append(((*at, "suites", i), f"two suites go by the name {keys[i]}; keep one"))
+    for key in forgetting.budgets:
+        if key == "kl":
+            if not forgetting.kl:
+                found.append(((*at, "budgets", key), "the KL is not measured (forgetting.kl is false); set "
+                                                     "forgetting.kl: true or remove the budget"))
+        elif key not in keys:
+            found.append(((*at, "budgets", key), f"no such suite in forgetting.suites ({', '.join(keys) or 'none'}); "
+                                                 f"add it to forgetting.suites or remove the budget"))
+    if forgetting.action != "warn" and not forgetting.budgets:
+        found.append(((*at, "action"), f"{forgetting.action} acts when a budget is breached, and forgetting.budgets "
+                                       f"is empty; set e.g. forgetting.budgets: {{chat: 0.1, kl: 0.2}}"))
+    if not forgetting.enabled and (forgetting.action != "warn" or forgetting.budgets):
+        found.append(((*at, "enabled"), "forgetting.budgets and forgetting.action need the monitor; set "
+                                        "forgetting.enabled: true"))
+    if forgetting.enabled and forgetting.action != "warn" and config.train.eval_every == 0:
+        found.append(((*at, "action"), f"{forgetting.action} acts at the evals during training, and "
+                                       f"train.eval_every is 0 (none while training); set train.eval_every above 0"))
+    lm = config.task != "classification"
+    if forgetting.enabled and not lm:
+        found.append(((*at, "enabled"), "the monitor scores a language model, and a classification run trains a "
+                                        "head; set forgetting.enabled: false"))
+    if config.regularize.wise_ft.enabled:
+        method = config.method.type
+        why = None
+        if not lm:
+            why = "a classification head has no base value to interpolate towards; remove forgetting.wise_ft"
+        elif method in _NO_WISE_FT:
+            why = f"method.type {method} adds virtual tokens, which have no base value to interpolate towards"
+        elif getattr(config.method, "dora", False):
+            why = "DoRA learns a magnitude whose starting value is not kept, so α=0 would not be the base model"
+        elif config.stages:
+            why = "WiSE-FT interpolates one fine-tune with its base; with stages, run it on a single stage"
+        if why:
+            found.append((("regularize", "wise_ft", "enabled"), f"{why} (WiSE-FT works with full, freeze, "
+                                                       f"gradual_unfreeze, lora, qlora and ia3)"))
+    return found
 
 
 _FILE_KEYS = ("train", "eval", "test", "datasets")
@@ -627,6 +1021,7 @@ def _task_problems(config: Config) -> list[tuple[tuple[Any, ...], Any]]:
     if not config.stages:
         # With stages the top-level data only lends defaults; each stage's merged data is checked below.
         found += _data_problems(config.data, config.task, ("data",))
+    found += _regularize_problems(config.regularize, config.task)
     if config.task == "classification":
         for i, suite in enumerate(config.eval.suites):
             if suite.name in _LM_SUITES or suite.name.startswith("hf:"):
@@ -751,10 +1146,25 @@ def _anchor_data_paths(block: Any, base: Path) -> None:
 def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
     # Keys whose values are file paths: relative ones are anchored where they were written.
     _anchor_data_paths(raw.get("data"), base)
+    regularize = raw.get("regularize")
+    if isinstance(regularize, dict):
+        if isinstance(regularize.get("general"), str) and regularize["general"] != "self":
+            regularize["general"] = _anchored(regularize["general"], base)
+        synth = regularize.get("synth")
+        if isinstance(synth, dict) and isinstance(synth.get("prompts"), str):
+            synth["prompts"] = _anchored(synth["prompts"], base)
     for stage in raw.get("stages") if isinstance(raw.get("stages"), list) else []:
         if isinstance(stage, dict):
             _anchor_data_paths(stage.get("data"), base)
-    suites = raw.get("eval", {}).get("suites") if isinstance(raw.get("eval"), dict) else None
+    for section in ("eval", "forgetting"):
+        _anchor_suites(raw.get(section), base)
+    forgetting = raw.get("forgetting")
+    if isinstance(forgetting, dict) and isinstance(forgetting.get("prompts"), str):
+        forgetting["prompts"] = _anchored(forgetting["prompts"], base)
+
+
+def _anchor_suites(section: Any, base: Path) -> None:
+    suites = section.get("suites") if isinstance(section, dict) else None
     for i, suite in enumerate(suites if isinstance(suites, list) else []):
         name = suite.get("name") if isinstance(suite, dict) else suite
         if isinstance(name, str) and name.endswith(_SUITE_FILE_SUFFIXES):

@@ -193,6 +193,14 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
         raise TunewiseError(f"--dedup-threshold {dedup_threshold}: must be above 0 and at most 1 "
                             f"(the Jaccard similarity from which rows count as near duplicates)")
     data = config.data
+    if config.stages:
+        raise ConfigError(["stages: cross-validation folds one training set and trains once per fold; a "
+                           "sequential run cannot be folded. Cross-validate one stage at a time: a config "
+                           "without `stages:` whose data.train is that stage's file"])
+    if data.datasets:
+        raise ConfigError(["data.datasets: cross-validation folds a single data.train file; a mixture of "
+                           "several datasets is not folded. Cross-validate each dataset on its own "
+                           "(data.train: its file), or merge them into one file first"])
     if not data.train:
         raise ConfigError(["data.train: no training file given; set `data.train: path/to/train.jsonl`"])
     ignored = [key for key, value in (("data.eval", data.eval), ("data.test", data.test)) if value]

@@ -128,33 +128,39 @@ def prepare_data(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared
                     test_examples=kept["test"])
 
 
-def check_prepared(config: Config, data: Prepared) -> DataCheck | None:
-    """Run the data check on prepared rows, print what it found, and stop on a blocking finding.
+def check_prepared(config: Config, data: Prepared, tokenizer: PreTrainedTokenizerBase | None = None
+                   ) -> DataCheck | None:
+    """Run the data audit on prepared rows, print what it found, and stop on a blocking finding.
 
-    Returns None when `data.check.enabled` is false.
+    With the `tokenizer`, answers are also measured in tokens (`too_short`). Returns None when
+    `data.check.enabled` is false.
     """
     from tunewise.data.check import check_data, suite_texts
 
     if not config.data.check.enabled:
         return None
+    # The rendered lengths are what training sees (chat template included, cut at data.max_length).
+    lengths = {r.source: (r.n_tokens + r.n_dropped_tokens, r.truncated) for r in [*data.train, *data.eval, *data.test]}
+    labels = None
+    if data.classes:
+        labels = {r.source: data.classes[r.labels[0]] for r in [*data.train, *data.eval, *data.test]}
+    from tunewise.data.audit import token_counter
+
     return report_check(check_data(data.train_examples, {"eval": data.eval_examples, "test": data.test_examples},
-                                   config, suites=suite_texts(config)))
+                                   config, suites=suite_texts(config), lengths=lengths, labels=labels,
+                                   count_tokens=token_counter(tokenizer) if tokenizer is not None else None))
 
 
 def report_check(check: DataCheck) -> DataCheck:
-    """Print what the data check found; raise when a finding is listed in `data.check.block_on`."""
-    if not check.findings:
-        console.print("data check: no duplicates, no leakage into eval/test, no suite contamination")
-    for finding in check.findings:
-        blocking = finding.kind in check.block_on
-        console.print(f"[{'red' if blocking else 'yellow'}]data check, {finding.kind}:[/] {finding.message}",
-                      highlight=False)
-        for example in finding.examples[:3]:
-            console.print(f"    {example}", highlight=False)
+    """Print what the data audit found (a table); raise when a finding is listed in `data.check.block_on`."""
+    from tunewise.data.audit import print_audit
+
+    print_audit(check, console)
     if check.blocking:
         kinds = ", ".join(f.kind for f in check.blocking)
-        raise TunewiseError(f"data check: {kinds} found and data.check.block_on stops the run on it (see above). "
-                            f"Fix the data, or take {kinds} out of data.check.block_on to train anyway.")
+        raise TunewiseError(f"data audit: {kinds} found and data.check.block_on stops the run on it (see above). "
+                            f"Fix the data (`tunewise data clean`), or take {kinds} out of data.check.block_on to "
+                            f"train anyway.")
     return check
 
 
@@ -218,12 +224,16 @@ class _Trained:
 
 
 def _train(config: Config, config_path: str | Path | None, *, model: Any = None, data: Prepared | None = None,
-           check: DataCheck | None = None) -> _Trained:
+           check: DataCheck | None = None, callbacks: list[Any] | None = None) -> _Trained:
     """Train one run. A later stage of a sequential run passes the `model` to train on (already
-    wrapped by its method) and its `data` and `check`, prepared before the first stage trained."""
+    wrapped by its method) and its `data` and `check`, prepared before the first stage trained;
+    `tunewise tune` passes `callbacks` (Trainer callbacks: its pruning and NaN guard)."""
     from transformers import set_seed
 
     from tunewise.data import write_rejects
+    from tunewise.guard.monitor import build_monitor
+    from tunewise.guard.setup import build_guard, plan_guard
+    from tunewise.guard.wise_ft import check_wise_ft, run_wise_ft
     from tunewise.methods import METHODS, check_method, count_parameters, load_kwargs, save_tuned, training_callbacks
     from tunewise.models import load_model
     from tunewise.tasks import check_head_trains, collator_for, describe_data, model_load_kwargs, write_task_files
@@ -244,9 +254,13 @@ def _train(config: Config, config_path: str | Path | None, *, model: Any = None,
     check_method(config)  # what the model's shape decides (top_k, module names), from config.json
     if data is None:
         data = prepare_data(config, tokenizer)
-        check = check_prepared(config, data) if not resume else None
+        check = check_prepared(config, data, tokenizer) if not resume else None
     console.print(describe_data(config, data), highlight=False)
     check_training(config.train, train_rows=len(data.train), eval_rows=len(data.eval))
+    guard_plan = plan_guard(config, tokenizer)  # regularize: general data read and checked before the model loads
+    check_wise_ft(config, eval_rows=len(data.eval))
+    # The forgetting monitor (guard/monitor.py): its suites and prompts are loaded now, so a bad file fails early.
+    monitor = build_monitor(config, tokenizer, run_dir, log=lambda line: console.print(line, highlight=False))
     if model is None:
         model = load_model(config.model.name, revision=config.model.revision,
                            trust_remote_code=config.model.trust_remote_code, **load_kwargs(config),
@@ -258,6 +272,8 @@ def _train(config: Config, config_path: str | Path | None, *, model: Any = None,
     trainable, total = count_parameters(model)
     console.print(f"method: {config.method.type}, trainable parameters {trainable:,} of {total:,} "
                   f"({100 * trainable / total:.2f}%)")
+    # The forgetting guard: replay rows mixed in, one loss term per regularizer (docs/forgetting.md).
+    guard = build_guard(guard_plan, model, tokenizer, data.train, log=lambda line: console.print(line, highlight=False))
 
     fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -265,18 +281,22 @@ def _train(config: Config, config_path: str | Path | None, *, model: Any = None,
     try:
         dump_config(config, run_dir / "config.yaml")
         _write_json(run_dir / "data_stats.json", {k: asdict(v) for k, v in data.stats.items()})
+        if guard.info:
+            _write_json(run_dir / "regularize.json", guard.info)
         if data.rejects:
             write_rejects(data.rejects, run_dir / "rejects.jsonl")
         if check is not None:
-            _write_json(run_dir / "data_check.json", check.to_dict())
+            _write_json(run_dir / "audit.json", check.to_dict())
         console.print(f"run directory: {run_dir}")
         # Tracking never stops a run: a tracker that fails is switched off with a warning.
         tracker = Tracker.open(config, run_dir, experiment=Path(config_path).stem if config_path else None)
         if tracker.describe():
             console.print(f"tracking: {tracker.describe()}", highlight=False)
         tracker.log_files(run_dir / "config.yaml")
-        result = fit(model, tokenizer, data.train, data.eval, config.train, run_dir, resume=resume,
-                     callbacks=[TrackMetrics(tracker), *training_callbacks(model, config.method, log=console.print)],
+        result = fit(model, tokenizer, guard.rows, data.eval, config.train, run_dir, resume=resume, terms=guard.terms,
+                     callbacks=[TrackMetrics(tracker), *training_callbacks(model, config.method, log=console.print),
+                                *(callbacks or [])],
+                     monitors=[monitor] if monitor is not None else None,
                      collator=collator_for(config, tokenizer.pad_token_id))
     except BaseException as err:
         if tracker is not None:
@@ -303,6 +323,9 @@ def _train(config: Config, config_path: str | Path | None, *, model: Any = None,
         console.print(f"early stopping at step {result.stopped_early_at}: {config.train.early_stopping.metric} "
                       f"stopped improving; the saved adapter is the best checkpoint, {result.best_checkpoint} "
                       f"({result.best_metric})", highlight=False)
+    # WiSE-FT (regularize.wise_ft): the model is left at the α chosen, and saved so.
+    run_wise_ft(config, model, tokenizer, data.eval, run_dir, monitor, tracker=tracker, step=result.steps,
+                log=lambda line: console.print(line, highlight=False))
     adapter_dir = run_dir / "adapter"
     save_tuned(model, adapter_dir, config.method.type)  # an adapter, or the changed weights (see methods/weights.py)
     tokenizer.save_pretrained(adapter_dir)

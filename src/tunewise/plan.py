@@ -26,7 +26,8 @@ where seq is the longest row (rows are batched by length, so the longest batch i
 rows). Time = tokens to train / throughput, throughput = FLOPS / flops per token, flops per token
 = 2·N (forward) + 2·N·g (backward through the share g of blocks it reaches) + 2·T (weight
 gradients of the T trainable weights) + a share of 2·N·g with gradient checkpointing, N the
-weights used in matrix products; plus attention, 2 × layers × seq × hidden per pass.
+weights used in matrix products (the output head only for the share of tokens that are trained: the
+label-only loss of training/loss.py); plus attention, 2 × layers × seq × hidden per pass.
 """
 
 from __future__ import annotations
@@ -300,13 +301,18 @@ def estimate_memory(shape: ModelShape, train: TrainConfig, *, precision: str, se
     return MemoryEstimate(parts=parts, device=device, batch=train.batch_size, seq=seq)
 
 
-def flops_per_token(shape: ModelShape, train: TrainConfig, *, seq: int) -> float:
+def flops_per_token(shape: ModelShape, train: TrainConfig, *, seq: int, head_share: float = 1.0) -> float:
     """Training FLOPs per token: forward, backward through the layers it reaches, weight gradients,
     the recomputed forward of gradient checkpointing (at its measured share), and attention over
-    `seq` positions (causal)."""
+    `seq` positions (causal).
+
+    Args:
+        head_share: share of the tokens the output head runs on; training's label-only loss
+            (training/loss.py) runs it on the trained tokens only.
+    """
     reach = shape.backward_layers / shape.layers if shape.layers else 1.0
     attention = 2.0 * shape.layers * seq * shape.hidden  # QKᵀ and AV over half the positions on average
-    forward = 2.0 * shape.matmul + attention
+    forward = 2.0 * (shape.matmul - shape.head * (1.0 - head_share)) + attention
     backward = reach * forward + 2.0 * shape.trainable
     recompute = CALIBRATION["recompute_share"] * reach * forward if train.gradient_checkpointing else 0.0
     return forward + backward + recompute
@@ -342,7 +348,8 @@ def available_memory() -> tuple[float | None, str]:
     return min(found), "RAM available now"
 
 
-def _throughput(shape: ModelShape, train: TrainConfig, *, precision: str, seq: int) -> tuple[float, str]:
+def _throughput(shape: ModelShape, train: TrainConfig, *, precision: str, seq: int,
+                head_share: float = 1.0) -> tuple[float, str]:
     if _device() == "cuda":
         flops, source = CALIBRATION["cuda_flops"], "assumed GPU speed (not calibrated; use --measure)"
     else:
@@ -351,7 +358,7 @@ def _throughput(shape: ModelShape, train: TrainConfig, *, precision: str, seq: i
         cores = os.cpu_count() or 1
         flops *= cores / 2  # calibrated on 2 cores; compute scales with cores to first order
         source = f"estimated from the model's FLOPs at {flops / 1e9:.0f} GFLOP/s ({precision}, {cores} cores)"
-    return flops / flops_per_token(shape, train, seq=seq), source
+    return flops / flops_per_token(shape, train, seq=seq, head_share=head_share), source
 
 
 # ---- the plan ------------------------------------------------------------------------------------
@@ -446,7 +453,11 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
         trainable, total = count_parameters(meta)
         shape = model_shape(meta, quantized=config.method.type == "qlora")
         memory = estimate_memory(shape, train, precision=precision, seq=longest, device=device)
-        tokens_per_s, throughput_from = _throughput(shape, train, precision=precision, seq=sum(lengths) // len(lengths))
+        # The output head runs on the trained tokens only (training/loss.py); a head that is the
+        # whole output (classification) has no vocabulary to skip.
+        share = sum(r.n_trained for r in data.train) / max(tokens_per_epoch, 1) if shape.vocab else 1.0
+        tokens_per_s, throughput_from = _throughput(shape, train, precision=precision,
+                                                    seq=sum(lengths) // len(lengths), head_share=share)
     available, available_what = available_memory()
     result = Plan(model=config.model.name, method=config.method.type, device=device, precision=precision,
                   trainable=trainable, total=total, counted_on=counted_on, train_rows=len(data.train),

@@ -1,4 +1,4 @@
-"""The data check before training: duplicates, leakage into eval/test, suite contamination."""
+"""The data check before training: the data audit on the prepared rows (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def make_config(tmp_path: Path, tiny_model_dir: Path, *, train_rows: list[dict],
     config = tmp_path / "check.yaml"
     config.write_text(
         f"model: {{name: {tiny_model_dir}}}\n"
-        f"data: {{train: train.jsonl, eval: eval.jsonl, max_length: 128{extra}}}\n"
+        f"data: {{train: train.jsonl, eval: eval.jsonl, max_length: 512{extra}}}\n"
         "method: {r: 2, alpha: 4}\n"
         "train: {max_steps: 1, batch_size: 4, eval_every: 0, precision: fp32}\n"
         f"eval: {{generations: 0, suites: {suites}}}\n"
@@ -51,7 +51,8 @@ def make_config(tmp_path: Path, tiny_model_dir: Path, *, train_rows: list[dict],
 
 def run_check(config_path: Path):
     config = load_config(config_path)
-    return check_prepared(config, prepare_data(config, load_tokenizer_for(config)))
+    tokenizer = load_tokenizer_for(config)
+    return check_prepared(config, prepare_data(config, tokenizer), tokenizer)
 
 
 def test_clean_data_has_no_findings(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -96,7 +97,7 @@ def test_a_run_keeps_what_the_check_found(tmp_path: Path, tiny_model_dir: Path) 
     rows = distinct_rows()
     config = make_config(tmp_path, tiny_model_dir, train_rows=rows[:20] + [rows[0]], eval_rows=rows[20:])
     run_dir = train(load_config(config), config)
-    saved = json.loads((run_dir / "data_check.json").read_text())
+    saved = json.loads((run_dir / "audit.json").read_text())
     assert [f["kind"] for f in saved["findings"]] == ["duplicates"] and saved["rows"]["train"] == 21
 
 
@@ -105,4 +106,20 @@ def test_the_check_can_be_switched_off(tmp_path: Path, tiny_model_dir: Path) -> 
     config = make_config(tmp_path, tiny_model_dir, train_rows=rows[:20] + [rows[0]], eval_rows=rows[20:],
                          extra=", check: {enabled: false}")
     assert run_check(config) is None
-    assert not (train(load_config(config), config) / "data_check.json").exists()
+    assert not (train(load_config(config), config) / "audit.json").exists()
+
+
+def test_the_check_before_training_is_the_whole_audit(tmp_path: Path, tiny_model_dir: Path) -> None:
+    rows = distinct_rows()
+    train_rows = rows[:20]
+    train_rows[4] = chat("Where do I write?", "Write to ana@example.org, she answers every single day.")
+    train_rows[6] = chat("Say it long.", " ".join(["words"] * 200) + " " + " ".join(f"w{i}" for i in range(400)))
+    train_rows[8] = chat("Is it?", "Yes")
+    config = make_config(tmp_path, tiny_model_dir, train_rows=train_rows, eval_rows=rows[20:],
+                         extra=", check: {toxicity: false, min_tokens: 5}")
+    check = run_check(config)
+    found = {f.kind: f for f in check.findings}
+    assert set(found) == {"pii", "truncated", "too_short", "repetition"}
+    assert found["pii"].detail["kinds"] == {"email": 1} and found["pii"].examples[0].startswith(f"{tmp_path}/train.jsonl:5")
+    assert found["truncated"].examples[0].startswith(f"{tmp_path}/train.jsonl:7")  # rendered length > max_length 512
+    assert found["too_short"].examples[0].startswith(f"{tmp_path}/train.jsonl:9")  # counted with the tokenizer

@@ -239,7 +239,7 @@ def test_summary_generations_and_cost_show_the_run(full_report: Path) -> None:
     assert "smollm2-135m-instruct" in summary and "4,884,480 of 139,399,488 (3.50%)" in summary
     assert "<details><summary>Resolved config (config.yaml)</summary>" in summary
     assert "3 row(s) set aside" in summary and "data/support.jsonl:233" in summary
-    assert "<b>Data check</b>" in summary and "eval_leakage" in summary and "duplicates" in summary
+    assert "<b>Data audit</b>" in summary and "eval_leakage" in summary and "duplicates" in summary
     assert "repeats data/support.jsonl:7 &lt;b&gt;" in summary
     gens = _section(page, "generations")
     assert gens.count('class="sample"') == 3 and "Canberra" in gens and "Sydney" in gens

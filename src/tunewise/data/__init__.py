@@ -15,16 +15,23 @@ The path from a user's file to what the model trains on, in order:
     rendered, stats, too_long = render_all(train, tokenizer, max_length=2048)
     # preview.py: see what is trained
     preview(rendered, tokenizer, stats, n=3)
+    # audit.py / clean.py: what is wrong with the data (docs/data.md), and the fix with a rejects file
+    audit = audit_files({"train": ["data/train.jsonl"]}, config.data.check)
+    result = clean_files(["data/train.jsonl"], "clean/", config.data.clean, config.data.check)
 """
 
+from tunewise.data.audit import Audit, Finding, audit_files
+from tunewise.data.clean import CleanResult, clean_files
 from tunewise.data.dedup import (
     DuplicatePair,
+    StreamDeduper,
     cross_duplicates,
     example_text,
     near_duplicate_clusters,
     normalise,
 )
 from tunewise.data.io import SUPPORTED_FORMATS, Row, read_rows
+from tunewise.data.pii import find_pii, redact
 from tunewise.data.preview import preview
 from tunewise.data.shapes import (
     SHAPES,
@@ -55,22 +62,30 @@ __all__ = [
     "SHAPES",
     "SUPPORTED_FORMATS",
     "TRAIN_ON",
+    "Audit",
     "BadRow",
+    "CleanResult",
     "DuplicatePair",
     "Example",
+    "Finding",
     "Reject",
     "RenderStats",
     "Rendered",
     "Row",
+    "StreamDeduper",
     "TrainOn",
+    "audit_files",
+    "clean_files",
     "cross_duplicates",
     "detect_shape",
     "example_text",
+    "find_pii",
     "load_examples",
     "near_duplicate_clusters",
     "normalise",
     "preview",
     "read_rows",
+    "redact",
     "render",
     "render_all",
     "resolve_chat_template",

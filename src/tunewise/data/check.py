@@ -1,28 +1,20 @@
-"""The data check that runs before training: duplicates, eval leakage, suite contamination.
+"""The data check before training is the data audit (`tunewise.data.audit`) on the prepared rows.
 
-Reading and rendering already refuse malformed rows (with `file:line`) and count truncation;
-this module looks at the rows that survived, across the splits and against the evaluation
-suites, for the problems that silently flatter a fine-tune:
+`tunewise data check` is an alias of `tunewise data audit CONFIG`; `train`, `run` and `cv` call
+`check_data` on the rows they are about to train on, so the rendered lengths (and truncation)
+are those of the chat template and `data.max_length`.
 
-| finding | what it means |
-|---|---|
-| `duplicates` | training rows that repeat another (exactly, or nearly: MinHash Jaccard ≥ threshold) — they weigh that row more and push memorisation |
-| `eval_leakage` / `test_leakage` | held-out rows that (nearly) repeat a training row — the held-out loss overstates what was learned |
-| `contamination` | suite items whose word n-grams appear in the training data — that suite's score is no longer a clean measurement |
-
-    check = check_data(prepared, config)
+    check = check_data(train, {"eval": eval_rows}, config, suites=suite_texts(config))
     check.findings      # [Finding(kind="eval_leakage", count=3, ...)]
     check.blocking      # the findings named in data.check.block_on
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from tunewise.data.dedup import cross_duplicates, example_text, near_duplicate_clusters, normalise
+from tunewise.data.audit import AUDIT_KINDS, Audit, Finding, Source, audit, items_from_examples
 
 if TYPE_CHECKING:
     from tunewise.config import Config
@@ -30,107 +22,38 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECK_KINDS", "DataCheck", "Finding", "check_data", "suite_texts"]
 
-CHECK_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination")
-"""Every finding the data check can report (the values `data.check.block_on` accepts)."""
+CHECK_KINDS = AUDIT_KINDS
+"""Every finding the check (the audit) can report: the values `data.check.block_on` accepts."""
 
-_EXAMPLES_KEPT = 5
-_WORD = re.compile(r"\w+")
-
-
-@dataclass
-class Finding:
-    """One problem found, with how many rows it touches and where to look.
-
-    Attributes:
-        kind: one of `CHECK_KINDS`.
-        count: rows (or suite items) affected.
-        message: what was found and what it does to the results, in plain words.
-        examples: `file:line` of a few affected rows, with the row they repeat when there is one.
-        detail: numbers behind the message (per suite, per split, ...).
-    """
-
-    kind: str
-    count: int
-    message: str
-    examples: list[str] = field(default_factory=list)
-    detail: dict[str, Any] = field(default_factory=dict)
+DataCheck = Audit
+"""What the check found: an `Audit`."""
 
 
-@dataclass
-class DataCheck:
-    """What the data check found; `findings` is empty when the data is clean."""
-
-    rows: dict[str, int]
-    threshold: float
-    findings: list[Finding] = field(default_factory=list)
-    block_on: list[str] = field(default_factory=list)
-
-    @property
-    def blocking(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind in self.block_on]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "threshold": self.threshold, "block_on": self.block_on,
-                "findings": [asdict(f) for f in self.findings]}
-
-
-def check_data(train: Sequence[Example], held_out: dict[str, Sequence[Example]], config: Config,
-               *, suites: Sequence[tuple[str, list[str]]] = ()) -> DataCheck:
-    """Look for duplicates in `train`, leakage into each held-out split, and contamination.
+def check_data(train: Sequence[Example], held_out: dict[str, Sequence[Example]], config: Config, *,
+               suites: Sequence[tuple[str, list[str]]] = (),
+               lengths: dict[str, tuple[int, bool]] | None = None,
+               labels: dict[str, str] | None = None,
+               count_tokens: Callable[[list[str]], list[int]] | None = None) -> Audit:
+    """Audit `train` and each held-out split ("eval", "test") with `config.data.check`.
 
     Args:
         train: the training examples.
-        held_out: split name ("eval", "test") -> its examples.
-        config: `data.check` sets the threshold, the n-gram length and what blocks.
+        held_out: split name -> its examples.
+        config: `data.check` sets thresholds and what blocks; `data.max_length` what is truncated.
         suites: (suite name, item texts) pairs to check for contamination.
+        lengths: source -> (rendered tokens, truncated); rows without one are not judged by length.
+        labels: source -> label, for classification rows.
+        count_tokens: the tokenizer's lengths, to measure answers (`too_short`).
     """
-    settings = config.data.check
-    rows = {"train": len(train), **{name: len(ex) for name, ex in held_out.items()}}
-    check = DataCheck(rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on))
-    train_texts = [example_text(ex) for ex in train]
-
-    clusters = near_duplicate_clusters(train_texts, threshold=settings.near_duplicate_threshold)
-    repeats = [i for i, c in enumerate(clusters) if c != i]
-    if repeats:
-        exact = sum(normalise(train_texts[i]) == normalise(train_texts[clusters[i]]) for i in repeats)
-        check.findings.append(Finding(
-            kind="duplicates", count=len(repeats),
-            message=(f"{len(repeats)} of {len(train)} training rows repeat an earlier one ({exact} exactly, "
-                     f"{len(repeats) - exact} nearly); repeated rows are trained on more often than the rest. "
-                     f"`tunewise data clean` keeps one row per cluster."),
-            examples=[f"{train[i].source} repeats {train[clusters[i]].source}" for i in repeats[:_EXAMPLES_KEPT]],
-            detail={"exact": exact, "near": len(repeats) - exact,
-                    "clusters": len({clusters[i] for i in repeats})}))
-
-    for name, examples in held_out.items():
-        if not examples:
-            continue
-        pairs = cross_duplicates([example_text(ex) for ex in examples], train_texts,
-                                 threshold=settings.near_duplicate_threshold)
-        leaked = sorted({p.a for p in pairs})
-        if leaked:
-            first = {p.a: p.b for p in reversed(pairs)}
-            check.findings.append(Finding(
-                kind=f"{name}_leakage", count=len(leaked),
-                message=(f"{len(leaked)} of {len(examples)} {name} rows (nearly) repeat a training row: the "
-                         f"{name} loss measures memory there, not generalisation. Remove them from the "
-                         f"{name} data, or deduplicate before splitting."),
-                examples=[f"{examples[i].source} repeats {train[first[i]].source}" for i in leaked[:_EXAMPLES_KEPT]],
-                detail={"rows": len(examples)}))
-
-    contaminated = _contamination(train_texts, suites, settings.contamination_ngram)
-    total = sum(len(items) for items in contaminated.values())
-    if total:
-        per_suite = {name: len(items) for name, items in contaminated.items()}
-        check.findings.append(Finding(
-            kind="contamination", count=total,
-            message=(f"{total} evaluation item(s) share a {settings.contamination_ngram}-word passage with "
-                     f"the training data ({', '.join(f'{n}: {c}' for n, c in per_suite.items())}); scores on "
-                     f"those suites overstate the model. Drop the overlapping training rows or those items."),
-            examples=[f"{name}: {text[:80]}" for name, items in contaminated.items()
-                      for text in items[:_EXAMPLES_KEPT]][:_EXAMPLES_KEPT],
-            detail={"per_suite": per_suite, "ngram": settings.contamination_ngram}))
-    return check
+    splits = {"train": train, **held_out}
+    sources = []
+    for name, examples in splits.items():
+        items = items_from_examples(
+            examples, lengths=lengths,
+            labels=[labels.get(ex.source) for ex in examples] if labels is not None else None)
+        sources.append(Source(name, lambda items=items: items))
+    return audit(sources, config.data.check, suites=suites, max_length=config.data.max_length,
+                 count_tokens=count_tokens)
 
 
 def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
@@ -154,32 +77,3 @@ def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
             continue
         out.append((suite.name, texts))
     return out
-
-
-def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-def _contamination(train_texts: list[str], suites: Sequence[tuple[str, list[str]]],
-                   n: int) -> dict[str, list[str]]:
-    """Suite name -> its items sharing an n-word sequence with any training row.
-
-    An item shorter than n words counts when all of its words occur in order in a training row.
-    """
-    train_grams: dict[int, set[tuple[str, ...]]] = {}
-
-    def grams_of_train(size: int) -> set[tuple[str, ...]]:
-        if size not in train_grams:
-            train_grams[size] = set().union(*(_ngrams(_WORD.findall(t.lower()), size) for t in train_texts))
-        return train_grams[size]
-
-    found: dict[str, list[str]] = {}
-    for name, items in suites:
-        for text in items:
-            words = _WORD.findall(text.lower())
-            size = min(n, len(words))
-            if size < 4:  # a handful of words repeats by chance
-                continue
-            if _ngrams(words, size) & grams_of_train(size):
-                found.setdefault(name, []).append(text)
-    return found

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DuplicatePair",
+    "StreamDeduper",
     "as_minhashes",
     "cross_duplicates",
     "example_text",
@@ -418,3 +419,79 @@ def cross_duplicates(a_texts: Sequence[str], b_texts: Sequence[str], *, threshol
                 for x, y in ((p, q), (q, p)):
                     pairs += [DuplicatePair(i, j, similarity) for i in sides[x][0] for j in sides[y][1]]
     return sorted(pairs)
+
+
+# --------------------------------------------------------------------------- streamed
+
+
+class StreamDeduper:
+    """Exact and near duplicates among rows that arrive in batches, in bounded memory.
+
+    Memory is one 8-byte hash of the normalised text and one `num_perm`-value signature per
+    row (about 520 bytes at 128 permutations), however long the rows are. The texts are asked
+    for again, by index, only for the rows whose signatures collide (`pairs(texts_of)`), to
+    verify each candidate pair against the exact Jaccard of its shingle sets — so a caller
+    streaming a large file reads it twice rather than holding it.
+
+        dedup = StreamDeduper(threshold=0.8)
+        for batch in batches:
+            dedup.add(batch)
+        groups, pairs = dedup.pairs(lambda wanted: {i: text_of_row(i) for i in wanted})
+
+    The candidates and verdicts are those of `near_duplicate_clusters` on the same texts.
+    """
+
+    def __init__(self, *, threshold: float = 0.8, num_perm: int = 128, ngram: int = 3, seed: int = 1) -> None:
+        _check(threshold=threshold, num_perm=num_perm, ngram=ngram)
+        self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
+        self._keys: list[np.ndarray] = []
+        self._sigs: list[np.ndarray] = []
+        self._has_words: list[np.ndarray] = []
+        self.rows = 0
+
+    def add(self, texts: Sequence[str]) -> None:
+        """Hash a batch of texts; their indices continue from the previous batch."""
+        normalised = [normalise(t) for t in texts]
+        digests = b"".join(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in normalised)
+        self._keys.append(np.frombuffer(digests, dtype="<u8").copy())
+        shingled = _Shingled.build(normalised, self.ngram)
+        self._sigs.append(shingled.signatures(self.num_perm, self.seed))
+        self._has_words.append(np.diff(shingled.offsets) > 0)
+        self.rows += len(texts)
+
+    def pairs(self, texts_of: Callable[[set[int]], dict[int, str]]) -> tuple[list[list[int]], list[DuplicatePair]]:
+        """The exact groups and the verified near pairs between them.
+
+        Args:
+            texts_of: given row indices, returns their texts (only rows that are candidates).
+
+        Returns:
+            `(groups, pairs)`: `groups` lists every set of rows with equal normalised text (each
+            ascending, one-row groups included, ordered by first row); `pairs` holds
+            `DuplicatePair(g, h, jaccard)` for groups `g < h` whose texts are near duplicates.
+        """
+        if not self.rows:
+            return [], []
+        keys = np.concatenate(self._keys)
+        order = np.argsort(keys, kind="stable")
+        cuts = np.flatnonzero(keys[order][1:] != keys[order][:-1]) + 1
+        groups = sorted((part.tolist() for part in np.split(order, cuts)), key=lambda g: g[0])
+        reps = np.array([g[0] for g in groups], dtype=np.int64)
+        sig = np.concatenate(self._sigs)[reps]
+        with_words = np.flatnonzero(np.concatenate(self._has_words)[reps])
+        candidates: set[tuple[int, int]] = set()
+        for bucket in _buckets(sig, with_words, self.threshold, True):
+            members = bucket.tolist()
+            candidates.update((p, q) for k, q in enumerate(members[1:], 1) for p in members[:k])
+        if not candidates:
+            return groups, []
+        wanted = sorted({g for pair in candidates for g in pair})
+        texts = texts_of({int(reps[g]) for g in wanted})
+        position = {g: i for i, g in enumerate(wanted)}
+        shingled = _Shingled.build([normalise(texts[int(reps[g])]) for g in wanted], self.ngram)
+        found = []
+        for p, q in sorted(candidates):
+            similarity = shingled.jaccard(position[p], position[q])
+            if similarity >= self.threshold:
+                found.append(DuplicatePair(p, q, similarity))
+        return groups, found

@@ -130,10 +130,30 @@ def _open_text(p: Path, newline: str | None = None) -> IO[str]:
     return open(p, encoding="utf-8-sig", newline=newline)
 
 
-def _not_utf8(shown: str, err: UnicodeDecodeError) -> DataError:
+def _not_utf8(shown: str, err: UnicodeDecodeError, p: Path | None = None) -> DataError:
+    where = _bad_utf8_line(p) if p is not None else None
+    at = f"{shown}:{where[0]}" if where else shown
+    detail = f"byte 0x{where[1]:02x} at column {where[2]}" if where else f"{err.reason} at byte {err.start}"
     return DataError(
-        f"{shown}: not UTF-8 text ({err.reason} at byte {err.start}). Re-save the file as UTF-8."
+        f"{at}: not UTF-8 text ({detail}). Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), "
+        "or fix that line."
     )
+
+
+def _bad_utf8_line(p: Path) -> tuple[int, int, int] | None:
+    """(line, byte, column) of the first byte that is not UTF-8: the decoder's own position is
+    relative to the chunk it was decoding, which means nothing to the user."""
+    opener = gzip.open if p.name.lower().endswith(".gz") else open
+    try:
+        with opener(p, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return lineno, raw[e.start], e.start + 1
+    except OSError:
+        return None
+    return None
 
 
 def type_name(value: Any) -> str:
@@ -170,7 +190,7 @@ def _read_jsonl(p: Path, shown: str) -> Iterator[Row]:
                     raise _not_an_object(where, value)
                 yield Row(where, value)
     except UnicodeDecodeError as e:
-        raise _not_utf8(shown, e) from None
+        raise _not_utf8(shown, e, p) from None
     except (OSError, EOFError) as e:  # a truncated or corrupt .gz
         raise DataError(f"{shown}: cannot be read ({e}). Check the file is complete.") from None
 
@@ -179,7 +199,7 @@ def _read_json(p: Path, shown: str) -> Iterator[Row]:
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise _not_utf8(shown, e) from None
+        raise _not_utf8(shown, e, p) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -321,7 +341,7 @@ def _read_csv(p: Path, shown: str) -> Iterator[Row]:
                     )
                 yield Row(where, dict(zip(header, record)))
     except UnicodeDecodeError as e:
-        raise _not_utf8(shown, e) from None
+        raise _not_utf8(shown, e, p) from None
     except csv.Error as e:
         raise DataError(f"{shown}: not a valid CSV file ({e}).") from None
 

@@ -58,6 +58,9 @@ TRUNCATED_SHARE_MAX = 0.01
 DUPLICATE_SHARE_MAX = 0.05
 """More than this share of training rows repeating another (data check) fires the data pitfall (5 %);
 leakage into eval/test and suite contamination fire at any count."""
+DATA_PITFALL_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination", "secrets")
+"""Audit findings that fire the data pitfall: those that flatter the measurements (or leak credentials);
+the rest of the audit (lengths, PII, toxicity, balance, ...) is shown in the data section."""
 REJECTS_SHOWN = 5
 """How many rejected rows the report shows (all of them are in rejects.jsonl)."""
 
@@ -77,11 +80,12 @@ HOW_TO_MEASURE: dict[str, str] = {
                  "`tunewise eval RUN_DIR`",
     "train_summary": "train_summary.json is written when `tunewise train` finishes or is interrupted",
     "data_stats": "data_stats.json is written when `tunewise train` prepares the data",
-    "data_check": "keep data.check.enabled true (the default); `tunewise train` writes data_check.json",
+    "data_check": "keep data.check.enabled true (the default); `tunewise train` writes audit.json "
+                  "(`tunewise data audit CONFIG` runs the audit alone)",
 }
 
 _PLOT_NAMES = ("learning_curves.png", "task_deltas.png", "baselines.png", "general_deltas.png",
-               "safety_bias_deltas.png")
+               "safety_bias_deltas.png", "forgetting_curve.png")
 
 
 # --- Reading the run directory ---
@@ -99,7 +103,7 @@ class Run:
         train_summary: `train_summary.json`.
         data_stats: `data_stats.json`: render statistics per split.
         rejects: the rows set aside (`rejects.jsonl`).
-        data_check: what the data check found before training (`data_check.json`).
+        data_check: what the data audit found before training (`audit.json`; `data_check.json` in older runs).
         eval_summary: `eval_summary.json`: base vs tuned.
         problems: files (or lines) present but unreadable, said in the report.
     """
@@ -113,6 +117,10 @@ class Run:
     rejects: list[dict[str, Any]] | None = None
     data_check: dict[str, Any] | None = None
     eval_summary: dict[str, Any] | None = None
+    forgetting: dict[str, Any] | None = None
+    """`forgetting.json`: the forgetting monitor's points, budgets and actions (guard/monitor.py)."""
+    wise_ft: dict[str, Any] | None = None
+    """`wise_ft.json`: the WiSE-FT sweep and the α kept (guard/wise_ft.py)."""
     problems: list[str] = field(default_factory=list)
 
     def suites(self, role: str) -> list[dict[str, Any]] | None:
@@ -209,8 +217,11 @@ def load_run(run_dir: str | Path) -> Run:
         train_summary=_read_json(run_dir / "train_summary.json", problems),
         data_stats=_read_json(run_dir / "data_stats.json", problems),
         rejects=_read_jsonl(run_dir / "rejects.jsonl", problems),
-        data_check=_read_json(run_dir / "data_check.json", problems),
+        data_check=_read_json(run_dir / ("audit.json" if (run_dir / "audit.json").exists() else "data_check.json"),
+                              problems),
         eval_summary=_read_json(run_dir / "eval_summary.json", problems),
+        forgetting=_read_json(run_dir / "forgetting.json", problems),
+        wise_ft=_read_json(run_dir / "wise_ft.json", problems),
         problems=problems,
     )
 
@@ -645,6 +656,8 @@ def _check_data(run: Run) -> list[str] | None:
         if not isinstance(finding, dict):
             continue
         count = _number(finding.get("count")) or 0
+        if finding.get("kind") not in DATA_PITFALL_KINDS:
+            continue  # the other audit findings are listed in the data section, not judged here
         if finding.get("kind") == "duplicates" and (not train_rows or count / train_rows <= DUPLICATE_SHARE_MAX):
             continue
         fired.append(str(finding.get("message", finding.get("kind", "?"))))
@@ -958,7 +971,8 @@ def _summary_html(page: _Page) -> str:
         ("Method", method_text),
         ("Trainable parameters", share),
         ("Data rows (train / eval / test)", rows),
-        ("Training data", data.get("train", "—")),
+        ("Training data", data.get("train") or ", ".join(
+            f"{d.get('name')} ({d.get('train')})" for d in data.get("datasets") or [] if isinstance(d, dict)) or "—"),
         ("Steps", f"{steps} ({status})" if status != "—" else str(steps)),
         ("Epochs / learning rate / schedule",
          f"{train.get('epochs', '—')} / {train.get('lr', '—')} / {train.get('scheduler', '—')}"),
@@ -1051,17 +1065,10 @@ def _cell(part: Any, sign: bool = False) -> str:
 
 def _data_check_html(run: Run) -> str:
     if run.data_check is None:
-        return _missing("Data check", run.hint("data_check"))
-    findings = [f for f in run.data_check.get("findings") or [] if isinstance(f, dict)]
-    if not findings:
-        return ('<p class="note">Data check: no duplicate rows, no eval/test row repeating a training row, no '
-                'evaluation item found in the training data.</p>')
-    body = "".join(
-        f"<tr><td>{_e(f.get('kind', '?'))}</td><td class=\"num\">{_e(f.get('count', '?'))}</td>"
-        f"<td>{_e(f.get('message', ''))}<br><span class=\"ci\">{'<br>'.join(_e(x) for x in f.get('examples') or [])}"
-        f"</span></td></tr>" for f in findings)
-    return ("<p><b>Data check</b> (before training; data_check.json):</p>"
-            f"<table><tr><th>finding</th><th>rows</th><th>what it means</th></tr>{body}</table>")
+        return _missing("Data audit", run.hint("data_check"))
+    from tunewise.data.audit import audit_html
+
+    return audit_html(run.data_check)
 
 
 def _suite_table(suites: list[dict[str, Any]]) -> str:
@@ -1292,15 +1299,93 @@ def _baseline_samples(summary: dict[str, Any], samples: Any) -> str:
     return "".join(out) + "</details>"
 
 
+def _forgetting_html(page: _Page) -> str:
+    """The forgetting monitor's curve and what its budgets did (forgetting.json), and the WiSE-FT
+    sweep (wise_ft.json); empty when the run has neither."""
+    run = page.run
+    parts = []
+    record = run.forgetting
+    if record:
+        points = [p for p in record.get("points") or [] if isinstance(p, dict) and _number(p.get("step")) is not None]
+        base = record.get("base") if isinstance(record.get("base"), dict) else {}
+        budgets = record.get("budgets") if isinstance(record.get("budgets"), dict) else {}
+        names = [k for k in base if _number(base.get(k)) is not None]
+        scores = {k: [(0, float(base[k]))] + [(int(p["step"]), float(p["scores"][k])) for p in points
+                                              if _number((p.get("scores") or {}).get(k)) is not None] for k in names}
+        kl = [(int(p["step"]), float(p["kl"])) for p in points if _number(p.get("kl")) is not None]
+        if kl and _number(record.get("base_kl")) is not None:
+            kl = [(0, float(record["base_kl"])), *kl]
+        eval_loss = [(int(p["step"]), float(p["eval_loss"])) for p in points if _number(p.get("eval_loss")) is not None]
+        floors = {k: float(base[k]) - float(b) for k, b in budgets.items() if k in base and _number(b) is not None}
+        fired = [f for f in record.get("fired") or [] if isinstance(f, dict)]
+        rollback = record.get("rollback") if isinstance(record.get("rollback"), dict) else None
+        marker = None
+        if rollback and rollback.get("restored"):
+            marker = (int(rollback.get("step") or 0), f"rolled back to step {rollback.get('step')}")
+        elif _number(record.get("stopped_at")) is not None:
+            marker = (int(record["stopped_at"]), f"stopped at step {record['stopped_at']}")
+        parts.append("<h3>During training: the forgetting monitor</h3>")
+        if points:
+            breached = [int(f["step"]) for f in fired if _number(f.get("step")) is not None]
+            png = plots.forgetting_curve(eval_loss, scores, kl, floors=floors, kl_budget=_number(budgets.get("kl")),
+                                         breach_steps=breached, marker=marker)
+            parts.append(page.plot("forgetting_curve.png", png,
+                                   "task eval loss, general scores and KL to base against the optimizer step"))
+        else:
+            parts.append('<p class="missing">The monitor scored the base model, but no eval ran during training '
+                         "(set train.eval_every above 0 and keep eval rows).</p>")
+        shown = ", ".join(f"{_e(k)} ≤ {_e(v)} drop" if k != "kl" else f"KL ≤ {_e(v)}" for k, v in budgets.items())
+        notes = [f"Base model (step 0): {', '.join(f'{_e(k)} {_fmt(base[k])}' for k in names)}.",
+                 f"Budgets: {shown or 'none set'}; action: <b>{_e(record.get('action', 'warn'))}</b>."]
+        if fired:
+            first = fired[0]
+            reasons = "; ".join(f"{_e(b.get('key'))} {_fmt(b.get('value'))} > {_e(b.get('budget'))}"
+                                for b in first.get("breaches") or [] if isinstance(b, dict))
+            notes.append(f'<span class="bad">Budget breached at {len(fired)} eval(s), first at step '
+                         f"{_e(first.get('step'))} ({reasons}).</span>")
+        else:
+            notes.append("No budget was breached.")
+        if record.get("action") == "stop" and _number(record.get("stopped_at")) is not None:
+            notes.append(f"<b>Action fired: stop</b> — training ended at step {_e(record['stopped_at'])}.")
+        if rollback:
+            what = "restored the weights of step" if rollback.get("restored") else "kept the final weights, step"
+            notes.append(f"<b>Action fired: rollback</b> — {what} {_e(rollback.get('step'))} "
+                         f"({_e(rollback.get('reason', ''))}).")
+        elif fired and record.get("action") == "warn":
+            notes.append("<b>Action fired: warn</b> — training went on; the final weights are the last step's.")
+        parts.append(f'<p class="note">{" ".join(notes)}</p>')
+    wise = run.wise_ft
+    if wise:
+        rows = [p for p in wise.get("points") or [] if isinstance(p, dict)]
+        keys = list((rows[0].get("scores") or {}) if rows else [])
+        has_kl = any(_number(p.get("kl")) is not None for p in rows)
+        head = ["α", "eval loss", *keys, *(["KL to base"] if has_kl else []), "within budget"]
+        body = []
+        for p in rows:
+            chosen = p.get("alpha") == wise.get("chosen")
+            cells = [_fmt(p.get("alpha"), 2), _fmt(p.get("eval_loss"), 4),
+                     *(f"{_fmt((p.get('scores') or {}).get(k))} ({_fmt((p.get('deltas') or {}).get(k), sign=True)})"
+                       for k in keys), *([_fmt(p.get("kl"), 4)] if has_kl else []),
+                     ("yes" if p.get("within_budget") else "no") + (" ← chosen" if chosen else "")]
+            style = ' style="font-weight:600"' if chosen else ""
+            body.append(f"<tr{style}>" + "".join(f'<td class="num">{_e(c)}</td>' for c in cells) + "</tr>")
+        parts.append("<h3>After training: WiSE-FT, (1−α)·base + α·tuned</h3><table><tr>"
+                     + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
+                     + f'<p class="note">Kept α = {_fmt(wise.get("chosen"), 2)}: {_e(wise.get("reason", ""))}. '
+                       f"The saved weights and every score above the WiSE-FT table are this interpolation's.</p>")
+    return "".join(parts)
+
+
 def _general_html(page: _Page) -> str:
     run = page.run
     general = run.suites("general")
+    during = _forgetting_html(page)  # the monitor's curve and WiSE-FT, when the run has them
     if not general:
-        return _missing("General capability (forgetting)", run.hint("general"))
+        return _missing("General capability (forgetting)", run.hint("general")) + during
     return (_suite_table(general) + _delta_plot(page, "general_deltas.png", general,
                                                  "general capability deltas with intervals")
             + f'<p class="note">Forgetting fires when a drop is significant, or larger than {FORGETTING_BUDGET:g} '
-              f"even when its interval reaches 0.</p>")
+              f"even when its interval reaches 0.</p>" + during)
 
 
 def _safety_html(page: _Page) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "DeltaBar", "delta_chart", "learning_curves", "value_chart"]
+__all__ = ["COLORS", "DeltaBar", "delta_chart", "forgetting_curve", "learning_curves", "value_chart"]
 
 COLORS = {
     "good": "#1a7f37",
@@ -166,4 +166,66 @@ def value_chart(bars: Sequence[DeltaBar], *, xlabel: str) -> bytes:
         The chart as PNG bytes.
     """
     fig, _ = _bar_axes(bars, xlabel)
+    return _png(fig)
+
+
+_SERIES = ("#1f6feb", "#8250df", "#bf3989", "#0a7d8c", "#9a6700", "#57606a")
+"""Line colours of the general suites in the forgetting curve, in order."""
+
+
+def forgetting_curve(eval_loss: Sequence[tuple[int, float]], scores: dict[str, Sequence[tuple[int, float]]],
+                     kl: Sequence[tuple[int, float]], *, floors: dict[str, float] | None = None,
+                     kl_budget: float | None = None, breach_steps: Sequence[int] = (),
+                     marker: tuple[int, str] | None = None) -> bytes:
+    """The task metric and the general scores against the optimizer step, one panel each (and the KL
+    to the base in a third when measured).
+
+    Args:
+        eval_loss: (step, eval loss) of the task's eval rows.
+        scores: suite -> (step, score); step 0 is the base model.
+        kl: (step, KL to base); empty when not measured.
+        floors: suite -> the lowest score its budget allows (base − budget), drawn dashed.
+        kl_budget: the KL budget, drawn dashed.
+        breach_steps: evals where a budget was breached, shaded.
+        marker: (step, label) of the weights the run ended with when not the last step (a rollback,
+            a stop), a vertical line on every panel.
+
+    Returns:
+        The chart as PNG bytes.
+    """
+    panels = 2 + bool(kl)
+    fig = Figure(figsize=(10, 2.6 * panels + 0.6))
+    axes = fig.subplots(panels, 1, sharex=True)
+    for ax in axes:
+        _style(ax)
+        for step in breach_steps:
+            ax.axvline(step, color=COLORS["bad"], alpha=0.18, linewidth=6)
+        if marker is not None:
+            ax.axvline(marker[0], color=COLORS["good"], linestyle="--", linewidth=1.5)
+    loss_ax, score_ax = axes[0], axes[1]
+    if eval_loss:
+        loss_ax.plot(*_columns(eval_loss), color=COLORS["eval"], linewidth=2, marker="o", markersize=4,
+                     label="eval loss (task)")
+    loss_ax.set_ylabel("eval loss", fontsize=10)
+    if marker is not None:
+        loss_ax.annotate(marker[1], xy=(marker[0], 1), xycoords=("data", "axes fraction"), xytext=(6, -6),
+                         textcoords="offset points", va="top", ha="left", fontsize=9, color=COLORS["good"],
+                         fontweight="bold")
+    for i, (name, points) in enumerate(scores.items()):
+        color = _SERIES[i % len(_SERIES)]
+        score_ax.plot(*_columns(points), color=color, linewidth=2, marker="o", markersize=4, label=name)
+        floor = (floors or {}).get(name)
+        if floor is not None:
+            score_ax.axhline(floor, color=color, linestyle=":", linewidth=1.3, label=f"{name} budget floor")
+    score_ax.set_ylabel("general score", fontsize=10)
+    if kl:
+        kl_ax = axes[2]
+        kl_ax.plot(*_columns(kl), color=COLORS["bad"], linewidth=2, marker="o", markersize=4, label="KL to base")
+        if kl_budget is not None:
+            kl_ax.axhline(kl_budget, color=COLORS["bad"], linestyle=":", linewidth=1.3, label="KL budget")
+        kl_ax.set_ylabel("KL(base ‖ tuned)", fontsize=10)
+    axes[-1].set_xlabel("optimizer step (0 = base model)", fontsize=10)
+    for ax in axes:
+        if ax.has_data():
+            ax.legend(fontsize=8, frameon=False, loc="best")
     return _png(fig)

@@ -11,6 +11,7 @@ describes every control.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -27,6 +28,8 @@ from tunewise.console import make_console
 from tunewise.errors import ConfigError
 from tunewise.training.callbacks import EarlyStopping, GracefulInterrupt, MetricsLog, Progress, eval_metric_key
 from tunewise.training.collate import PadCollator
+from tunewise.training.loss import has_plain_head
+from tunewise.training.packing import PackCollator, can_pack, packed_attention_for
 from tunewise.training.dropout import set_dropout
 from tunewise.training.optim import optimizer_arguments, schedule_arguments
 from tunewise.training.terms import penalty_terms
@@ -62,6 +65,8 @@ class FitResult:
     best_metric: float | None = None
     stopped_early_at: int | None = None
     """The step at which early stopping ended the run; None when it ran to the end."""
+    cpu_s: float = 0.0
+    """CPU time of the process while training (all threads): steadier than wall time on a busy machine."""
 
 
 def _cpu_has_bf16() -> bool:
@@ -151,7 +156,8 @@ def check_training(train: TrainConfig, *, train_rows: int, eval_rows: int) -> No
         raise ConfigError(problems)
 
 
-def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool, on_cpu: bool) -> Any:
+def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool, on_cpu: bool,
+                        packing: bool = False) -> Any:
     from transformers import TrainingArguments
 
     precision = resolve_precision(train.precision)
@@ -190,9 +196,11 @@ def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=train.gradient_checkpointing,
-        # Rows of similar length share a batch: far less padding computed for nothing.
+        # Rows of similar length share a batch: padded batches compute far less padding, and packed
+        # ones see the same batches (packing changes the cost of a step, never its rows).
         train_sampling_strategy="group_by_length",
-        include_num_input_tokens_seen="non_padding",
+        # A packed batch is all real tokens (and pad id == end-of-turn id would undercount them).
+        include_num_input_tokens_seen="all" if packing else "non_padding",
         remove_unused_columns=False,
         report_to="none",
         use_cpu=on_cpu,
@@ -204,6 +212,7 @@ def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool
 def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: list[Rendered],
         eval_rows: list[Rendered], train: TrainConfig, run_dir: Path, *, resume: bool,
         callbacks: list[TrainerCallback] | None = None, terms: list[LossTerm] | None = None,
+        monitors: list[TrainerCallback] | None = None,
         collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None) -> FitResult:
     """Train `model` (already wrapped by its method) and save checkpoints under `run_dir`.
 
@@ -214,6 +223,8 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         callbacks: more Trainer callbacks (the experiment trackers' `TrackMetrics`); they see each
             eval before early stopping does.
         terms: extra loss terms besides `train.penalty` (see training/terms.py).
+        monitors: callbacks that see every event first, so that what they add to an eval's logs
+            reaches metrics.jsonl, the trackers and early stopping (the forgetting monitor).
         collator: batches rows for a task whose labels are not per token (a class id per row:
             `tunewise.tasks.classification.LabelCollator`); None pads token labels (`PadCollator`).
     """
@@ -229,7 +240,14 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
             raise ConfigError([f"train.dropout: {type(model).__name__} has no dropout of its own to set; "
                                f"remove train.dropout (an adapter's dropout is method.dropout)"])
         console.print(f"dropout {train.dropout:g}: {', '.join(changed)}", highlight=False)
-    args = _training_arguments(train, checkpoints, has_eval=bool(eval_rows), on_cpu=on_cpu)
+    all_terms = [*penalty_terms(train.penalty), *(terms or [])]
+    # The fast path (docs/performance.md): padding-free packed batches and a loss computed on the
+    # trained positions only. Terms may read the batch and the model's full logits, and other
+    # tasks bring their own collator: those keep padded batches and the model's own loss.
+    fast = collator is None and not all_terms and can_pack(model)
+    # NEFTune scales its noise by the row length: one packed row would get the noise of a long row.
+    packing = fast and train.packing and train.neftune_alpha is None
+    args = _training_arguments(train, checkpoints, has_eval=bool(eval_rows), on_cpu=on_cpu, packing=packing)
     metrics = MetricsLog(run_dir / "metrics.jsonl",
                          resume_step=int(start_from.name.split("-")[-1]) if start_from else 0)
     interrupt = GracefulInterrupt()
@@ -240,11 +258,14 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         args=args,
         train_dataset=_RowDataset(train_rows),
         eval_dataset=_RowDataset(eval_rows) if eval_rows else None,
-        data_collator=collator or PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8),
+        data_collator=collator or (PackCollator() if packing else
+                                   PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8)),
         processing_class=tokenizer,
-        callbacks=[metrics, interrupt, *(callbacks or []), *([early] if early else [])],
+        callbacks=[*(monitors or []), metrics, interrupt, *(callbacks or []), *([early] if early else [])],
         train_config=train,
-        terms=[*penalty_terms(train.penalty), *(terms or [])],
+        terms=all_terms,
+        label_only_loss=fast and has_plain_head(model),
+        tokens_per_pass=train.tokens_per_pass if packing else None,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(Progress())
@@ -257,10 +278,10 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         # Read now: checkpoint rotation may delete the resumed checkpoint while training goes on.
         from transformers import TrainerState
         seen_before = int(TrainerState.load_from_json(str(start_from / "trainer_state.json")).num_input_tokens_seen or 0)
-    started = time.monotonic()
-    with interrupt:
+    started, cpu_started = time.monotonic(), time.process_time()
+    with interrupt, packed_attention_for(model) if packing else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
     # Mixed precision wraps model.forward in autocast in place; unwrap it so that whatever runs
     # next (the in-memory eval of `tunewise run`) computes exactly as a model loaded from disk.
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
@@ -281,4 +302,5 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         best_checkpoint=state.best_model_checkpoint if early else None,
         best_metric=float(state.best_metric) if early and state.best_metric is not None else None,
         stopped_early_at=early.stopped_at if early else None,
+        cpu_s=cpu,
     )

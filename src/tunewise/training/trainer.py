@@ -31,14 +31,21 @@ class TunewiseTrainer(Trainer):
     Args:
         train_config: the `train` section (the schedule settings transformers has no names for).
         terms: extra loss terms; [] trains on the task loss alone.
+        label_only_loss: compute the task loss from the trained positions' hidden states only
+            (training/loss.py: no full-vocabulary logits for prompt and padding positions). Only
+            for causal LMs with a plain output head, and only while no term needs the outputs.
+        tokens_per_pass: cut a packed batch (packing.py) into forward/backward passes of at most
+            this many tokens: the same gradient, the activations of one pass alive at a time.
         **kwargs: everything `transformers.Trainer` takes.
     """
 
     def __init__(self, *args: Any, train_config: TrainConfig, terms: list[LossTerm] | None = None,
-                 **kwargs: Any) -> None:
+                 label_only_loss: bool = False, tokens_per_pass: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.train_config = train_config
         self.terms = list(terms or [])
+        self.label_only_loss = label_only_loss
+        self.tokens_per_pass = tokens_per_pass
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names) or "task" in names:
             raise ValueError(f"loss term names must be unique and not 'task': {names}")
@@ -63,8 +70,31 @@ class TunewiseTrainer(Trainer):
         return bool(self.model_accepts_loss_kwargs and num_items_in_batch is not None) \
             or self.compute_loss_func is not None
 
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: Any = None) -> torch.Tensor:
+        # Passes add up to the batch only when each pass's loss is its share of the whole batch's
+        # trained tokens (num_items_in_batch), never a mean of its own.
+        if (self.tokens_per_pass and self.label_only_loss and not self.terms and "position_ids" in inputs
+                and self._task_loss_is_scaled(num_items_in_batch)):
+            from tunewise.training.packing import split_packed
+
+            parts = split_packed(inputs, self.tokens_per_pass)
+            if len(parts) > 1:
+                return sum(super(TunewiseTrainer, self).training_step(model, part, num_items_in_batch)
+                           for part in parts)
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        if self.label_only_loss and not self.terms and "labels" in inputs:
+            from transformers.modeling_outputs import CausalLMOutputWithPast
+
+            from tunewise.training.loss import causal_lm_loss
+
+            # The decoder is called directly, past the autocast that wraps model.forward.
+            with self.accelerator.autocast():
+                task, _ = causal_lm_loss(model, inputs, num_items_in_batch)
+            return (task, CausalLMOutputWithPast(loss=task)) if return_outputs else task
         task, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         if not model.training or not self.terms:

@@ -1,0 +1,412 @@
+"""The results of a search: printed tables, best config(s), `tune_summary.json`, plots, report.html.
+
+Everything here is read back from the study (the storage is the record), so running it again — or
+another worker finishing — rebuilds the same files. The HTML page is self-contained in the style of
+the run report card (`report/card.py`: its CSS and helpers, charts embedded as base64 PNG, every
+user string escaped) and links each trial's own `report.html`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from rich.table import Table
+
+from tunewise.console import make_console
+from tunewise.report.card import _CSS, _duration, _e, _img, _kv, _prose, _write_atomic
+from tunewise.report.plots import COLORS, _png, _style
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tunewise.tune.search import Search
+
+__all__ = ["history_plot", "intermediate_plot", "pareto_plot", "summarize", "write_results"]
+
+console = make_console()
+
+BEST_FILE = "best.yaml"
+PARETO_DIR = "pareto"
+
+
+# --------------------------------------------------------------------------- reading the study
+
+
+def _trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    # Decoded values as the config takes them (a list choice is stored as JSON text in Optuna).
+    return dict(t.user_attrs.get("params") or t.params)
+
+
+def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
+    """fANOVA importance of each parameter per objective, or why it could not be computed."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    out: dict[str, Any] = {}
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    for i, metric in enumerate(metrics):
+        if len(complete) < 2:
+            out[metric] = f"needs at least 2 completed trials ({len(complete)} so far)"
+            continue
+        try:
+            found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
+                                          target=(lambda t, i=i: t.values[i]) if len(metrics) > 1 else None)
+            out[metric] = {name: float(value) for name, value in found.items()}
+        except (RuntimeError, ValueError) as err:  # e.g. every trial drew the same values
+            out[metric] = f"not computed: {err}"
+    return out
+
+
+def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any]:
+    """The search as plain data (`tune_summary.json`)."""
+    from tunewise.tune.objectives import directions
+    from tunewise.tune.search import _pruner_name
+
+    tune = config.tune
+    metrics = [o.metric for o in tune.objectives]
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        duration = t.duration.total_seconds() if t.duration is not None else None
+        trials.append({
+            "number": t.number, "state": t.state.name, "values": list(t.values) if t.values is not None else None,
+            "params": _trial_params(t), "duration_s": duration, "run_dir": t.user_attrs.get("run_dir"),
+            "pruned_at": t.user_attrs.get("pruned_at"), "error": t.user_attrs.get("error"),
+            "interrupted": bool(t.user_attrs.get("interrupted")), "retry_of": t.user_attrs.get("retry_of"),
+            "worker": t.user_attrs.get("worker"), "metrics": t.user_attrs.get("metrics"),
+            "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
+        })
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    best = [t.number for t in study.best_trials] if complete else []
+    if len(metrics) > 1:  # the front, ordered along the first objective
+        sign = 1 if directions(tune.objectives)[0] == "minimize" else -1
+        values = {t["number"]: t["values"] for t in trials}
+        best.sort(key=lambda n: sign * values[n][0])
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    return {"study": search.study_name, "storage": search.storage, "objectives": metrics,
+            "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": _pruner_name(tune),
+            "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode, "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
+            "counts": counts, "best": best, "trials": trials,
+            "importances": _importances(study, metrics) if complete else {}}
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _label(metric: str, direction: str) -> str:
+    return f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)"
+
+
+def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int], metrics: Sequence[str],
+                dirs: Sequence[str]) -> bytes:
+    """Every completed trial as a point in the plane of the two objectives, the Pareto front joined.
+
+    Args:
+        points: (trial number, first objective, second objective).
+        front: the numbers of the trials on the front.
+    """
+    fig = Figure(figsize=(10, 5.6))
+    ax = fig.add_subplot()
+    _style(ax)
+    others = [p for p in points if p[0] not in front]
+    best = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
+    if others:
+        ax.scatter([p[1] for p in others], [p[2] for p in others], s=46, color=COLORS["neutral"],
+                   label="dominated trial", zorder=2)
+    if best:
+        # Steps between front points: the region the front dominates, as a staircase.
+        where = "post" if (dirs[0] == "minimize") == (dirs[1] == "minimize") else "pre"
+        ax.step([p[1] for p in best], [p[2] for p in best], where=where, color=COLORS["good"], linewidth=1.6,
+                alpha=0.8, zorder=2)
+        ax.scatter([p[1] for p in best], [p[2] for p in best], s=70, color=COLORS["good"],
+                   label="Pareto front", zorder=3)
+    # Trials close together get their numbers stacked, not printed over each other.
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    width, height = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    placed: list[tuple[float, float]] = []
+    for number, x, y in sorted(points, key=lambda p: (p[1], p[2])):
+        near = sum(1 for px, py in placed if abs(px - x) / width < 0.04 and abs(py - y) / height < 0.04)
+        placed.append((x, y))
+        ax.annotate(str(number), (x, y), xytext=(5, 4 + 10 * near), textcoords="offset points", fontsize=8,
+                    color="#24292f")
+    ax.margins(0.08)
+    ax.set_xlabel(_label(metrics[0], dirs[0]), fontsize=10)
+    ax.set_ylabel(_label(metrics[1], dirs[1]), fontsize=10)
+    corner = (f"{'lower' if dirs[1] == 'minimize' else 'upper'} {'left' if dirs[0] == 'minimize' else 'right'}")
+    if ax.has_data():
+        ax.legend(fontsize=9, frameon=True, framealpha=0.9, edgecolor="#d0d7de", loc="best")
+    ax.set_title(f"completed trials by objective (numbers: trial numbers); better is towards the {corner}",
+                 fontsize=10)
+    return _png(fig)
+
+
+def history_plot(points: Sequence[tuple[int, float]], metric: str, direction: str) -> bytes:
+    """The objective of each completed trial by trial number, and the best so far."""
+    fig = Figure(figsize=(10, 4.2))
+    ax = fig.add_subplot()
+    _style(ax)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    ax.scatter(xs, ys, s=40, color=COLORS["train"], label="completed trial", zorder=3)
+    running, best = [], math.inf if direction == "minimize" else -math.inf
+    for y in ys:
+        best = min(best, y) if direction == "minimize" else max(best, y)
+        running.append(best)
+    if xs:
+        ax.step(xs, running, where="post", color=COLORS["good"], linewidth=2, label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial", fontsize=10)
+    ax.set_ylabel(_label(metric, direction), fontsize=10)
+    if ax.has_data():
+        ax.legend(fontsize=9, frameon=False)
+    return _png(fig)
+
+
+def intermediate_plot(curves: Sequence[tuple[int, str, Sequence[tuple[int, float]]]], metric: str) -> bytes:
+    """The evals each trial reported during training; pruned trials in red, ending where they stopped.
+
+    Args:
+        curves: (trial number, state, [(step, value)]).
+    """
+    fig = Figure(figsize=(10, 4.2))
+    ax = fig.add_subplot()
+    _style(ax)
+    labelled: set[str] = set()
+    for number, state, points in curves:
+        if not points:
+            continue
+        colour = COLORS["bad"] if state == "PRUNED" else COLORS["train"] if state == "COMPLETE" else COLORS["neutral"]
+        label = {"PRUNED": "pruned", "COMPLETE": "completed"}.get(state, state.lower())
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker="o", markersize=3,
+                linewidth=1.4, label=None if label in labelled else label)
+        labelled.add(label)
+        ax.annotate(str(number), points[-1], xytext=(4, 0), textcoords="offset points", fontsize=8, color=colour)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step", fontsize=10)
+    ax.set_ylabel(f"{metric} during training", fontsize=10)
+    if ax.has_data():
+        ax.legend(fontsize=9, frameon=False)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- files and printing
+
+
+def _write_best(config: Any, summary: dict[str, Any], directory: Path) -> list[str]:
+    """best.yaml (and pareto/trial-<n>.yaml with two objectives): configs ready for `tunewise train`."""
+    from tunewise.tune.space import apply_params
+
+    written: list[str] = []
+    trials = {t["number"]: t for t in summary["trials"]}
+    metrics = summary["objectives"]
+    pareto = directory / PARETO_DIR
+    if pareto.is_dir():
+        for old in pareto.glob("trial-*.yaml"):
+            old.unlink()
+    for rank, number in enumerate(summary["best"]):
+        trial = trials[number]
+        best = apply_params(config, trial["params"])
+        best = best.model_copy(update={"output": best.output.model_copy(update={"name": None})})
+        scores = ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, trial["values"]))
+        text = (f"# {'best' if len(metrics) == 1 else 'Pareto-front'} trial {number} of the search "
+                f"{summary['study']}: {scores}\n# train it: tunewise train THIS_FILE (or tunewise run)\n"
+                + yaml.safe_dump(best.model_dump(mode="json"), sort_keys=False))
+        if len(metrics) > 1:
+            pareto.mkdir(exist_ok=True)
+            path = pareto / f"trial-{number:04d}.yaml"
+            path.write_text(text, encoding="utf-8")
+            written.append(str(path.relative_to(directory)))
+        if rank == 0:
+            (directory / BEST_FILE).write_text(text, encoding="utf-8")
+            written.insert(0, BEST_FILE)
+    return written
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def _print(summary: dict[str, Any], directory: Path) -> None:
+    metrics = summary["objectives"]
+    params = list(summary["space"])
+    table = Table(title=f"trials of {summary['study']}")
+    for column in ("trial", "state", *metrics, *params, "time"):
+        table.add_column(column, justify="left" if column in ("state",) else "right")
+    for t in summary["trials"]:
+        # A pruned trial's value in Optuna is its last report to the pruner, not the objective: not shown.
+        values = t["values"] if t["state"] == "COMPLETE" else [None] * len(metrics)
+        state = t["state"].lower() + (f" @{t['pruned_at']}" if t["pruned_at"] is not None else "")
+        table.add_row(str(t["number"]), state, *(_fmt(v) for v in values),
+                      *(_fmt(t["params"].get(p)) for p in params), _duration(t["duration_s"]))
+    console.print(table)
+    for t in summary["trials"]:
+        if t["state"] == "FAIL" and t["error"]:
+            console.print(f"[red]trial {t['number']} failed:[/] {t['error']}", highlight=False)
+    trials = {t["number"]: t for t in summary["trials"]}
+    if not summary["best"]:
+        console.print("no trial completed yet: no best config")
+        return
+    if len(metrics) == 1:
+        best = trials[summary["best"][0]]
+        console.print(f"best trial {best['number']}: {metrics[0]} {best['values'][0]:.4f} with "
+                      + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()), highlight=False)
+    else:
+        front = Table(title="Pareto front (no trial is better on both objectives)")
+        for column in ("trial", *(f"{m} ({d[:3]})" for m, d in zip(metrics, summary["directions"])), *params):
+            front.add_column(column, justify="right")
+        for number in summary["best"]:
+            t = trials[number]
+            front.add_row(str(number), *(f"{v:.4f}" for v in t["values"]), *(_fmt(t["params"].get(p)) for p in params))
+        console.print(front)
+    for metric, found in summary["importances"].items():
+        if isinstance(found, dict):
+            console.print(f"parameter importance for {metric} (fANOVA): "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in found.items()), highlight=False)
+        else:
+            console.print(f"parameter importance for {metric}: {found}", highlight=False)
+
+
+def write_results(search: Search) -> Path:
+    """Read the study, print the trials and the best, write every result file; return the directory."""
+    from tunewise.tune.search import SUMMARY_FILE, open_study
+
+    directory = Path(search.dir)
+    config = search.typed
+    study = open_study(search)
+    summary = summarize(study, config, search)
+    summary["best_configs"] = _write_best(config, summary, directory)
+    pngs = _plots(summary)
+    plot_dir = directory / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    for name in ("pareto.png", "history.png", "intermediate.png"):
+        if name not in pngs:
+            (plot_dir / name).unlink(missing_ok=True)
+    for name, png in pngs.items():
+        _write_atomic(plot_dir / name, png)
+    (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    _write_atomic(directory / "report.html", render(summary, pngs, directory).encode("utf-8"))
+    _print(summary, directory)
+    for path in summary["best_configs"][:1]:
+        console.print(f"best config: {directory / path} — train it with: tunewise train {directory / path}",
+                      highlight=False)
+    console.print(f"search report: {directory / 'report.html'}")
+    return directory
+
+
+def _plots(summary: dict[str, Any]) -> dict[str, bytes]:
+    metrics, dirs = summary["objectives"], summary["directions"]
+    complete = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
+    pngs: dict[str, bytes] = {}
+    if complete and len(metrics) == 2:
+        pngs["pareto.png"] = pareto_plot([(t["number"], *t["values"]) for t in complete], summary["best"],
+                                         metrics, dirs)
+    elif complete:
+        pngs["history.png"] = history_plot([(t["number"], t["values"][0]) for t in complete], metrics[0], dirs[0])
+    # Intermediate values as the pruner saw them, turned back to the metric's own sign.
+    sign = -1.0 if dirs and (summary.get("prune_mode", "min") == "min") != (dirs[0] == "minimize") else 1.0
+    curves = [(t["number"], t["state"], [(int(s), sign * v) for s, v in t["intermediate"].items()])
+              for t in summary["trials"] if t["intermediate"]]
+    if curves:
+        pngs["intermediate.png"] = intermediate_plot(curves, summary["prune_metric"])
+    return pngs
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _trials_table(summary: dict[str, Any], directory: Path) -> str:
+    metrics, params = summary["objectives"], list(summary["space"])
+    best = set(summary["best"])
+    head = "".join(f"<th>{_e(c)}</th>" for c in ("trial", "state", *metrics, *params, "time", "run"))
+    rows = []
+    for t in summary["trials"]:
+        values = t["values"] if t["state"] == "COMPLETE" else [None] * len(metrics)
+        state = t["state"].lower()
+        if t["pruned_at"] is not None:
+            state += f" at step {t['pruned_at']}"
+        css = "good" if t["number"] in best else "bad" if t["state"] == "FAIL" else "neutral" \
+            if t["state"] == "PRUNED" else ""
+        run = t["run_dir"]
+        report = directory / run / "report.html" if run else None
+        link = (f'<a href="{_e(run)}/report.html">{_e(run)}</a>' if report is not None and report.is_file()
+                else _e(run or "—"))
+        error = f'<span class="ci">{_e(t["error"])}</span>' if t["error"] else ""
+        rows.append(f'<tr><td class="num">{t["number"]}{" ★" if t["number"] in best else ""}</td>'
+                    f'<td class="{css}">{_e(state)}{error}</td>'
+                    + "".join(f'<td class="num">{_e(_fmt(v))}</td>' for v in values)
+                    + "".join(f'<td class="num">{_e(_fmt(t["params"].get(p)))}</td>' for p in params)
+                    + f'<td class="num">{_e(_duration(t["duration_s"]))}</td><td>{link}</td></tr>')
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _importance_html(summary: dict[str, Any]) -> str:
+    if not summary["importances"]:
+        return '<p class="missing">No trial completed yet: nothing to weigh.</p>'
+    parts = []
+    for metric, found in summary["importances"].items():
+        if not isinstance(found, dict):
+            parts.append(f'<p class="missing">{_e(metric)}: {_e(found)}.</p>')
+            continue
+        rows = "".join(f'<tr><td>{_e(k)}</td><td class="num">{v:.3f}</td></tr>' for k, v in found.items())
+        parts.append(f"<h3>{_e(metric)}</h3><table><tr><th>parameter</th><th>importance (fANOVA, sums to 1)</th></tr>"
+                     f"{rows}</table>")
+    return ("<p class=\"note\">How much of the variation of each objective over the completed trials each parameter "
+            "explains (Optuna's fANOVA on a random forest). With few trials it is a rough guide.</p>" + "".join(parts))
+
+
+def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> str:
+    """The search report as one self-contained HTML page."""
+    from tunewise import __version__
+
+    metrics = summary["objectives"]
+    trials = {t["number"]: t for t in summary["trials"]}
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary["counts"].items())) or "none"
+    space = "; ".join(f"{k}: {json.dumps(v)}" for k, v in summary["space"].items())
+    facts = [("study", f"{summary['study']} ({summary['storage']})"),
+             ("objectives", ", ".join(f"{m} ({d})" for m, d in zip(metrics, summary["directions"]))),
+             ("sampler / pruner", f"{summary['sampler']} / {summary['pruner']}"
+                                  + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else "")),
+             ("search space", space), ("trials", f"{len(summary['trials'])}: {counts}")]
+    sections = [("summary", "Search summary", _kv(facts))]
+    if summary["best"]:
+        lines = []
+        for number in summary["best"]:
+            t = trials[number]
+            scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, t["values"]))
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
+            lines.append(f"<li>trial {number}: {_e(scores)} — <code>{_e(params)}</code></li>")
+        files = ", ".join(f"<code>{_e(f)}</code>" for f in summary["best_configs"])
+        title = "Best trial" if len(metrics) == 1 else "Pareto front"
+        body = (f"<ul>{''.join(lines)}</ul><p>Configs ready for {_prose('`tunewise train`')}: {files}.</p>")
+        if "pareto.png" in pngs:
+            body = ('<p class="note">No trial on the front is beaten on both objectives by another; moving along '
+                    "it trades one for the other.</p>" + body + _img(pngs["pareto.png"], "Pareto front"))
+        if "history.png" in pngs:
+            body += _img(pngs["history.png"], "objective by trial")
+        sections.append(("best", title, body))
+    else:
+        sections.append(("best", "Best trial", '<p class="missing">No trial has completed yet.</p>'))
+    sections.append(("trials", "Trials", _trials_table(summary, directory)))
+    sections.append(("importance", "Parameter importance", _importance_html(summary)))
+    if "intermediate.png" in pngs:
+        sections.append(("pruning", "Evals during training (what the pruner judged)",
+                         _img(pngs["intermediate.png"], "intermediate eval values")))
+    nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{_e(title)}</h2>{html}</section>' for sid, title, html in sections)
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>tunewise search — {_e(summary['study'])}</title><style>{_CSS}</style></head><body><main>"
+            f"<header><h1>tunewise search — {_e(summary['study'])}</h1>"
+            f'<div class="sub">{len(summary["trials"])} trials · each an ordinary run directory with its own '
+            f"report card</div></header><nav>{nav}</nav>{body}"
+            f"<footer>Built by tunewise {_e(__version__)} from {_e(directory)}. Continue the search with the same "
+            f"<code>tunewise tune</code> command.</footer></main></body></html>\n")
