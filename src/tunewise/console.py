@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-__all__ = ["make_console"]
+__all__ = ["format_interval", "make_console"]
 
 _PIPED_WIDTH = 160  # rich assumes 80 columns off a terminal, which folds every table
 
@@ -19,3 +19,11 @@ def make_console(*, stderr: bool = False) -> Console:
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = _PIPED_WIDTH if piped and "COLUMNS" not in os.environ else None
     return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
+def format_interval(iv: dict[str, float] | None, signed: bool = False) -> str:
+    """`value [low, high]` to three decimals (with a sign for deltas); `-` when there is none."""
+    if not iv:
+        return "-"
+    sign = "+" if signed else ""
+    return f"{iv['value']:{sign}.3f} [{iv['low']:{sign}.3f}, {iv['high']:{sign}.3f}]"

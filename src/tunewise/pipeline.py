@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from tunewise.config import Config, dump_config, load_config
-from tunewise.console import make_console
+from tunewise.console import format_interval, make_console
 from tunewise.errors import ConfigError, TunewiseError
 
 if TYPE_CHECKING:
@@ -486,18 +486,13 @@ def _print_suites(results: list[dict[str, Any]], confidence: float) -> None:
     for column in ("suite", "role", "metric", "n", "base", "tuned", "change"):
         table.add_column(column, justify="left" if column in ("suite", "role", "metric") else "right")
 
-    def fmt(iv: dict[str, float] | None, signed: bool = False) -> str:
-        if iv is None:
-            return "-"
-        sign = "+" if signed else ""
-        return f"{iv['value']:{sign}.3f} [{iv['low']:{sign}.3f}, {iv['high']:{sign}.3f}]"
-
     for r in results:
-        change = fmt(r["delta"], signed=True)
+        change = format_interval(r["delta"], signed=True)
         if r["delta"] and (r["delta"]["low"] > 0 or r["delta"]["high"] < 0) and r["higher_is_better"] is not None:
             better = (r["delta"]["value"] > 0) == r["higher_is_better"]
             change = f"[{'green' if better else 'red'}]{change}[/]"
-        table.add_row(r["name"], r["role"], r["metric"], str(r["n"]), fmt(r["base"]), fmt(r["tuned"]), change)
+        table.add_row(r["name"], r["role"], r["metric"], str(r["n"]), format_interval(r["base"]),
+                      format_interval(r["tuned"]), change)
     console.print(table)
 
 
@@ -506,12 +501,6 @@ def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
 
     block = summary["baselines"]
     pct = f"{100 * confidence:.0f}%"
-
-    def fmt(iv: dict[str, float] | None, signed: bool = False) -> str:
-        if not iv:
-            return "-"
-        sign = "+" if signed else ""
-        return f"{iv['value']:{sign}.3f} [{iv['low']:{sign}.3f}, {iv['high']:{sign}.3f}]"
 
     measures = []
     if block.get("eval_rows"):
@@ -525,8 +514,8 @@ def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
         for name in ("base", "few_shot", "retrieval", "tuned"):
             if name in variants:
                 part = variants[name]
-                table.add_row(part["label"], fmt(part[key] if key else part),
-                              fmt(tuned_vs.get(name), signed=True) if name != "tuned" else "")
+                table.add_row(part["label"], format_interval(part[key] if key else part),
+                              format_interval(tuned_vs.get(name), signed=True) if name != "tuned" else "")
         console.print(table)
     for beat, line in worth_it(summary) or []:
         console.print(f"[{'green' if beat else 'red'}]{line}[/]", highlight=False)

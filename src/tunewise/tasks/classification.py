@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tunewise.console import make_console
+from tunewise.console import format_interval, make_console
 from tunewise.data.shapes import BadRow, Example, Reject
 from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
 from tunewise.errors import ConfigError, DataError, TunewiseError
@@ -533,12 +533,6 @@ def _print(summary: dict[str, Any], confidence: float) -> None:
     block = summary["classification"]
     pct = f"{100 * confidence:.0f}%"
 
-    def fmt(iv: dict[str, float] | None, signed: bool = False) -> str:
-        if not iv:
-            return "-"
-        sign = "+" if signed else ""
-        return f"{iv['value']:{sign}.3f} [{iv['low']:{sign}.3f}, {iv['high']:{sign}.3f}]"
-
     for title, variants, deltas, n in [("eval rows", block["variants"], block["tuned_vs"], block["rows"]),
                                        *((s["name"], s["variants"], s["tuned_vs"], s["rows"])
                                          for s in block["suites"])]:
@@ -547,8 +541,8 @@ def _print(summary: dict[str, Any], confidence: float) -> None:
             table.add_column(column, justify="left" if column == "model" else "right")
         for name, part in variants.items():
             d = deltas.get(name) or {}
-            table.add_row(part["label"], fmt(part["accuracy"]), fmt(part["f1_macro"]),
-                          fmt(d.get("accuracy"), True), fmt(d.get("f1_macro"), True))
+            table.add_row(part["label"], format_interval(part["accuracy"]), format_interval(part["f1_macro"]),
+                          format_interval(d.get("accuracy"), True), format_interval(d.get("f1_macro"), True))
         console.print(table)
     matrix = block["confusion"]["matrix"]
     if matrix:
