@@ -78,6 +78,17 @@ def test_unreadable_yaml_names_file_and_line(tmp_path: Path) -> None:
         load_config(path)
 
 
+
+def test_a_key_given_twice_is_an_error_not_a_silent_drop(tmp_path: Path) -> None:
+    path = write(tmp_path, "train: {lr: 0.001}\nmodel: {name: m}\ntrain: {epochs: 2}\ndata:\n  train: a\n  train: b\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert f"{path}: line 3: train is given twice (also on line 1)" in text
+    assert "line 6: data.train is given twice (also on line 5)" in text
+    assert load_config(write(tmp_path, "train: {lr: 0.001}\neval: {suites: []}\n")).train.lr == 0.001
+
+
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))

@@ -74,6 +74,33 @@ def test_the_estimate_follows_the_settings() -> None:
     assert doubled["weights"] == base["weights"]
 
 
+
+def test_the_packed_estimate_is_bounded_by_one_pass() -> None:
+    from tunewise.training.loss import CHUNK
+
+    def packed(**settings: object) -> dict[str, float]:
+        return estimate_memory(SHAPE, train(**settings), precision="fp32", seq=300, packed=True).parts
+
+    padded = estimate_memory(SHAPE, train(), precision="fp32", seq=300).parts
+    # 8 rows × 300 tokens run as passes of at most 512 tokens; a 300-token row never shares the limit.
+    assert packed()["activations"] == padded["activations"] * 512 / (8 * 300)
+    assert packed(batch_size=32)["activations"] == packed()["activations"], "more rows: more passes, not more memory"
+    assert packed(tokens_per_pass=256)["activations"] == padded["activations"] * 300 / (8 * 300), "a row is one pass"
+    assert packed(batch_size=1, tokens_per_pass=4096)["activations"] == padded["activations"] / 8
+    assert packed(tokens_per_pass=4096)["logits"] == padded["logits"] * CHUNK / (8 * 300), "one loss chunk at a time"
+    whole = estimate_memory(SHAPE, train(tokens_per_pass=None), precision="fp32", seq=300, packed=True).parts
+    assert whole["activations"] == padded["activations"]
+
+
+def test_the_plan_knows_which_runs_take_the_fast_path(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config = write_config(tmp_path, tiny_model_dir, "method: {type: lora, r: 4}\n")
+    fast = plan(load_config(config, ["train.batch_size=8"]))
+    assert 8 * fast.longest_row > 512 > fast.longest_row and fast.memory.pass_tokens == 512
+    for slow in ("train.packing=false", "train.neftune_alpha=5", "train.penalty.l2=0.01", "regularize.l2sp.weight=0.1"):
+        assert plan(load_config(config, ["train.batch_size=8", slow])).memory.pass_tokens is None, slow
+    assert plan(load_config(config, ["train.tokens_per_pass=8"])).memory.pass_tokens == fast.longest_row
+
+
 def test_a_run_that_does_not_fit_warns_and_says_what_would(tmp_path: Path, tiny_model_dir: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:

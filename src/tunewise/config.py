@@ -1103,15 +1103,26 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line, for error messages."""
+def _key_lines(text: str, duplicates: list[str] | None = None) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line, for error messages.
+
+    Args:
+        duplicates: collects one message per key given twice in the same mapping (YAML itself
+            keeps the last silently, dropping what the user wrote first).
+    """
     lines: dict[tuple[str, ...], int] = {}
 
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
             for key_node, value_node in node.value:
                 key = (*path, str(key_node.value))
-                lines[key] = key_node.start_mark.line + 1
+                line = key_node.start_mark.line + 1
+                if key[-1] in seen and duplicates is not None:
+                    duplicates.append(f"line {line}: {'.'.join(key)} is given twice (also on line {seen[key[-1]]}); "
+                                      f"YAML would keep only the last one — merge them into one")
+                seen[key[-1]] = line
+                lines[key] = line
                 walk(value_node, key)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
@@ -1281,12 +1292,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         text = file.read_text(encoding="utf-8")
         try:
             loaded = yaml.safe_load(text)
-            lines = _key_lines(text)
+            twice: list[str] = []
+            lines = _key_lines(text, twice)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
             reason = getattr(err, "problem", None) or str(err)
             raise ConfigError([f"{file}{at}: not valid YAML: {reason}"]) from None
+        if twice:
+            raise ConfigError([f"{file}: {problem}" for problem in twice])
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -23,7 +23,10 @@ Peak memory (bytes), device = CPU RAM or GPU memory, constants in `CALIBRATION`:
   + logits                       batch × seq × vocab × LOGIT
 
 where seq is the longest row (rows are batched by length, so the longest batch is full of long
-rows). Time = tokens to train / throughput, throughput = FLOPS / flops per token, flops per token
+rows). On the packed fast path (docs/performance.md: causal LMs without loss terms or NEFTune) a
+batch runs as passes of at most `train.tokens_per_pass` tokens (a longer row alone), so batch × seq
+becomes min(batch × seq, max(tokens_per_pass, seq)) for the activations, and the label-only loss keeps
+the logits of one chunk of at most 1024 trained positions at a time. Time = tokens to train / throughput, throughput = FLOPS / flops per token, flops per token
 = 2·N (forward) + 2·N·g (backward through the share g of blocks it reaches) + 2·T (weight
 gradients of the T trainable weights) + a share of 2·N·g with gradient checkpointing, N the
 weights used in matrix products (the output head only for the share of tokens that are trained: the
@@ -123,6 +126,8 @@ class MemoryEstimate:
     device: str
     batch: int
     seq: int
+    pass_tokens: int | None = None
+    """Tokens of the largest forward/backward pass on the packed fast path; None: padded batches."""
 
     @property
     def total(self) -> float:
@@ -263,16 +268,23 @@ def _optimizer_bytes(train: TrainConfig, shape: ModelShape) -> float:
 
 
 def estimate_memory(shape: ModelShape, train: TrainConfig, *, precision: str, seq: int,
-                    device: str = "cpu") -> MemoryEstimate:
+                    device: str = "cpu", packed: bool = False) -> MemoryEstimate:
     """Peak training memory by part; see the module docstring for the formula.
 
     Args:
         precision: resolved (`fp32`, `bf16`, `fp16`).
         seq: tokens of the longest row.
         device: `cpu` or `cuda`.
+        packed: the run takes the packed fast path (`takes_fast_path`).
     """
+    from tunewise.training.loss import CHUNK
+
     mixed = precision in ("bf16", "fp16")
     tokens = train.batch_size * seq
+    pass_tokens = None
+    if packed:
+        pass_tokens = tokens if train.tokens_per_pass is None else min(tokens, max(train.tokens_per_pass, seq))
+        tokens = pass_tokens
     if shape.lora:
         act = CALIBRATION["act_lora"] + (CALIBRATION["act_lora_dropout"] if shape.lora_dropout else 0.0)
     else:
@@ -296,9 +308,24 @@ def estimate_memory(shape: ModelShape, train: TrainConfig, *, precision: str, se
         "gradients": 4.0 * shape.trainable,
         "optimizer state": _optimizer_bytes(train, shape),
         "activations": activations,
-        "logits": tokens * shape.vocab * CALIBRATION["logit_bytes"] if shape.backward_layers or shape.trainable else 0.0,
+        "logits": (min(tokens, CHUNK) if packed else tokens) * shape.vocab * CALIBRATION["logit_bytes"]
+        if shape.backward_layers or shape.trainable else 0.0,
     }
-    return MemoryEstimate(parts=parts, device=device, batch=train.batch_size, seq=seq)
+    return MemoryEstimate(parts=parts, device=device, batch=train.batch_size, seq=seq, pass_tokens=pass_tokens)
+
+
+def takes_fast_path(config: Config, model: torch.nn.Module) -> bool:
+    """Whether training `model` (already wrapped by its method) as `config` says runs on packed
+    batches with the label-only loss — the same rule as `training.loop.fit`: a packable causal LM with
+    a plain output head, `train.packing` on, no NEFTune, and no loss term (penalties, EWC, KL, L2-SP)."""
+    from tunewise.training.loss import has_plain_head
+    from tunewise.training.packing import can_pack
+
+    train, reg = config.train, config.regularize
+    terms = (train.penalty.l1 > 0 or train.penalty.l2 > 0 or reg.ewc.weight > 0 or reg.kl.weight > 0
+             or reg.l2sp.weight > 0)
+    return bool(train.packing and train.neftune_alpha is None and not terms and can_pack(model)
+                and has_plain_head(model))
 
 
 def flops_per_token(shape: ModelShape, train: TrainConfig, *, seq: int, head_share: float = 1.0) -> float:
@@ -452,7 +479,8 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
     if meta is not None:
         trainable, total = count_parameters(meta)
         shape = model_shape(meta, quantized=config.method.type == "qlora")
-        memory = estimate_memory(shape, train, precision=precision, seq=longest, device=device)
+        packed = takes_fast_path(config, meta)
+        memory = estimate_memory(shape, train, precision=precision, seq=longest, device=device, packed=packed)
         # The output head runs on the trained tokens only (training/loss.py); a head that is the
         # whole output (classification) has no vocabulary to skip.
         share = sum(r.n_trained for r in data.train) / max(tokens_per_epoch, 1) if shape.vocab else 1.0
@@ -481,15 +509,19 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
                         f"no eval until the end")
     if result.fits is False and meta is not None:
         result.fixes = _fixes(config, shape, precision=precision, seq=longest, device=device, available=available,
-                              task_kwargs=task_kwargs)
+                              task_kwargs=task_kwargs, packed=packed)
     return result
 
 
 def _fixes(config: Config, shape: ModelShape, *, precision: str, seq: int, device: str,
-           available: float | None, task_kwargs: dict[str, Any]) -> list[tuple[str, float]]:
+           available: float | None, task_kwargs: dict[str, Any], packed: bool = False) -> list[tuple[str, float]]:
     """Overrides that bring the estimate under the available memory, cheapest change first."""
     train = config.train
     tried: list[tuple[str, TrainConfig, int]] = []
+    if packed and train.tokens_per_pass:
+        for tokens in (train.tokens_per_pass // 2, train.tokens_per_pass // 4):
+            if tokens >= 64:
+                tried.append((f"train.tokens_per_pass={tokens}", train.model_copy(update={"tokens_per_pass": tokens}), seq))
     if not train.gradient_checkpointing:
         tried.append(("train.gradient_checkpointing=true", train.model_copy(update={"gradient_checkpointing": True}), seq))
     for batch in (train.batch_size // 2, train.batch_size // 4, 1):
@@ -507,7 +539,7 @@ def _fixes(config: Config, shape: ModelShape, *, precision: str, seq: int, devic
     tried.append((f"train.gradient_checkpointing=true train.batch_size=1 train.grad_accum={both.grad_accum}", both, seq))
     fixes = []
     for overrides, changed, length in tried:
-        peak = estimate_memory(shape, changed, precision=precision, seq=length, device=device).total
+        peak = estimate_memory(shape, changed, precision=precision, seq=length, device=device, packed=packed).total
         if available is None or peak <= FIT_MARGIN * available:
             fixes.append((overrides, peak))
     if shape.trainable > 0.2 * shape.total:
@@ -515,7 +547,8 @@ def _fixes(config: Config, shape: ModelShape, *, precision: str, seq: int, devic
 
         lora, _ = _meta_model(config.model_copy(update={"method": LoraConfig()}), task_kwargs)
         if lora is not None:
-            peak = estimate_memory(model_shape(lora), train, precision=precision, seq=seq, device=device).total
+            peak = estimate_memory(model_shape(lora), train, precision=precision, seq=seq, device=device,
+                                   packed=packed).total
             if available is None or peak <= FIT_MARGIN * available:
                 fixes.append(("method.type=lora", peak))
     return fixes[:4]
@@ -609,8 +642,10 @@ def print_plan(result: Plan) -> None:
     console.print(table)
     if result.memory is not None:
         parts = ", ".join(f"{name} {_gb(value)}" for name, value in result.memory.parts.items() if value)
-        console.print(f"memory estimate (batch {result.memory.batch} × {result.memory.seq} tokens): {parts}",
-                      highlight=False)
+        memory = result.memory
+        shape = (f"packed, passes of ≤ {memory.pass_tokens} tokens" if memory.pass_tokens is not None
+                 else f"batch {memory.batch} × {memory.seq} tokens")
+        console.print(f"memory estimate ({shape}): {parts}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if result.fits is False:
