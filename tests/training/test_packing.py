@@ -168,3 +168,27 @@ def test_passes_give_the_gradient_of_the_whole_batch(tmp_path) -> None:  # noqa:
     for (name, a), b in zip(whole_model.named_parameters(), parts_model.parameters(), strict=True):
         if a.requires_grad:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_terms_that_do_not_read_outputs_keep_the_fast_path_and_count_once_per_batch(tmp_path) -> None:  # noqa: ANN001
+    from tunewise.data import Rendered
+    from tunewise.guard.regularizers import KLToBase, L2SP
+
+    lengths = [5, 17, 3, 11, 8, 30, 2, 9]
+    rows = [Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
+            for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))]
+    assert not L2SP(weight=1.0, params={}, anchor={}).reads_outputs
+    assert KLToBase(weight=1.0, on="batch").reads_outputs and not KLToBase(weight=1.0, on="general", general=rows).reads_outputs
+    # An L2 penalty in the loss: padded batches with the model's own loss against packed passes of
+    # at most 12 tokens (a batch cut in up to four passes); the penalty must count once per batch.
+    train = train_config(max_steps=3, batch_size=4, grad_accum=2, penalty={"l2": 0.05})
+    padded_model, packed_model = lora_model(seed=9), lora_model(seed=9)
+    _, padded = run(tmp_path, train.model_copy(update={"packing": False}), model=padded_model, rows=rows)
+    _, packed = run(tmp_path, train.model_copy(update={"tokens_per_pass": 12}), model=packed_model, rows=rows)
+    assert [r["loss/l2"] for r in packed if "loss/l2" in r] == pytest.approx(
+        [r["loss/l2"] for r in padded if "loss/l2" in r], rel=1e-5)
+    assert [r["loss"] for r in packed if "loss" in r] == pytest.approx([r["loss"] for r in padded if "loss" in r], rel=1e-5)
+    for (name, a), b in zip(padded_model.named_parameters(), packed_model.parameters(), strict=True):
+        if a.requires_grad:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+

@@ -153,6 +153,7 @@ class EWC:
     anchor: dict[str, torch.Tensor]
     fisher: dict[str, torch.Tensor]
     name: str = field(default="ewc", init=False)
+    reads_outputs = False
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
         terms = [(self.fisher[n] * (p.float() - self.anchor[n].float()).pow(2)).sum() for n, p in self.params.items()

@@ -31,6 +31,7 @@ class L2SP:
     params: dict[str, torch.nn.Parameter]
     anchor: dict[str, torch.Tensor]
     name: str = field(default="l2sp", init=False)
+    reads_outputs = False
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
         terms = [(p.float() - self.anchor[n].float()).pow(2).sum() for n, p in self.params.items() if p.requires_grad]
@@ -55,6 +56,12 @@ class KLToBase:
     pad_id: int = 0
     seed: int = 0
     name: str = field(default="kl", init=False)
+
+    @property
+    def reads_outputs(self) -> bool:
+        """On general rows only, the term runs its own forward passes: the training batch may be
+        packed and its logits never formed."""
+        return self.on != "general"
 
     def __post_init__(self) -> None:
         if self.on != "batch" and not self.general:

@@ -32,7 +32,7 @@ from tunewise.training.loss import has_plain_head
 from tunewise.training.packing import PackCollator, can_pack, packed_attention_for
 from tunewise.training.dropout import set_dropout
 from tunewise.training.optim import optimizer_arguments, schedule_arguments
-from tunewise.training.terms import penalty_terms
+from tunewise.training.terms import penalty_terms, reads_outputs
 from tunewise.training.trainer import TunewiseTrainer
 
 if TYPE_CHECKING:
@@ -242,9 +242,9 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         console.print(f"dropout {train.dropout:g}: {', '.join(changed)}", highlight=False)
     all_terms = [*penalty_terms(train.penalty), *(terms or [])]
     # The fast path (docs/performance.md): padding-free packed batches and a loss computed on the
-    # trained positions only. Terms may read the batch and the model's full logits, and other
-    # tasks bring their own collator: those keep padded batches and the model's own loss.
-    fast = collator is None and not all_terms and can_pack(model)
+    # trained positions only. A term that reads the model's full logits on the batch (KL on the
+    # batch), and other tasks with their own collator, keep padded batches and the model's own loss.
+    fast = collator is None and not any(reads_outputs(t) for t in all_terms) and can_pack(model)
     # NEFTune scales its noise by the row length: one packed row would get the noise of a long row.
     packing = fast and train.packing and train.neftune_alpha is None
     args = _training_arguments(train, checkpoints, has_eval=bool(eval_rows), on_cpu=on_cpu, packing=packing)

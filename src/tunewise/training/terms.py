@@ -22,7 +22,7 @@ import torch
 if TYPE_CHECKING:
     from tunewise.config import PenaltyConfig
 
-__all__ = ["LossTerm", "ParamNorm", "penalty_terms"]
+__all__ = ["LossTerm", "ParamNorm", "penalty_terms", "reads_outputs"]
 
 
 @runtime_checkable
@@ -32,6 +32,10 @@ class LossTerm(Protocol):
     Attributes:
         name: logged as `loss/<name>`; unique among a run's terms.
         weight: the term's multiplier in the loss.
+
+    A term that sets `reads_outputs = False` promises not to read `outputs` (nor the batch's
+    logits): runs with only such terms keep the packed fast path, where `outputs` carries the loss
+    alone. A term without the attribute is taken to read them.
     """
 
     name: str
@@ -54,6 +58,7 @@ class ParamNorm:
 
     kind: Literal["l1", "l2"]
     weight: float
+    reads_outputs = False
 
     @property
     def name(self) -> str:
@@ -71,3 +76,8 @@ class ParamNorm:
 def penalty_terms(penalty: PenaltyConfig) -> list[LossTerm]:
     """The configured `train.penalty` terms; a weight of 0 adds no term (and no cost)."""
     return [ParamNorm(kind, weight) for kind, weight in (("l1", penalty.l1), ("l2", penalty.l2)) if weight > 0]
+
+
+def reads_outputs(term: LossTerm) -> bool:
+    """Whether `term` needs the model's outputs (full logits) on the training batch."""
+    return bool(getattr(term, "reads_outputs", True))

@@ -33,7 +33,8 @@ class TunewiseTrainer(Trainer):
         terms: extra loss terms; [] trains on the task loss alone.
         label_only_loss: compute the task loss from the trained positions' hidden states only
             (training/loss.py: no full-vocabulary logits for prompt and padding positions). Only
-            for causal LMs with a plain output head, and only while no term needs the outputs.
+            for causal LMs with a plain output head, and only while no term reads the outputs
+            (`reads_outputs`).
         tokens_per_pass: cut a packed batch (packing.py) into forward/backward passes of at most
             this many tokens: the same gradient, the activations of one pass alive at a time.
         **kwargs: everything `transformers.Trainer` takes.
@@ -52,6 +53,7 @@ class TunewiseTrainer(Trainer):
         # Summed between two training logs, like the Trainer's own running loss.
         self._parts: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
         self._parts_from: int | None = None  # the global step the sums started at
+        self._terms_off = False  # the later passes of a batch cut into passes: terms count once per batch
 
     def create_scheduler(self, num_training_steps: int,
                          optimizer: torch.optim.Optimizer | None = None) -> torch.optim.lr_scheduler.LRScheduler:
@@ -74,19 +76,26 @@ class TunewiseTrainer(Trainer):
                       num_items_in_batch: Any = None) -> torch.Tensor:
         # Passes add up to the batch only when each pass's loss is its share of the whole batch's
         # trained tokens (num_items_in_batch), never a mean of its own.
-        if (self.tokens_per_pass and self.label_only_loss and not self.terms and "position_ids" in inputs
+        if (self.tokens_per_pass and self.label_only_loss and "position_ids" in inputs
                 and self._task_loss_is_scaled(num_items_in_batch)):
             from tunewise.training.packing import split_packed
 
             parts = split_packed(inputs, self.tokens_per_pass)
             if len(parts) > 1:
-                return sum(super(TunewiseTrainer, self).training_step(model, part, num_items_in_batch)
-                           for part in parts)
+                total = None
+                try:
+                    for i, part in enumerate(parts):
+                        self._terms_off = i > 0  # a term is added (and its gradient taken) with the first pass only
+                        loss = super().training_step(model, part, num_items_in_batch)
+                        total = loss if total is None else total + loss
+                finally:
+                    self._terms_off = False
+                return total
         return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        if self.label_only_loss and not self.terms and "labels" in inputs:
+        if self.label_only_loss and "labels" in inputs:
             from transformers.modeling_outputs import CausalLMOutputWithPast
 
             from tunewise.training.loss import causal_lm_loss
@@ -94,9 +103,10 @@ class TunewiseTrainer(Trainer):
             # The decoder is called directly, past the autocast that wraps model.forward.
             with self.accelerator.autocast():
                 task, _ = causal_lm_loss(model, inputs, num_items_in_batch)
-            return (task, CausalLMOutputWithPast(loss=task)) if return_outputs else task
-        task, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                             num_items_in_batch=num_items_in_batch)
+            outputs = CausalLMOutputWithPast(loss=task)
+        else:
+            task, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
         if not model.training or not self.terms:
             return (task, outputs) if return_outputs else task
         # A term is a per-optimizer-step quantity. When the task loss is already a share of the
@@ -110,6 +120,8 @@ class TunewiseTrainer(Trainer):
             self._parts_from = self.state.global_step
         total = task
         self._parts["task"] += task.detach() * logged
+        if self._terms_off:
+            return (total, outputs) if return_outputs else total
         for term in self.terms:
             value = term.weight * term(model, inputs, outputs) * share
             total = total + value
