@@ -1,12 +1,14 @@
 """Forgetting guards side by side: what each keeps of the base model, and what it costs the task.
 
 Fine-tunes the default model (full fine-tuning) on a narrow task — SST-2 movie reviews cast as
-instructions answered with one label word (`../shared/data/sst2`) — at a learning rate that erodes
+instructions answered with one label word (`../shared/data/sst2`), or with `--task pubmedqa`
+biomedical abstracts answered yes/no/maybe (`../shared/data/pubmedqa`) — at a learning rate that erodes
 general ability, once unguarded and once with each guard of `regularize:` and with a recommended
 combination, all through `tunewise.pipeline.train`. Every tuned model is then scored with the
 library's own evaluation (`tunewise.evaluation.suite_eval.evaluate_suites`):
 
-- task: accuracy on held-out SST-2 test reviews (greedy answer contains the right label word);
+- task: accuracy on held-out task rows (SST-2 test reviews, or the last PubMedQA rows; the greedy
+  answer contains the right label word);
 - ARC-Easy: a fixed subset (the first `--arc` items) of `../shared/data/arc/arc_easy_test.jsonl`,
   multiple choice by log-likelihood (acc_norm);
 - chat: the built-in general chat suite (the first `--chat` items), by greedy generation;
@@ -40,6 +42,7 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = SHARED / "sst2"
+PUBMEDQA = SHARED / "pubmedqa" / "pubmed_qa_labeled.jsonl"
 ARC = SHARED / "arc" / "arc_easy_test.jsonl"
 INSTRUCTION = "Is the sentiment of this movie review positive or negative? Answer with one word.\n\nReview: "
 
@@ -55,14 +58,29 @@ def sst2_rows(path: Path, limit: int) -> list[tuple[str, str]]:
     return out
 
 
-def write_task_files(work: Path, train_rows: int, eval_rows: int) -> tuple[Path, Path]:
-    train = work / "sst2_train.jsonl"
-    train.write_text("".join(json.dumps({"messages": [{"role": "user", "content": INSTRUCTION + text},
+def pubmedqa_rows(train_rows: int, eval_rows: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(abstract + question + choices, yes/no/maybe) from PubMedQA's labelled set: the first rows
+    train, the last ones are held out (disjoint as long as train + eval <= 1000)."""
+    rows = [json.loads(line) for line in PUBMEDQA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if train_rows + eval_rows > len(rows):
+        raise SystemExit(f"{PUBMEDQA} has {len(rows)} rows; --train-rows + --task-eval must not exceed that")
+    pairs = [(r["context"].strip(), r["continuation"].strip()) for r in rows]
+    return pairs[:train_rows], pairs[len(pairs) - eval_rows:]
+
+
+def write_task_files(work: Path, task: str, train_rows: int, eval_rows: int) -> tuple[Path, Path]:
+    if task == "sst2":
+        train_pairs = [(INSTRUCTION + text, label) for text, label in sst2_rows(SST2 / "stsa.binary.train", train_rows)]
+        eval_pairs = [(INSTRUCTION + text, label) for text, label in sst2_rows(SST2 / "stsa.binary.test", eval_rows)]
+    else:
+        train_pairs, eval_pairs = pubmedqa_rows(train_rows, eval_rows)
+    train = work / f"{task}_train.jsonl"
+    train.write_text("".join(json.dumps({"messages": [{"role": "user", "content": prompt},
                                                        {"role": "assistant", "content": label}]}) + "\n"
-                             for text, label in sst2_rows(SST2 / "stsa.binary.train", train_rows)), encoding="utf-8")
-    suite = work / "sst2_task_suite.jsonl"
-    suite.write_text("".join(json.dumps({"prompt": INSTRUCTION + text, "answers": [label]}) + "\n"
-                             for text, label in sst2_rows(SST2 / "stsa.binary.test", eval_rows)), encoding="utf-8")
+                             for prompt, label in train_pairs), encoding="utf-8")
+    suite = work / f"{task}_task_suite.jsonl"
+    suite.write_text("".join(json.dumps({"prompt": prompt, "answers": [label]}) + "\n"
+                             for prompt, label in eval_pairs), encoding="utf-8")
     return train, suite
 
 
@@ -74,8 +92,12 @@ VARIANTS: dict[str, list[str]] = {
     "l2sp": ["regularize.l2sp.weight=0.1"],
     # KL on general rows rather than on the batch: on the batch it holds the task's own answers to the
     # base model's, which is exactly what the fine-tune must change.
-    "recommended": ["regularize.general=self", "regularize.replay.ratio=0.25", "regularize.kl.weight=1.0",
-                    "regularize.kl.on=general", "regularize.kl.batch_size=2"],
+    "replay+kl": ["regularize.general=self", "regularize.replay.ratio=0.25", "regularize.kl.weight=1.0",
+                  "regularize.kl.on=general", "regularize.kl.batch_size=2"],
+    # The same two guards, harder: replay+kl kept the whole task gain in docs/forgetting.md's run
+    # but not quite two thirds of the chat suite, so there was room to hold the model closer.
+    "recommended": ["regularize.general=self", "regularize.replay.ratio=0.4", "regularize.kl.weight=2.0",
+                    "regularize.kl.on=general", "regularize.kl.batch_size=4"],
 }
 
 
@@ -133,11 +155,13 @@ def mean_kl(tuned: Any, base: Any, rows: list[Any], pad_id: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-rows", type=int, default=512, help="SST-2 training reviews")
+    parser.add_argument("--task", choices=("sst2", "pubmedqa"), default="sst2",
+                        help="the narrow task: SST-2 reviews -> positive/negative, or PubMedQA abstracts -> yes/no/maybe")
+    parser.add_argument("--train-rows", type=int, default=512, help="task training rows")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=3e-4, help="high enough to erode general ability")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--task-eval", type=int, default=200, help="held-out SST-2 test reviews scored")
+    parser.add_argument("--task-eval", type=int, default=200, help="held-out task rows scored")
     parser.add_argument("--arc", type=int, default=200, help="ARC-Easy items (the first N, a fixed subset)")
     parser.add_argument("--chat", type=int, default=138, help="chat-suite items (the first N)")
     parser.add_argument("--chat-tokens", type=int, default=48, help="answer length for chat and KL")
@@ -163,9 +187,10 @@ def main() -> int:
     model_dir = str(convert_alias("smollm2-135m-instruct"))
     work = Path(tempfile.mkdtemp(prefix="tunewise-forgetting-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
-    train_file, task_suite = write_task_files(work, args.train_rows, args.task_eval)
+    train_file, task_suite = write_task_files(work, args.task, args.train_rows, args.task_eval)
+    max_length = 256 if args.task == "sst2" else 1024  # PubMedQA abstracts run to several hundred tokens
 
-    common = [f"model.name={model_dir}", f"data.train={train_file}", "data.split.eval=0", "data.max_length=256",
+    common = [f"model.name={model_dir}", f"data.train={train_file}", "data.split.eval=0", f"data.max_length={max_length}",
               "data.check.enabled=false", "method.type=full", f"train.lr={args.lr}", f"train.epochs={args.epochs}",
               f"train.batch_size={args.batch_size}", "train.eval_every=0", "train.save_every=100000",
               "train.save_total_limit=1", "train.log_every=5", "train.warmup_ratio=0.05", "train.precision=fp32",
@@ -197,8 +222,8 @@ def main() -> int:
         del tuned
 
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
-    print(f"\n{args.train_rows} SST-2 rows, {args.epochs:g} epochs, lr {args.lr:g}, full fine-tuning; task = "
-          f"{args.task_eval} test reviews, ARC-Easy = first {args.arc}, chat = first {args.chat}, "
+    print(f"\n{args.train_rows} {args.task} rows, {args.epochs:g} epochs, lr {args.lr:g}, full fine-tuning; task = "
+          f"{args.task_eval} held-out rows, ARC-Easy = first {args.arc}, chat = first {args.chat}, "
           f"KL on {len(rows)} chat prompts")
     header = f"| {'variant':<12} | task acc | ARC-Easy | chat  | KL to base | train wall s | guard setup s |"
     print(header)

@@ -429,6 +429,9 @@ class TrainConfig(Section):
     tokens_per_pass: Annotated[int, Field(gt=0)] | None = 512
     """With packing: run a batch as forward/backward passes of at most this many tokens (whole rows), summed into the
     same gradient; bounds activation memory whatever the rows' lengths. None: the whole batch in one pass."""
+    group_by_length: bool | None = None
+    """Batch rows of similar length together. None: yes for padded batches (far less padding computed), no for
+    packed ones (packing computes no padding; random batches, as the Trainer's default)."""
     seed: int = 42
     deterministic: bool = False
     """Also force deterministic kernels (torch.use_deterministic_algorithms); slower, for exact GPU repeats."""

@@ -78,7 +78,10 @@ CALIBRATION: dict[str, float] = {
     "cpu_flops_bf16": 1.95e11,
     "cpu_flops_bf16_lora": 1.4e11,
     "cpu_flops_fp32": 1.5e11,
-    "cpu_flops_fp32_lora": 1.1e11,
+    # fp32 LoRA on the packed fast path: 179 real tokens/s = 1.0e11 by flops_per_token, measured with
+    # benchmarks/throughput.py's defaults (256 alpaca rows, batch 8) on a 2-core Xeon without
+    # AVX512-BF16 (fp32 matmul peak 256 GFLOP/s), 2026-11-28; docs/performance.md.
+    "cpu_flops_fp32_lora": 1.0e11,
     "recompute_share": 0.1,  # gradient checkpointing's extra forward cost this share of a forward (measured)
     "cuda_flops": 1.5e14,  # not measured here (no GPU): ~30-40% of a recent data-centre GPU's bf16 peak
 }

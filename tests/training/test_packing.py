@@ -143,13 +143,29 @@ def test_fit_packs_by_default_and_counts_every_real_token(tmp_path) -> None:  # 
 def test_split_packed_cuts_between_rows_within_the_budget() -> None:
     from tunewise.training.packing import split_packed
 
-    rows = [{"input_ids": list(range(3, 3 + n)), "labels": list(range(3, 3 + n))} for n in (5, 3, 9, 2, 2, 7)]
+    lengths = (5, 3, 9, 2, 2, 7)
+    rows = [{"input_ids": list(range(10 * i, 10 * i + n)), "labels": list(range(10 * i, 10 * i + n))}
+            for i, n in enumerate(lengths)]
     batch = PackCollator()(rows)
-    assert [p["input_ids"].shape[1] for p in split_packed(batch, 10)] == [8, 9, 4, 7]
-    assert [p["input_ids"].shape[1] for p in split_packed(batch, 4)] == [5, 3, 9, 4, 7]  # long rows alone
+
+    def rows_of(parts: list[dict[str, torch.Tensor]]) -> list[tuple[int, ...]]:
+        found = []
+        for part in parts:
+            ids, positions = part["input_ids"][0].tolist(), part["position_ids"][0].tolist()
+            starts = [i for i, q in enumerate(positions) if q == 0] + [len(ids)]
+            found += [tuple(ids[a:b]) for a, b in zip(starts, starts[1:])]
+        return sorted(found)
+
+    for budget in (4, 6, 10, 13):
+        parts = split_packed(batch, budget)
+        assert rows_of(parts) == sorted(tuple(r["input_ids"]) for r in rows), "every row once, whole"
+        for part in parts:
+            assert part["position_ids"][0, 0] == 0 and part["labels"][0, 0] == -100  # each a packed batch
+            assert part["input_ids"].shape[1] <= budget or (part["position_ids"][0] == 0).sum() == 1  # long rows alone
+            assert (part["labels"] == -100).sum() == (part["position_ids"] == 0).sum()  # only each row's first label
+    # First-fit decreasing: 9 | 3 + 7 | 5 + 2 + 2 — three passes where cutting in order takes four.
+    assert [p["input_ids"].shape[1] for p in split_packed(batch, 10)] == [9, 10, 9]
     assert split_packed(batch, 100) == [batch]
-    for part in split_packed(batch, 6):
-        assert part["position_ids"][0, 0] == 0 and part["labels"][0, 0] == -100  # each a packed batch
 
 
 def test_passes_give_the_gradient_of_the_whole_batch(tmp_path) -> None:  # noqa: ANN001
@@ -181,7 +197,7 @@ def test_terms_that_do_not_read_outputs_keep_the_fast_path_and_count_once_per_ba
     assert KLToBase(weight=1.0, on="batch").reads_outputs and not KLToBase(weight=1.0, on="general", general=rows).reads_outputs
     # An L2 penalty in the loss: padded batches with the model's own loss against packed passes of
     # at most 12 tokens (a batch cut in up to four passes); the penalty must count once per batch.
-    train = train_config(max_steps=3, batch_size=4, grad_accum=2, penalty={"l2": 0.05})
+    train = train_config(max_steps=3, batch_size=4, grad_accum=2, penalty={"l2": 0.05}, group_by_length=True)
     padded_model, packed_model = lora_model(seed=9), lora_model(seed=9)
     _, padded = run(tmp_path, train.model_copy(update={"packing": False}), model=padded_model, rows=rows)
     _, packed = run(tmp_path, train.model_copy(update={"tokens_per_pass": 12}), model=packed_model, rows=rows)

@@ -196,9 +196,10 @@ def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=train.gradient_checkpointing,
-        # Rows of similar length share a batch: padded batches compute far less padding, and packed
-        # ones see the same batches (packing changes the cost of a step, never its rows).
-        train_sampling_strategy="group_by_length",
+        # Rows of similar length share a padded batch: far less padding computed. A packed batch has
+        # no padding to save, so it takes random batches (each step's tokens spread over all lengths).
+        train_sampling_strategy="group_by_length" if (train.group_by_length if train.group_by_length is not None
+                                                      else not packing) else "random",
         # A packed batch is all real tokens (and pad id == end-of-turn id would undercount them).
         include_num_input_tokens_seen="all" if packing else "non_padding",
         remove_unused_columns=False,

@@ -73,8 +73,13 @@ class PackCollator:
 
 
 def split_packed(batch: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]:
-    """Cut a packed batch at row boundaries into parts of at most `max_tokens` tokens each (a row
-    longer than that is a part of its own). Rows are never split: every part is a packed batch.
+    """Cut a packed batch into parts of at most `max_tokens` tokens each (a row longer than that is a
+    part of its own). Rows are never split: every part is a packed batch of whole rows.
+
+    Rows go to parts first-fit decreasing — the longest first, each into the first part with room —
+    so a batch of mixed lengths runs as few, full passes (random batches would otherwise cut into
+    many half-empty ones). A packed row is self-contained (its positions restart, its first label is
+    ignored), so the parts' rows may come from anywhere in the batch; within a part they keep their order.
 
     Summed over the parts, losses normalised by the whole batch's trained tokens give the batch's loss
     and gradient, with the activations of one part alive at a time.
@@ -83,12 +88,27 @@ def split_packed(batch: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]
     length = batch["input_ids"].shape[1]
     if starts is None or length <= max_tokens:
         return [batch]
-    cuts = [0]
-    for begin, end in zip(starts, [*starts[1:], length], strict=True):
-        if end - cuts[-1] > max_tokens and begin > cuts[-1]:  # this row would take the part over the budget
-            cuts.append(begin)
-    cuts.append(length)
-    return [{k: v[:, a:b] for k, v in batch.items()} for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    spans = list(zip(starts, [*starts[1:], length], strict=True))
+    parts: list[list[tuple[int, int]]] = []
+    room: list[int] = []
+    for begin, end in sorted(spans, key=lambda span: span[0] - span[1]):  # longest first; ties in order
+        size = end - begin
+        fits = next((i for i, free in enumerate(room) if size <= free), None)
+        if fits is None:
+            parts.append([(begin, end)])
+            room.append(max_tokens - size)
+        else:
+            parts[fits].append((begin, end))
+            room[fits] -= size
+    out = []
+    for part in parts:
+        part.sort()
+        if all(a[1] == b[0] for a, b in zip(part, part[1:])):  # contiguous: a view, no copy
+            out.append({k: v[:, part[0][0]:part[-1][1]] for k, v in batch.items()})
+        else:
+            index = torch.cat([torch.arange(a, b) for a, b in part]).to(batch["input_ids"].device)
+            out.append({k: v.index_select(1, index) for k, v in batch.items()})
+    return out
 
 
 def _row_starts(position_ids: torch.Tensor) -> list[int] | None:
