@@ -27,10 +27,10 @@ def toy_rows(n: int, seed: int = 0) -> list[dict]:
 
 def config_file(tmp_path: Path, tiny_model_dir: Path, extra: str = "", data: str = "") -> Path:
     path = tmp_path / "cls.yaml"
+    names = "" if "label_names" in data else ", label_names: {neg: negative, pos: positive}"
     path.write_text(
         f"task: classification\nmodel: {{name: {tiny_model_dir}}}\n"
-        f"data: {{train: train.jsonl, split: {{eval: 0.25}}, max_length: 32, "
-        f"label_names: {{neg: negative, pos: positive}}{data}}}\n"
+        f"data: {{train: train.jsonl, split: {{eval: 0.25}}, max_length: 32{names}{data}}}\n"
         + TINY_RUN.replace("max_steps: 6", "max_steps: 24").replace("eval_every: 0", "eval_every: 12")
         + "eval: {bootstrap: 200, baselines: {few_shot: 2, retrieval: 0}}\n"
         f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n" + extra)

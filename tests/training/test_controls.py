@@ -204,10 +204,12 @@ def test_precision_is_the_dtype_the_forward_runs_in(tmp_path: Path, precision: s
 
 
 def test_gradient_checkpointing_is_on_and_changes_nothing_but_memory(tmp_path: Path) -> None:
+    # A probe in both runs: a term that reads the outputs takes the padded path, the same in both.
+    off = Probe(lambda model, inputs, outputs: model.get_base_model().is_activation_checkpointing)
     probe = Probe(lambda model, inputs, outputs: model.get_base_model().is_activation_checkpointing)
-    _, plain = run(tmp_path, train_config(max_steps=3))
+    _, plain = run(tmp_path, train_config(max_steps=3), terms=[off])
     _, checkpointed = run(tmp_path, train_config(max_steps=3, gradient_checkpointing=True), terms=[probe])
-    assert probe.seen == [True] * 3
+    assert off.seen == [False] * 3 and probe.seen == [True] * 3
     assert losses(checkpointed) == pytest.approx(losses(plain), abs=1e-6)
 
 
