@@ -37,7 +37,7 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
-from tunewise.config import Config, TuneConfig, _describe, _key_lines, dump_config
+from tunewise.config import Config, TuneConfig, describe_error, dump_config, key_lines
 from tunewise.console import make_console
 from tunewise.errors import ConfigError, TunewiseError
 from tunewise.tune.objectives import check_objectives, directions, objective_values, trial_metrics
@@ -177,7 +177,7 @@ def trial_config(base: Config, params: dict[str, Any], run_dir: Path) -> Config:
     try:
         config = apply_params(base, params)
     except ValidationError as err:
-        raise ConfigError([_describe(e, {}, None, set()) for e in err.errors()],
+        raise ConfigError([describe_error(e) for e in err.errors()],
                           "this trial's values (" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")") \
             from None
     return config.model_copy(update={
@@ -410,7 +410,7 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
         raise ConfigError(["stages: a search trains one run per trial; tune one stage's config at a time"])
     lines, source = {}, None
     if config_path is not None and Path(config_path).is_file():
-        lines, source = _key_lines(Path(config_path).read_text(encoding="utf-8")), str(config_path)
+        lines, source = key_lines(Path(config_path).read_text(encoding="utf-8")), str(config_path)
     check_space(config, lines, source)
     check_objectives(config)
 
