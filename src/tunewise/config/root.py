@@ -134,7 +134,8 @@ def _forgetting_problems(config: Config) -> list[tuple[tuple[Any, ...], str]]:
         method = config.method.type
         why = None
         if not lm:
-            why = "a classification head has no base value to interpolate towards; remove forgetting.wise_ft"
+            why = ("a classification head has no base value to interpolate towards; set "
+                   "regularize.wise_ft.enabled: false")
         elif method in _NO_WISE_FT:
             why = f"method.type {method} adds virtual tokens, which have no base value to interpolate towards"
         elif getattr(config.method, "dora", False):
