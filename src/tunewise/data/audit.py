@@ -47,9 +47,10 @@ from tunewise.data.dedup import StreamDeduper, example_text
 from tunewise.data.demographics import LEXICON, PAIRED, mentions
 from tunewise.data.io import Row, read_rows
 from tunewise.data.pii import find_pii
-from tunewise.data.quality import non_text, repetition, toxicity_scores
+from tunewise.data.quality import load_toxicity_classifier, non_text, repetition, toxicity_scores
 from tunewise.data.shapes import BadRow, Example, detect_shape, to_example
 from tunewise.errors import DataError
+from tunewise.extras import MissingExtraError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from tunewise.config import CheckConfig, Config
 
 __all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "audit", "audit_files", "audit_html", "file_items",
-           "items_from_examples", "print_audit", "read_items"]
+           "items_from_examples", "print_audit", "read_items", "suite_texts"]
 
 AUDIT_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
                "too_long", "truncated", "repetition", "boilerplate", "non_text", "pii", "secrets", "toxicity",
@@ -102,6 +103,9 @@ class Audit:
         findings: in `AUDIT_KINDS` order.
         block_on: the kinds that stop a run.
         tokens: row length statistics in tokens (train split): p50, p95, max.
+        skipped: checks that were asked for but could not run → why, and what to install (e.g.
+            `toxicity` without the `tunewise[toxicity]` extra). A skipped check found nothing
+            because it looked at nothing.
     """
 
     rows: dict[str, int]
@@ -109,14 +113,18 @@ class Audit:
     findings: list[Finding] = field(default_factory=list)
     block_on: list[str] = field(default_factory=list)
     tokens: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.kind in self.block_on]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "threshold": self.threshold, "block_on": self.block_on, "tokens": self.tokens,
-                "findings": [asdict(f) for f in self.findings]}
+        out = {"rows": self.rows, "threshold": self.threshold, "block_on": self.block_on, "tokens": self.tokens,
+               "findings": [asdict(f) for f in self.findings]}
+        if self.skipped:  # only then: audit.json of a complete audit keeps its keys
+            out["skipped"] = self.skipped
+        return out
 
     def write(self, path: str | Path) -> Path:
         """Write `audit.json` (parents created)."""
@@ -361,8 +369,22 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
         max_length: `data.max_length`: rows longer than this are `truncated`.
 
     Returns:
-        The `Audit`.
+        The `Audit`; a check that cannot run is listed in its `skipped`.
+
+    Raises:
+        MissingExtraError: the toxicity check is on and named in `block_on`, but its classifier is not
+            installed (a check that may stop the run is never skipped).
     """
+    skipped: dict[str, str] = {}
+    score_toxicity = settings.toxicity
+    if score_toxicity:
+        try:
+            load_toxicity_classifier()
+        except MissingExtraError as err:
+            if "toxicity" in settings.block_on:
+                raise
+            score_toxicity = False
+            skipped["toxicity"] = f"{err}; or set data.check.toxicity=false"
     dedup = StreamDeduper(threshold=settings.near_duplicate_threshold)
     contamination = _Contamination(suites, settings.contamination_ngram)
     found: dict[str, _Examples] = defaultdict(_Examples)
@@ -406,7 +428,7 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
             split_of += [s_index] * len(good)
             scores: list[float] = []
             prompt_scores: list[float] = []
-            if settings.toxicity:
+            if score_toxicity:
                 scores = toxicity_scores([it.answer for it in good])
                 prompted = [k for k, it in enumerate(good) if it.roles.get("user", "").strip()]
                 asked = toxicity_scores([good[k].roles["user"] for k in prompted])
@@ -437,7 +459,8 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
                 _demographics(item, demo, demo_rows)
                 _boilerplate(item, lines, line_text)
 
-    result = Audit(rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on))
+    result = Audit(rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on),
+                   skipped=skipped)
     if train_lengths:
         lengths = np.array(train_lengths)
         result.tokens = {"p50": int(np.percentile(lengths, 50)), "p95": int(np.percentile(lengths, 95)),
@@ -776,8 +799,10 @@ def print_audit(result: Audit, console: Console, *, title: str = "data audit") -
     else:
         sizes += " rows"
     if not result.findings:
+        toxicity = "" if "toxicity" in result.skipped else "toxicity "
         console.print(f"{title}: {sizes}; nothing found (no duplicates, leakage, contamination, PII, "
-                      f"toxicity or format problems)", highlight=False)
+                      f"{toxicity}or format problems)", highlight=False)
+        _print_skipped(result, console)
         return
     table = Table(title=f"{title}: {sizes}", title_justify="left", show_lines=True)
     for column, kwargs in (("finding", {}), ("rows", {"justify": "right"}), ("what it means / examples", {})):
@@ -789,6 +814,14 @@ def print_audit(result: Audit, console: Console, *, title: str = "data audit") -
         examples = "\n".join(f"  {escape(e)}" for e in f.examples[:3])
         table.add_row(name, str(f.count), escape(f.message) + (f"\n[dim]{examples}[/]" if examples else ""))
     console.print(table)
+    _print_skipped(result, console)
+
+
+def _print_skipped(result: Audit, console: Console) -> None:
+    from rich.markup import escape
+
+    for why in result.skipped.values():
+        console.print(f"[yellow]skipped:[/] {escape(why)}", highlight=False)
 
 
 def audit_html(saved: dict[str, Any]) -> str:
@@ -806,11 +839,14 @@ def audit_html(saved: dict[str, Any]) -> str:
                f"{e(tokens.get('p95', '?'))}, longest {e(tokens.get('max', '?'))}") if tokens else ""
     block_on = saved.get("block_on") if isinstance(saved.get("block_on"), list) else []
     findings = [f for f in saved.get("findings") or [] if isinstance(f, dict)]
+    skipped = saved.get("skipped") if isinstance(saved.get("skipped"), dict) else {}
     head = (f"<p><b>Data audit</b> (before training, audit.json; {sizes} rows{lengths}). "
             f"Blocking: {e(', '.join(map(str, block_on)) or 'nothing (data.check.block_on is empty)')}.</p>")
+    head += "".join(f'<p class="note">Skipped: {e(why)}</p>' for why in skipped.values())
     if not findings:
+        toxic = "" if "toxicity" in skipped else "toxic answers "
         return head + ('<p class="note">Nothing found: no duplicate rows, no eval/test row repeating a training row, '
-                       'no evaluation item in the training data, no personal data, secrets, toxic answers or '
+                       f'no evaluation item in the training data, no personal data, secrets, {toxic}or '
                        'format problems.</p>')
     body = "".join(
         f"<tr><td>{e(f.get('kind', '?'))}{' <b>(blocks)</b>' if f.get('kind') in block_on else ''}</td>"
@@ -821,6 +857,29 @@ def audit_html(saved: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- the commands
+
+
+def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
+    """(suite name, item texts) for each configured suite, in the words a training row could
+    have copied: the question with its right answer, the prompt, the text. Bias pairs are
+    sentences about groups, not answers, and are left out. Loading the suites here also means a
+    bad suite file stops the run before training, not after it.
+    """
+    from tunewise.evaluation.suite import load_suite
+
+    out = []
+    for spec in config.eval.suites:
+        suite = load_suite(spec.name, limit=spec.limit, columns=spec.columns)
+        if suite.kind == "multiple_choice":
+            texts = [f"{it['query']} {it['choices'][it['gold']]}" for it in suite.items]
+        elif suite.kind in ("generation", "safety"):
+            texts = [it["prompt"] for it in suite.items]
+        elif suite.kind == "classification":
+            texts = [it["text"] for it in suite.items]
+        else:
+            continue
+        out.append((suite.name, texts))
+    return out
 
 
 def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
@@ -883,7 +942,6 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
 def audit_command(targets: Sequence[str], *, eval_files: Sequence[str] = (), test_files: Sequence[str] = (),
                   model: str | None = None, out: str | Path = "audit.json", console: Console) -> Audit:
     """`tunewise data audit`: audit, print the table, write `out`; raise on a blocking finding."""
-    from tunewise.data.check import suite_texts
     from tunewise.errors import TunewiseError
     from tunewise.models import load_tokenizer
 
