@@ -418,8 +418,10 @@ class Tracker:
                     off[name] = str(err)
         tracker = cls(run_dir, backends)
         was_off = saved.get("off") if isinstance(saved.get("off"), dict) else {}
-        # A tracker that works now is no longer off; one whose extra is missing is noted in the run.
-        still_off = {k: v for k, v in was_off.items() if k not in {b.name for b in backends}} | off
+        # A tracker that works now, or is no longer configured, is no longer off; one whose extra is
+        # missing is noted in the run.
+        working = {b.name for b in backends}
+        still_off = {k: v for k, v in was_off.items() if k in config.output.tracking and k not in working} | off
         if backends or off:
             state = {k: v for k, v in saved.items() if k != "off"} | {b.name: b.state for b in backends}
             tracker._save(state | ({"off": still_off} if still_off else {}))
