@@ -128,7 +128,9 @@ def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             interval = suite.get(part)
             if isinstance(interval, dict):
                 found[f"suite/{name}/{part}"] = interval.get("value")
-        delta = suite.get("delta") if isinstance(suite.get("delta"), dict) else {}
+        delta = suite.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
         for bound in ("low", "high"):
             found[f"suite/{name}/delta_{bound}"] = delta.get(bound)
         found[f"suite/{name}/p_value"] = delta.get("p_value")
@@ -417,7 +419,9 @@ class Tracker:
                 if isinstance(err, MissingExtraError):
                     off[name] = str(err)
         tracker = cls(run_dir, backends)
-        was_off = saved.get("off") if isinstance(saved.get("off"), dict) else {}
+        was_off = saved.get("off")
+        if not isinstance(was_off, dict):
+            was_off = {}
         # A tracker that works now, or is no longer configured, is no longer off; one whose extra is
         # missing is noted in the run.
         working = {b.name for b in backends}

@@ -236,7 +236,7 @@ def _kind_of(keys: Iterable[str], path: str | Path) -> str:
         return "kto"
     if {"text", "label"} <= keys:
         return "classification"
-    return detect_shape([keys and {k: None for k in keys}], path)
+    return detect_shape([dict.fromkeys(keys)], path)
 
 
 def row_item(row: Row, kind: str) -> Item:
@@ -419,7 +419,7 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
                 counted = count_tokens([_full(it) for it in unknown] + [it.answer for it in good])
                 for it, n in zip(unknown, counted):
                     it.tokens = n
-                answer_tokens = counted[len(unknown):]
+                answer_tokens: list[int | None] = list(counted[len(unknown):])
             else:
                 answer_tokens = [None] * len(good)
             if good:
@@ -522,7 +522,7 @@ def _row_checks(item: Item, n_answer: int | None, settings: CheckConfig, max_len
     share = non_text(item.answer)
     if share is not None:
         found["non_text"].add(f"{item.source}: {share:.0%} letters and spaces")
-    spans = find_pii(text, settings.pii)
+    spans = find_pii(text, tuple(settings.pii))
     secrets = [s for s in spans if s.kind == "secret"]
     personal = [s for s in spans if s.kind != "secret"]
     if secrets:
@@ -617,8 +617,9 @@ def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str
     for p in near:
         near_of_group[p.a].append(p.b)
         near_of_group[p.b].append(p.a)
-        if first_train[p.a] is not None and first_train[p.b] is not None:
-            union(first_train[p.a], first_train[p.b])
+        first_a, first_b = first_train[p.a], first_train[p.b]
+        if first_a is not None and first_b is not None:
+            union(first_a, first_b)
     train_rows = [i for i, s in enumerate(split_of) if s == train]
     repeats = [i for i in train_rows if find(i) != i]
     dup = found["duplicates"]
@@ -635,11 +636,11 @@ def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str
         for i, s in enumerate(split_of):
             if s != s_index:
                 continue
-            g = group_of[i]
-            match = first_train[g]
+            group = group_of[i]
+            match = first_train[group]
             if match is None:
-                match = next((first_train[h] for h in sorted(near_of_group.get(g, [])) if first_train[h] is not None),
-                             None)
+                match = next((first_train[h] for h in sorted(near_of_group.get(group, []))
+                              if first_train[h] is not None), None)
             if match is not None:
                 leak.add(f"{where[i]} repeats {where[match]}")
 
@@ -780,11 +781,15 @@ def audit_files(files: dict[str, list[str]], settings: CheckConfig, *, shape: st
     for split, paths in files.items():
         if not paths:
             continue
-        parts = [file_items(p, shape=shape, columns=columns) for p in paths]
-        sources.append(Source(split, lambda parts=parts: chain.from_iterable(p.items() for p in parts)))
+        sources.append(Source(split, _chained([file_items(p, shape=shape, columns=columns) for p in paths])))
     if not any(s.split == "train" for s in sources):
         raise DataError("data audit: no training file given; pass at least one file to audit")
     return audit(sources, settings, suites=suites, count_tokens=count_tokens, max_length=max_length)
+
+
+def _chained(parts: list[Source]) -> Callable[[], Iterable[Item]]:
+    """The items of several files as one re-readable stream."""
+    return lambda: chain.from_iterable(p.items() for p in parts)
 
 
 def print_audit(result: Audit, console: Console, *, title: str = "data audit") -> None:
@@ -832,14 +837,14 @@ def audit_html(saved: dict[str, Any]) -> str:
     def e(value: Any) -> str:
         return escape(str(value))
 
-    rows = saved.get("rows") if isinstance(saved.get("rows"), dict) else {}
+    rows = value if isinstance(value := saved.get("rows"), dict) else {}
     sizes = ", ".join(f"{e(n)} {e(split)}" for split, n in rows.items())
-    tokens = saved.get("tokens") if isinstance(saved.get("tokens"), dict) else {}
+    tokens = value if isinstance(value := saved.get("tokens"), dict) else {}
     lengths = (f"; training row length in tokens: median {e(tokens.get('p50', '?'))}, 95th percentile "
                f"{e(tokens.get('p95', '?'))}, longest {e(tokens.get('max', '?'))}") if tokens else ""
-    block_on = saved.get("block_on") if isinstance(saved.get("block_on"), list) else []
+    block_on = value if isinstance(value := saved.get("block_on"), list) else []
     findings = [f for f in saved.get("findings") or [] if isinstance(f, dict)]
-    skipped = saved.get("skipped") if isinstance(saved.get("skipped"), dict) else {}
+    skipped = value if isinstance(value := saved.get("skipped"), dict) else {}
     head = (f"<p><b>Data audit</b> (before training, audit.json; {sizes} rows{lengths}). "
             f"Blocking: {e(', '.join(map(str, block_on)) or 'nothing (data.check.block_on is empty)')}.</p>")
     head += "".join(f'<p class="note">Skipped: {e(why)}</p>' for why in skipped.values())
@@ -932,7 +937,7 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
             config = Config.model_validate(nested)
         except Exception as err:  # pydantic's ValidationError: report it as config problems
             raise ConfigError([f"{'.'.join(map(str, e['loc']))} (command-line override): {e['msg']}"
-                               for e in getattr(err, "errors", lambda: [])()] or [str(err)], "the command line") from None
+                               for e in getattr(err, "errors", list)()] or [str(err)], "the command line") from None
         files = {"train": list(paths), "eval": [], "test": []}
     files["eval"] = [*files.get("eval", []), *eval_files]
     files["test"] = [*files.get("test", []), *test_files]

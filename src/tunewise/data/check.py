@@ -12,6 +12,7 @@ are those of the chat template and `data.max_length`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from tunewise.data.audit import AUDIT_KINDS, Audit, Finding, Source, audit, items_from_examples, suite_texts
@@ -51,6 +52,6 @@ def check_data(train: Sequence[Example], held_out: dict[str, Sequence[Example]],
         items = items_from_examples(
             examples, lengths=lengths,
             labels=[labels.get(ex.source) for ex in examples] if labels is not None else None)
-        sources.append(Source(name, lambda items=items: items))
+        sources.append(Source(name, partial(list, items)))
     return audit(sources, config.data.check, suites=suites, max_length=config.data.max_length,
                  count_tokens=count_tokens)

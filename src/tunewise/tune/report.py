@@ -50,7 +50,7 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     out: dict[str, Any] = {}
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    complete = list(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     for i, metric in enumerate(metrics):
         if len(complete) < 2:
             out[metric] = f"needs at least 2 completed trials ({len(complete)} so far)"
