@@ -225,3 +225,24 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().endswith("ok"), out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_a_broken_install_shows_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    def broken(name: str, package: str | None = None):
+        raise ImportError("cannot import name 'Thing' from 'sqlalchemy'")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(MissingExtraError) as caught:
+        require("optuna", feature="tunewise tune")
+    assert str(caught.value) == ("tunewise tune needs optuna, which cannot be used (ImportError: cannot import name "
+                                 "'Thing' from 'sqlalchemy'): install tunewise[tune] (pip install 'tunewise[tune]')")
+
+
+def test_a_missing_package_message_is_one_plain_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    missing(monkeypatch, "optuna")
+    with pytest.raises(MissingExtraError) as caught:
+        require("optuna.trial", feature="tunewise tune")
+    assert str(caught.value) == ("tunewise tune needs optuna, which is not installed: install tunewise[tune] "
+                                 "(pip install 'tunewise[tune]')")

@@ -35,7 +35,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
 
 
 class MissingExtraError(TunewiseError):
-    """An optional feature's package is not installed (or cannot be imported).
+    """An optional feature's package is not installed (or cannot be used).
 
     Attributes:
         package: the package that is missing, as pip names it, e.g. `alt-profanity-check`.
@@ -45,9 +45,9 @@ class MissingExtraError(TunewiseError):
 
     def __init__(self, package: str, extra: str, feature: str, reason: str = "") -> None:
         self.package, self.extra, self.feature = package, extra, feature
-        why = f" ({reason})" if reason else ""
-        super().__init__(f"{feature} needs {package}, which is not installed or not usable{why}: install "
-                         f"tunewise[{extra}] (pip install 'tunewise[{extra}]')")
+        state = f"which cannot be used ({reason})" if reason else "which is not installed"
+        super().__init__(f"{feature} needs {package}, {state}: install tunewise[{extra}] "
+                         f"(pip install 'tunewise[{extra}]')")
 
 
 def require(module: str, *, feature: str) -> ModuleType:
@@ -63,10 +63,13 @@ def require(module: str, *, feature: str) -> ModuleType:
     Raises:
         MissingExtraError: the module cannot be imported.
     """
-    extra, package = EXTRAS[module.partition(".")[0]]
+    top = module.partition(".")[0]
+    extra, package = EXTRAS[top]
     try:
+        importlib.import_module(top)  # first: a missing package is told apart from a broken one
         return importlib.import_module(module)
     except ImportError as err:
-        # Also a package that is present but broken (one of its own dependencies missing):
-        # installing the extra is the fix for both.
-        raise MissingExtraError(package, extra, feature, f"{type(err).__name__}: {err}") from None
+        # Not installed; or present but broken (one of its own dependencies missing), which
+        # installing the extra fixes too: then the reason is worth showing.
+        absent = isinstance(err, ModuleNotFoundError) and err.name == top
+        raise MissingExtraError(package, extra, feature, "" if absent else f"{type(err).__name__}: {err}") from None
