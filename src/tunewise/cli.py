@@ -9,6 +9,7 @@ from typing import Annotated
 
 import click
 import typer
+from rich.markup import escape
 
 from tunewise.console import make_console
 from tunewise.errors import TunewiseError
@@ -393,7 +394,7 @@ def main() -> None:
         # standalone_mode=False: click would turn our KeyboardInterrupt into "Aborted!" and exit 1.
         result = app(standalone_mode=False)
     except TunewiseError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.ClickException as err:
         err.show()

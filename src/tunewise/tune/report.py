@@ -22,11 +22,11 @@ from rich.table import Table
 from tunewise.console import make_console
 from tunewise.report.card import _CSS, _duration, _e, _img, _kv, _prose, _write_atomic
 from tunewise.report.plots import COLORS, _png, _style
+from tunewise.tune.objectives import directions
+from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name
 
 if TYPE_CHECKING:
     import optuna
-
-    from tunewise.tune.search import Search
 
 __all__ = ["history_plot", "intermediate_plot", "pareto_plot", "summarize", "write_results"]
 
@@ -46,11 +46,11 @@ def _trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
     """fANOVA importance of each parameter per objective, or why it could not be computed."""
-    import optuna
+    optuna = import_optuna()
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     out: dict[str, Any] = {}
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    complete = list(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     for i, metric in enumerate(metrics):
         if len(complete) < 2:
             out[metric] = f"needs at least 2 completed trials ({len(complete)} so far)"
@@ -66,9 +66,6 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
 
 def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any]:
     """The search as plain data (`tune_summary.json`)."""
-    from tunewise.tune.objectives import directions
-    from tunewise.tune.search import _pruner_name
-
     tune = config.tune
     metrics = [o.metric for o in tune.objectives]
     trials = []
@@ -92,7 +89,7 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
     for t in trials:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
     return {"study": search.study_name, "storage": search.storage, "objectives": metrics,
-            "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": _pruner_name(tune),
+            "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": pruner_name(tune),
             "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode, "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
             "counts": counts, "best": best, "trials": trials,
             "importances": _importances(study, metrics) if complete else {}}
@@ -277,8 +274,6 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
 
 def write_results(search: Search) -> Path:
     """Read the study, print the trials and the best, write every result file; return the directory."""
-    from tunewise.tune.search import SUMMARY_FILE, open_study
-
     directory = Path(search.dir)
     config = search.typed
     study = open_study(search)
