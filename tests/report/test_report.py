@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from markupsafe import Markup
 
 from tunewise.errors import TunewiseError
 from tunewise.report import build_report, rules, verdict
@@ -345,6 +346,25 @@ def test_user_strings_are_escaped(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(&#39;model&#39;)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
     assert "&lt;script&gt;alert(&#39;suite&#39;)" in _section(page, "verdict")
+
+
+def test_a_new_section_is_one_entry_in_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunewise.report import build
+    from tunewise.report.templating import Page, Section, render_template
+
+    def broken(page: Page) -> Markup:
+        raise ValueError("<bad field>")
+
+    extra = Section("extra", "Extra <b>", "Extra", lambda page: render_template(
+        "section_error.html.j2", error=page.run.dir.name))
+    monkeypatch.setattr(build, "SECTIONS", [*build.SECTIONS, extra, Section("broken", "Broken", "Broken", broken)])
+    page = build_report(write_run(tmp_path / "<run>", full=False)).read_text(encoding="utf-8")
+    assert [m.group(1) for m in re.finditer(r'<section id="(\w+)">', page)] == [*SECTION_IDS, "extra", "broken"]
+    assert '<a href="#extra">Extra</a>' in page and "<h2>Extra &lt;b&gt;</h2>" in page
+    assert "&lt;run&gt;" in _section(page, "extra")  # autoescaped, like every template
+    # A section that raises costs that section only, and says why.
+    assert "could not be rendered: ValueError: &lt;bad field&gt;" in _section(page, "broken")
+    assert "could not be rendered" not in page.split('<section id="extra">')[0]
 
 
 def test_unreadable_files_are_named_not_raised(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from tunewise.report.sections import (
     task,
     verdict,
 )
-from tunewise.report.templating import Page, Section, render
+from tunewise.report.templating import Page, Section, render_template
 
 __all__ = ["PLOT_NAMES", "SECTIONS", "build_report", "render_page", "write_atomic"]
 
@@ -49,7 +49,7 @@ def _body(section: Section, page: Page) -> Markup:
     try:
         return section.render(page)
     except Exception as e:  # noqa: BLE001 - a malformed field must cost one section, never the whole report
-        return render("section_error.html.j2", error=f"{type(e).__name__}: {e}")
+        return render_template("section_error.html.j2", error=f"{type(e).__name__}: {e}")
 
 
 def render_page(run: RunRecord) -> tuple[str, dict[str, bytes]]:
@@ -58,7 +58,7 @@ def render_page(run: RunRecord) -> tuple[str, dict[str, bytes]]:
 
     page = Page(run)
     bodies = [(section, _body(section, page)) for section in SECTIONS]
-    doc = render("page.html.j2", run=run, sections=SECTIONS, bodies=bodies, version=__version__,
+    doc = render_template("page.html.j2", run=run, sections=SECTIONS, bodies=bodies, version=__version__,
                  model=run.section("model").get("name", "?"), method=run.section("method").get("type", "?"))
     return str(doc) + "\n", page.plots
 

@@ -26,9 +26,8 @@ from tunewise.report.formatting import (
     format_value,
 )
 from tunewise.report.reader import RunRecord, interval
-from tunewise.report.rules import judge
 
-__all__ = ["CSS", "Page", "Section", "escape", "kv_table", "missing", "plot_image", "prose", "render"]
+__all__ = ["CSS", "Page", "Section", "escape", "kv_table", "missing", "plot_image", "prose", "render_template"]
 
 CSS: str = (files("tunewise.report") / "templates" / "report.css").read_text(encoding="utf-8")
 """The stylesheet of the run report (inlined: the page opens offline); the search report reuses it."""
@@ -50,10 +49,10 @@ _ENV = Environment(
 )
 _ENV.filters.update(prose=prose, value=format_value, count=format_count, p_value=format_p_value,
                     duration=format_duration, megabytes=format_megabytes)
-_ENV.globals.update(interval=interval, judge=judge)
+_ENV.globals.update(interval=interval)
 
 
-def render(template: str, **context: Any) -> Markup:
+def render_template(template: str, **context: Any) -> Markup:
     """Render one template of `report/templates/` (autoescaped) into markup for a page.
 
     Args:
@@ -79,7 +78,7 @@ def kv_table(rows: Sequence[tuple[Any, Any]]) -> Markup:
 
 def plot_image(png: bytes, alt: str) -> Markup:
     """A chart embedded in the page as a base64 PNG (no external file: the page can be mailed)."""
-    return render("plot.html.j2", alt=alt, data=base64.b64encode(png).decode("ascii"))
+    return render_template("plot.html.j2", alt=alt, data=base64.b64encode(png).decode("ascii"))
 
 
 @dataclass

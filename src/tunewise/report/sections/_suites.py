@@ -6,11 +6,11 @@ from typing import Any
 
 from markupsafe import Markup
 
-from tunewise.report import plots
 from tunewise.report.formatting import format_count, format_p_value
+from tunewise.report.plots import DeltaBar, delta_chart
 from tunewise.report.reader import interval
 from tunewise.report.rules import BIAS_IDEAL, judge
-from tunewise.report.templating import Page, render
+from tunewise.report.templating import Page, render_template
 
 _WIDTHS = (22, 24, 7, 13, 13, 13, 8)  # per cent: the suite tables of every section line up under each other
 
@@ -26,7 +26,7 @@ def suite_table(suites: list[dict[str, Any]]) -> Markup:
              "n": format_count(s.get("n")), "judgement": judge(s),
              "p": format_p_value(s["delta"].get("p_value") if isinstance(s.get("delta"), dict) else None)}
             for s in suites]
-    return render("sections/_suite_table.html.j2", rows=rows, widths=_WIDTHS)
+    return render_template("sections/_suite_table.html.j2", rows=rows, widths=_WIDTHS)
 
 
 def delta_plot(page: Page, name: str, suites: list[dict[str, Any]], alt: str) -> Markup:
@@ -37,8 +37,8 @@ def delta_plot(page: Page, name: str, suites: list[dict[str, Any]], alt: str) ->
         if value is None:
             continue
         arrow = _direction(s, " ↑", " ↓", f" ({BIAS_IDEAL:g} ideal)")
-        bars.append(plots.DeltaBar(label=f"{s.get('name', '?')} · {s.get('metric', '?')}{arrow}", value=value,
+        bars.append(DeltaBar(label=f"{s.get('name', '?')} · {s.get('metric', '?')}{arrow}", value=value,
                                    low=low, high=high, judgement=judge(s)))
     if not bars:
         return Markup("")
-    return page.plot(name, plots.delta_chart(bars), alt)
+    return page.plot(name, delta_chart(bars), alt)

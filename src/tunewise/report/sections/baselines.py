@@ -7,11 +7,11 @@ from typing import Any
 
 from markupsafe import Markup
 
-from tunewise.report import plots
 from tunewise.report.formatting import format_count, format_p_value, format_value
+from tunewise.report.plots import DeltaBar, value_chart
 from tunewise.report.reader import interval, number
 from tunewise.report.rules import ALTERNATIVES, alternative_label, judge, worth_it
-from tunewise.report.templating import Page, Section, missing, render
+from tunewise.report.templating import Page, Section, missing, render_template
 
 __all__ = ["SECTION"]
 
@@ -66,11 +66,11 @@ def _eval_rows(page: Page, summary: dict[str, Any], rows: dict[str, Any]) -> dic
         value, low, high = interval(part.get("loss") if isinstance(part, dict) else None)
         if value is None:
             continue
-        bars.append(plots.DeltaBar(label=str(part.get("label", name)), value=value, low=low, high=high,
+        bars.append(DeltaBar(label=str(part.get("label", name)), value=value, low=low, high=high,
                                    judgement="good" if name == "tuned" else "neutral"))
     chart = None
     if bars:
-        chart = page.plot("baselines.png", plots.value_chart(bars, xlabel="eval loss (lower is better)"),
+        chart = page.plot("baselines.png", value_chart(bars, xlabel="eval loss (lower is better)"),
                           "eval loss of the base model, the cheaper alternatives and the fine-tune")
     return {"table": _variant_table("eval loss", variants, tuned_vs, higher_is_better=False, value_key="loss",
                                     perplexity=True),
@@ -95,8 +95,8 @@ def _render(page: Page) -> Markup:
                                        perplexity=False)}
               for suite in block.get("suites") or []
               if isinstance(suite, dict) and isinstance(suite.get("variants"), dict)]
-    return render("sections/baselines.html.j2", judged=worth_it(summary) or [], eval_rows=eval_rows, suites=suites,
-                  notes=[str(n) for n in block.get("notes") or []])
+    return render_template("sections/baselines.html.j2", judged=worth_it(summary) or [], eval_rows=eval_rows,
+                           suites=suites, notes=[str(n) for n in block.get("notes") or []])
 
 
 SECTION = Section("baselines", "Was fine-tuning worth it?", "Worth it?", _render)

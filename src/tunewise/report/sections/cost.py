@@ -25,7 +25,8 @@ def _render(page: Page) -> Markup:
         if last is None:
             return missing("Cost", run.hint("train_summary"))
         return (kv_table([("Wall time (from metrics.jsonl)", format_duration(last.get("elapsed_s"))),
-                          ("Steps", str(last.get("step", "—"))), ("Tokens seen", format_count(last.get("tokens_seen")))])
+                          ("Steps", str(last.get("step", "—"))),
+                          ("Tokens seen", format_count(last.get("tokens_seen")))])
                 + missing("Throughput, peak memory and trainable parameters", run.hint("train_summary")))
     steps = number(ts.get("steps"))
     wall = number(ts.get("wall_s"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from tunewise.report import plots
+from tunewise.report.plots import learning_curves
 from tunewise.report.rules import (
     OVERFIT_EVAL_RISE,
     OVERFIT_MIN_EVAL_POINTS,
@@ -12,7 +12,7 @@ from tunewise.report.rules import (
     curves,
     overfitting_onset,
 )
-from tunewise.report.templating import Page, Section, missing, render
+from tunewise.report.templating import Page, Section, missing, render_template
 
 __all__ = ["SECTION"]
 
@@ -26,7 +26,7 @@ def _render(page: Page) -> Markup:
         return missing("Learning curves (metrics.jsonl holds no loss)", run.hint("metrics"))
     onset = overfitting_onset(c)
     best_step = min(c.eval, key=lambda p: p[1])[0] if c.eval else None
-    png = plots.learning_curves(c.train, c.smooth, c.eval, best_step=best_step,
+    png = learning_curves(c.train, c.smooth, c.eval, best_step=best_step,
                                 onset_step=onset.step if onset else None, smooth_window=TRAIN_SMOOTH_WINDOW)
     chart = page.plot("learning_curves.png", png, "train and eval loss against the optimizer step")
     notes = [f"Train loss: {len(c.train)} logged points, smoothed as the mean of the last {TRAIN_SMOOTH_WINDOW}."]
@@ -44,7 +44,7 @@ def _render(page: Page) -> Markup:
     if len(c.eval) < OVERFIT_MIN_EVAL_POINTS:
         too_few = missing(f"Overfitting (needs at least {OVERFIT_MIN_EVAL_POINTS} eval points during training, "
                           f"found {len(c.eval)})", run.hint("eval_curve"))
-    return render("sections/curves.html.j2", chart=chart, notes=" ".join(notes), too_few=too_few)
+    return render_template("sections/curves.html.j2", chart=chart, notes=" ".join(notes), too_few=too_few)
 
 
 SECTION = Section("curves", "Learning curves", "Learning curves", _render)

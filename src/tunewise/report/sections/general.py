@@ -8,12 +8,12 @@ from typing import Any
 
 from markupsafe import Markup
 
-from tunewise.report import plots
 from tunewise.report.formatting import format_value
+from tunewise.report.plots import forgetting_curve
 from tunewise.report.reader import mapping, number
 from tunewise.report.rules import FORGETTING_BUDGET
 from tunewise.report.sections._suites import delta_plot, suite_table
-from tunewise.report.templating import Page, Section, render
+from tunewise.report.templating import Page, Section, render_template
 
 __all__ = ["SECTION"]
 
@@ -26,8 +26,9 @@ def _monitor(page: Page, record: dict[str, Any]) -> dict[str, Any]:
     rollback = mapping(record.get("rollback")) or None
     chart = None
     if points:
-        scores: dict[str, Sequence[tuple[int, float]]] = {k: [(0, float(base[k]))] + [(int(p["step"]), float(p["scores"][k])) for p in points
-                                              if number((p.get("scores") or {}).get(k)) is not None] for k in names}
+        scores: dict[str, Sequence[tuple[int, float]]] = {
+            k: [(0, float(base[k])), *((int(p["step"]), float(p["scores"][k])) for p in points
+                                       if number((p.get("scores") or {}).get(k)) is not None)] for k in names}
         kl = [(int(p["step"]), float(p["kl"])) for p in points if number(p.get("kl")) is not None]
         if kl and number(record.get("base_kl")) is not None:
             kl = [(0, float(record["base_kl"])), *kl]
@@ -39,7 +40,7 @@ def _monitor(page: Page, record: dict[str, Any]) -> dict[str, Any]:
         elif number(record.get("stopped_at")) is not None:
             marker = (int(record["stopped_at"]), f"stopped at step {record['stopped_at']}")
         breached = [int(f["step"]) for f in fired if number(f.get("step")) is not None]
-        png = plots.forgetting_curve(eval_loss, scores, kl, floors=floors, kl_budget=number(budgets.get("kl")),
+        png = forgetting_curve(eval_loss, scores, kl, floors=floors, kl_budget=number(budgets.get("kl")),
                                      breach_steps=breached, marker=marker)
         chart = page.plot("forgetting_curve.png", png,
                           "task eval loss, general scores and KL to base against the optimizer step")
@@ -77,11 +78,13 @@ def _render(page: Page) -> Markup:
     general = run.suites("general")
     # The monitor's curve is drawn before the suites' chart, as the page always did.
     monitor = _monitor(page, run.forgetting) if run.forgetting else None
-    return render("sections/general.html.j2", run=run, general=general,
-                  table=suite_table(general) if general else None,
-                  chart=delta_plot(page, "general_deltas.png", general, "general capability deltas with intervals")
-                  if general else None,
-                  budget=f"{FORGETTING_BUDGET:g}", monitor=monitor, wise=_wise_ft(run.wise_ft) if run.wise_ft else None)
+    table = chart = None
+    if general:
+        table = suite_table(general)
+        chart = delta_plot(page, "general_deltas.png", general, "general capability deltas with intervals")
+    return render_template("sections/general.html.j2", run=run, general=general, table=table, chart=chart,
+                           budget=f"{FORGETTING_BUDGET:g}", monitor=monitor,
+                           wise=_wise_ft(run.wise_ft) if run.wise_ft else None)
 
 
 SECTION = Section("general", "General capability vs base (forgetting)", "General capability", _render)

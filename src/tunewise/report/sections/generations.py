@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from tunewise.report.templating import Page, Section, missing, render
+from tunewise.report.templating import Page, Section, missing, render_template
 
 __all__ = ["SECTION"]
 
@@ -16,7 +16,7 @@ def _render(page: Page) -> Markup:
     samples = [g for g in run.eval_summary.get("generations") or [] if isinstance(g, dict)]
     if not samples:
         return missing("Sample generations", run.hint("generations"))
-    return render("sections/generations.html.j2", samples=samples)
+    return render_template("sections/generations.html.j2", samples=samples)
 
 
 SECTION = Section("generations", "Sample generations: base vs tuned", "Generations", _render)

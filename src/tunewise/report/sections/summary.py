@@ -11,7 +11,7 @@ from markupsafe import Markup
 from tunewise.report.formatting import clip, format_count, format_value
 from tunewise.report.reader import RunRecord, mapping, number
 from tunewise.report.rules import REJECTS_SHOWN
-from tunewise.report.templating import Page, Section, kv_table, render
+from tunewise.report.templating import Page, Section, kv_table, render_template
 
 __all__ = ["SECTION"]
 
@@ -90,9 +90,9 @@ def _audit(saved: dict[str, Any]) -> dict[str, Any]:
 
 def _render(page: Page) -> Markup:
     run = page.run
-    return render("sections/summary.html.j2", run=run, facts=kv_table(_facts(run)), stats_head=_STATS_HEAD,
-                  stats=_stats(run), rejects=_rejects(run),
-                  audit=None if run.data_check is None else _audit(run.data_check))
+    return render_template("sections/summary.html.j2", run=run, facts=kv_table(_facts(run)), stats_head=_STATS_HEAD,
+                           stats=_stats(run), rejects=_rejects(run),
+                           audit=None if run.data_check is None else _audit(run.data_check))
 
 
 SECTION = Section("summary", "Run summary", "Summary", _render)

@@ -13,7 +13,7 @@ from tunewise.report.formatting import format_count, format_value
 from tunewise.report.reader import RunRecord, number
 from tunewise.report.rules import TASK_LOSS_MIN_GAIN, judge
 from tunewise.report.sections._suites import delta_plot, suite_table
-from tunewise.report.templating import Page, Section, render
+from tunewise.report.templating import Page, Section, render_template
 
 __all__ = ["SECTION"]
 
@@ -64,7 +64,8 @@ def _datasets(run: RunRecord, summary: dict[str, Any]) -> list[dict[str, Any]] |
         mixture = {m["name"]: m for m in json.loads((run.dir / "mixture.json").read_text(encoding="utf-8"))}
     except (OSError, ValueError, TypeError, KeyError):
         mixture = {}
-    return [{"name": d.get("name", "?"), "probability": format_value((mixture.get(d.get("name")) or {}).get("probability")),
+    return [{"name": d.get("name", "?"),
+             "probability": format_value((mixture.get(d.get("name")) or {}).get("probability")),
              "rows": format_count(d.get("rows")), "base": format_value((d.get("base") or {}).get("loss")),
              "tuned": format_value((d.get("tuned") or {}).get("loss")),
              "judgement": judge({"delta": d.get("delta"), "higher_is_better": False}), "delta": d.get("delta")}
@@ -89,12 +90,15 @@ def _render(page: Page) -> Markup:
     run = page.run
     summary = run.eval_summary
     if summary is None:
-        return render("sections/task.html.j2", run=run, evaluated=False)
+        return render_template("sections/task.html.j2", run=run, evaluated=False)
     task = run.suites("task")
-    return render("sections/task.html.j2", run=run, evaluated=True, loss=_loss_table(summary),
-                  suites=suite_table(task) if task else None,
-                  chart=delta_plot(page, "task_deltas.png", task, "task suite deltas with intervals") if task else None,
-                  classification=_classification(summary), datasets=_datasets(run, summary), stages=_stages(run))
+    table = chart = None
+    if task:
+        table = suite_table(task)
+        chart = delta_plot(page, "task_deltas.png", task, "task suite deltas with intervals")
+    return render_template("sections/task.html.j2", run=run, evaluated=True, loss=_loss_table(summary),
+                           suites=table, chart=chart, classification=_classification(summary),
+                           datasets=_datasets(run, summary), stages=_stages(run))
 
 
 SECTION = Section("task", "Task metrics vs base", "Task", _render)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from markupsafe import Markup
 
 from tunewise.report.rules import headline, verdict_items
-from tunewise.report.templating import Page, Section, render
+from tunewise.report.templating import Page, Section, render_template
 
 __all__ = ["SECTION"]
 
@@ -14,8 +14,8 @@ _TAGS = {"gain": "gained", "pitfall": "pitfall", "clean": "clean", "unmeasured":
 
 
 def _render(page: Page) -> Markup:
-    return render("sections/verdict.html.j2", headline=headline(page.run), items=verdict_items(page.run),
-                  tags=_TAGS)
+    return render_template("sections/verdict.html.j2", headline=headline(page.run), items=verdict_items(page.run),
+                           tags=_TAGS)
 
 
 SECTION = Section("verdict", "Verdict", "Verdict", _render)
