@@ -384,7 +384,7 @@ def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> 
              ("sampler / pruner", f"{summary['sampler']} / {summary['pruner']}"
                                   + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else "")),
              ("search space", space), ("trials", f"{len(summary['trials'])}: {counts}")]
-    sections = [("summary", "Search summary", _kv(facts))]
+    sections: list[tuple[str, str, str]] = [("summary", "Search summary", _kv(facts))]
     if summary["best"]:
         lines = []
         for number in summary["best"]:
