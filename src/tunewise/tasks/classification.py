@@ -528,7 +528,7 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
 def _print(summary: dict[str, Any], confidence: float) -> None:
     from rich.table import Table
 
-    from tunewise.report.card import worth_it
+    from tunewise.report import worth_it
 
     block = summary["classification"]
     pct = f"{100 * confidence:.0f}%"

@@ -2,7 +2,7 @@
 
 Everything here is read back from the study (the storage is the record), so running it again — or
 another worker finishing — rebuilds the same files. The HTML page is self-contained in the style of
-the run report card (`report/card.py`: its CSS and helpers, charts embedded as base64 PNG, every
+the run report card (`tunewise.report`: its CSS and helpers, charts embedded as base64 PNG, every
 user string escaped) and links each trial's own `report.html`.
 """
 
@@ -20,8 +20,16 @@ from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from tunewise.console import make_console
-from tunewise.report.card import _CSS, _duration, _e, _img, _kv, _prose, _write_atomic
-from tunewise.report.plots import COLORS, _png, _style
+from tunewise.report.build import write_atomic as _write_atomic
+from tunewise.report.formatting import format_duration as _duration
+from tunewise.report.plots import COLORS
+from tunewise.report.plots import style_axes as _style
+from tunewise.report.plots import to_png as _png
+from tunewise.report.templating import CSS as _CSS
+from tunewise.report.templating import escape as _e
+from tunewise.report.templating import kv_table as _kv
+from tunewise.report.templating import plot_image as _img
+from tunewise.report.templating import prose as _prose
 from tunewise.tune.objectives import directions
 from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name
 
@@ -371,7 +379,7 @@ def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> 
              ("sampler / pruner", f"{summary['sampler']} / {summary['pruner']}"
                                   + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else "")),
              ("search space", space), ("trials", f"{len(summary['trials'])}: {counts}")]
-    sections = [("summary", "Search summary", _kv(facts))]
+    sections: list[tuple[str, str, str]] = [("summary", "Search summary", _kv(facts))]
     if summary["best"]:
         lines = []
         for number in summary["best"]:

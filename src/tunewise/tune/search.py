@@ -248,7 +248,8 @@ def _check_resumable(directory: Path, config: Config) -> None:
 
 def _estimate(config: Config, trials: int, timeout: float | None) -> None:
     from tunewise.plan import plan
-    from tunewise.report.card import _duration, _megabytes
+    from tunewise.report.formatting import format_duration as _duration
+    from tunewise.report.formatting import format_megabytes as _megabytes
 
     try:
         estimate = plan(config)
