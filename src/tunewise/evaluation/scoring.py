@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunewise.errors import DataError
+from tunewise.inference import device_of, eval_mode
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -292,24 +293,6 @@ def _encode_all(
     ]
 
 
-def _device(model: PreTrainedModel) -> torch.device:
-    return next(model.parameters()).device
-
-
-class _EvalMode:
-    """Put the model in eval mode (no dropout) for the scoring, then restore its mode."""
-
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-        self.was_training = model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
@@ -349,7 +332,7 @@ def score_naive(
     encoded = _encode_all(model, tokenizer, items, delimiter)
     scores = []
     bar = _progress(len(encoded), progress, "scoring")
-    with _EvalMode(model), torch.inference_mode(), bar:
+    with eval_mode(model, autograd="inference_mode"), bar:
         for item in encoded:
             logliks = [_plain_loglik(model, item, j) for j in range(len(item.continuations))]
             scores.append(ItemScore.from_logliks(logliks, item))
@@ -359,7 +342,7 @@ def score_naive(
 
 def _plain_loglik(model: PreTrainedModel, item: EncodedItem, choice: int) -> float:
     """One choice's log-likelihood from one forward pass over context + continuation."""
-    device = _device(model)
+    device = device_of(model)
     cont = item.continuations[choice]
     ids = torch.tensor([item.context + cont], device=device)
     logits = model(input_ids=ids).logits[0].float()
@@ -418,7 +401,7 @@ def score_multiple_choice(
     score_batch = _score_batch_packed if _packing_supported(model) else _score_batch_cached
     logliks: list[list[float]] = [[] for _ in encoded]
     bar = _progress(len(encoded), progress, "scoring")
-    with _EvalMode(model), torch.inference_mode(), bar:
+    with eval_mode(model, autograd="inference_mode"), bar:
         for start in range(0, len(order), batch_size):
             batch = [encoded[i] for i in order[start : start + batch_size]]
             if start == 0 and score_batch is _score_batch_packed:
@@ -478,7 +461,7 @@ def _score_batch_packed(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
     needs fewer token computations than any other arrangement: no context repeated per choice,
     no extra token per choice.
     """
-    device = _device(model)
+    device = device_of(model)
     width = max(map(_packed_length, batch))
     ids = torch.zeros(len(batch), width, dtype=torch.long)  # id 0 in padding: masked, never read
     positions = torch.zeros(len(batch), width, dtype=torch.long)
@@ -556,7 +539,7 @@ def _score_batch_cached(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
     """
     from transformers import DynamicCache
 
-    device = _device(model)
+    device = device_of(model)
     pad = 0  # any valid id: padded positions are masked out and their outputs never read
 
     # 1) Contexts, right-padded, all but their last token. The last context token goes in front
