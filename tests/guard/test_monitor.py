@@ -188,6 +188,20 @@ def test_probe_scores_multiple_choice_files_and_names_them_by_stem(tmp_path: Pat
     assert probe.describe()["my_mc"]["n"] == 4  # forgetting.limit
 
 
+def test_the_monitor_scores_a_suite_exactly_as_eval_does() -> None:
+    """One suite-scoring function: the monitor's number is `tunewise eval`'s number on the same items."""
+    from tunewise.config import EvalConfig
+    from tunewise.evaluation.suite_eval import evaluate_suites
+
+    model = tiny_model(seed=3)
+    probe = _probe(suites=["general_knowledge", "chat"], kl=False)
+    config = EvalConfig(suites=[{"name": "general_knowledge", "limit": 4}, {"name": "chat", "limit": 4}],
+                        max_new_tokens=4, batch_size=2, bootstrap=100)
+    evaluated = {r.name: r.base["value"] for r in evaluate_suites(model, tiny_tokenizer(), config, sides=("base",),
+                                                                   log=lambda _: None)}
+    assert probe.measure_base(model).values == evaluated
+
+
 def test_a_suite_that_is_no_general_probe_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"forgetting\.suites\.0 \(safety\)"):
         _probe(suites=["safety"])
