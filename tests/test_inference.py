@@ -8,8 +8,15 @@ from typing import Any
 import pytest
 import torch
 
-from tunewise.inference import (Generation, device_of, eval_mode, generate, generate_texts, sequence_logprobs,
-                                token_logprobs)
+from tunewise.inference import (
+    Generation,
+    device_of,
+    eval_mode,
+    generate,
+    generate_texts,
+    sequence_logprobs,
+    token_logprobs,
+)
 from tunewise.testing import tiny_model, tiny_tokenizer
 
 CHATS = [

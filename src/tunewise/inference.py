@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import torch
 
@@ -140,14 +140,15 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start:start + batch_size]
                 texts = [p if isinstance(p, str) else
-                         tokenizer.apply_chat_template(list(p), add_generation_prompt=True, tokenize=False)
+                         str(tokenizer.apply_chat_template([dict(turn) for turn in p], add_generation_prompt=True,
+                                                           tokenize=False))
                          for p in chunk]
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, **sampling,  # type: ignore[operator]
                                      pad_token_id=tokenizer.pad_token_id, eos_token_id=end)
                 for row in out[:, enc["input_ids"].shape[1]:]:
-                    replies.append(Generation(text=tokenizer.decode(row, skip_special_tokens=True).strip(),
-                                              finished=bool((row == end).any())))
+                    text = cast(str, tokenizer.decode(row, skip_special_tokens=True))  # one row: one string
+                    replies.append(Generation(text=text.strip(), finished=bool((row == end).any())))
                 if on_batch is not None:
                     on_batch(len(chunk))
     finally:

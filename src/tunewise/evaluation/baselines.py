@@ -444,7 +444,7 @@ def score_eval_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         with side(model, which) as m:
             stats[name] = np.array(row_losses(m, variants.rows[context], pad_id=pad, batch_size=batch_size), float)
     stats = {name: stats[name] for name in ("base", *pool.variants, "tuned")}
-    boot = {"n_resamples": bootstrap, "confidence": confidence, "seed": seed}
+    boot: dict[str, Any] = {"n_resamples": bootstrap, "confidence": confidence, "seed": seed}
     n = len(variants)
     result: dict[str, Any] = {"rows": n, "tokens": int(stats["base"][:, 1].sum()), "variants": {}, "tuned_vs": {},
                               "left_out": len(variants.left_out)}

@@ -110,13 +110,13 @@ def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: li
             per_row[which] = row_losses(m, rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size)
         scores[which] = _loss_score(per_row[which])
 
-    chats = [ex for ex in examples if ex.messages and ex.messages[-1]["role"] == "assistant"][:generations]
-    prompts = [list(ex.messages[:-1]) for ex in chats]
+    chats = [ex.messages for ex in examples if ex.messages and ex.messages[-1]["role"] == "assistant"][:generations]
+    prompts = [list(messages[:-1]) for messages in chats]
     answers = {}
     for which in ("base", "tuned"):
         with side(model, which) as m:
             answers[which] = generate_texts(m, tokenizer, prompts, max_new_tokens=max_new_tokens) if prompts else []
-    samples = [{"prompt": p[-1]["content"], "reference": ex.messages[-1]["content"],
+    samples = [{"prompt": p[-1]["content"], "reference": messages[-1]["content"],
                 "base": b, "tuned": t}
-               for p, ex, b, t in zip(prompts, chats, answers["base"], answers["tuned"])]
+               for p, messages, b, t in zip(prompts, chats, answers["base"], answers["tuned"])]
     return Comparison(base=scores["base"], tuned=scores["tuned"], generations=samples, per_row=per_row)

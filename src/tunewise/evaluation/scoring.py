@@ -67,7 +67,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -577,7 +577,7 @@ def _score_batch_cached(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
         choice_mask[row, : len(seq)] = 1
     owner = torch.tensor(owners, dtype=torch.long, device=device)
     if cache is not None:
-        cache.reorder_cache(owner)  # row r of the cache becomes its owner item's context
+        cache.reorder_cache(cast(torch.LongTensor, owner))  # row r of the cache becomes its owner item's context
     starts = torch.tensor([len(p) for p in prefixes], device=device)[owner]
     logits = model(
         input_ids=ids,
