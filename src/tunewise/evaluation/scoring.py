@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from tunewise.errors import DataError
-from tunewise.inference import device_of, eval_mode
+from tunewise.inference import device_of, eval_mode, token_logprobs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -342,15 +342,10 @@ def score_naive(
 
 def _plain_loglik(model: PreTrainedModel, item: EncodedItem, choice: int) -> float:
     """One choice's log-likelihood from one forward pass over context + continuation."""
-    device = device_of(model)
     cont = item.continuations[choice]
-    ids = torch.tensor([item.context + cont], device=device)
-    logits = model(input_ids=ids).logits[0].float()
-    # Position t predicts token t + 1: the continuation is predicted from the context's last
-    # position up to the second-to-last position.
-    logprobs = torch.log_softmax(logits[len(item.context) - 1 : -1], dim=-1)
-    target = torch.tensor(cont, device=device)
-    return float(logprobs.gather(-1, target[:, None]).sum())
+    logprobs = token_logprobs(model, torch.tensor([item.context + cont]))[0]
+    # Entry t scores token t + 1: the continuation is scored from the context's last position on.
+    return float(logprobs[len(item.context) - 1:].sum())
 
 
 # ---------------------------------------------------------------------------------------------
