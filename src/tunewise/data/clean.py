@@ -162,7 +162,8 @@ def clean_files(paths: Sequence[str | Path], out_dir: str | Path, clean: CleanCo
     stream = prepared()
     while batch := list(islice(stream, _BATCH)):
         good = [(i, item) for i, _, _, _, _, item in batch if item.problem is None]
-        tokens = answers = [None] * len(good)
+        tokens: Sequence[int | None] = [None] * len(good)
+        answers: Sequence[int | None] = tokens
         if count_tokens is not None and {"too_short", "too_long", "truncated"} & set(drop):
             counted = count_tokens([_all(item) for _, item in good] + [item.answer for _, item in good])
             tokens, answers = counted[:len(good)], counted[len(good):]

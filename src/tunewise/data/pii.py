@@ -28,7 +28,7 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["PII_KINDS", "PLACEHOLDERS", "Span", "find_pii", "iban_valid", "luhn_valid", "redact"]
@@ -191,7 +191,7 @@ _FINDERS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, int]] =
 ]
 
 
-def find_pii(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS) -> list[Span]:
+def find_pii(text: str, kinds: Sequence[str] = PII_KINDS) -> list[Span]:
     """Every non-overlapping match of the given kinds, in text order.
 
     Args:
@@ -220,7 +220,7 @@ def find_pii(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS) -> list[
     return sorted(taken, key=lambda s: s.start)
 
 
-def redact(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS) -> tuple[str, Counter[str]]:
+def redact(text: str, kinds: Sequence[str] = PII_KINDS) -> tuple[str, Counter[str]]:
     """Replace each match with its kind's placeholder (`<EMAIL>`, `<PHONE>`, ...).
 
     Returns:

@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tunewise.data.shapes import Example, Reject
 from tunewise.errors import ConfigError, DataError, ModelError
@@ -380,7 +380,8 @@ def _is_whitespace(
 ) -> bool:
     for i in ids:
         if i not in cache:
-            cache[i] = not tokenizer.decode([i]).strip()
+            # decode gives a list only for a batch of sequences; one flat id list decodes to a str.
+            cache[i] = not cast(str, tokenizer.decode([i])).strip()
         if not cache[i]:
             return False
     return True

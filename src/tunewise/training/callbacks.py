@@ -182,8 +182,12 @@ class EarlyStopping(EarlyStoppingCallback):
         else:
             self.early_stopping_patience_counter += 1
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    metrics: dict[str, float], **kwargs: Any) -> None:
+    # The signature of transformers' EarlyStoppingCallback.on_evaluate, which itself requires `metrics`
+    # where TrainerCallback declares only **kwargs (the Trainer always passes `metrics=`).
+    def on_evaluate(  # type: ignore[override]
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, float],
+        **kwargs: Any,
+    ) -> None:
         key = eval_metric_key(args.metric_for_best_model or "eval_loss")
         if key not in metrics:
             shown = ", ".join(sorted(k for k in metrics if k.startswith("eval_") and isinstance(metrics[k], (int, float))))

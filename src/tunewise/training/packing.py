@@ -111,7 +111,7 @@ def split_packed(batch: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]
     return out
 
 
-def _row_starts(position_ids: torch.Tensor) -> list[int] | None:
+def _row_starts(position_ids: torch.Tensor | None) -> list[int] | None:
     """Start offsets of the packed rows of a (1, T) batch, or None when it is not one packed row."""
     if position_ids is None or position_ids.dim() != 2 or position_ids.shape[0] != 1:
         return None
