@@ -4,11 +4,11 @@ For each input file, a cleaned JSONL file of the same name is written to the out
 plus one `rejects.jsonl` for all of them and `clean_summary.json`. Each row of the input ends
 in exactly one of three states:
 
-| state     | in the cleaned file        | in rejects.jsonl                                                  |
-|-----------|----------------------------|-------------------------------------------------------------------|
-| kept      | as it was                  | —                                                                 |
-| changed   | with placeholders          | `{"action": "changed", "reason", "source", "row": original, "cleaned": new}` |
-| removed   | —                          | `{"action": "removed", "reason", "source", "row": original}`      |
+| state    | in the cleaned file        | in rejects.jsonl                                                  |
+|----------|----------------------------|-------------------------------------------------------------------|
+| kept     | as it was                  | —                                                                 |
+| changed  | with placeholders          | `{"action": "changed", "reason", "source", "row": original, "cleaned": new}` |
+| removed  | —                          | `{"action": "removed", "reason", "source", "row": original}`      |
 
 so **rows in = rows out + rows removed**, and rejects.jsonl holds every removed *and* every changed
 row (`removed + changed` lines), each with its reason and the row as the user wrote it.

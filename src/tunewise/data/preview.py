@@ -24,7 +24,7 @@ from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["OPEN", "CLOSE", "preview"]
+__all__ = ["CLOSE", "OPEN", "preview"]
 
 OPEN, CLOSE = "⟦", "⟧"
 """The brackets around trained spans when colour is off."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 __all__ = ["CHUNK", "causal_lm_loss", "chunked_cross_entropy", "has_plain_head"]
 

@@ -201,7 +201,7 @@ def grid_space(base: Config) -> dict[str, list[Any]]:
         elif param.kind == "uniform":
             low, high = _float_range(param)
             step = param.step or (high - low)
-            count = int(round((high - low) / step)) + 1
+            count = round((high - low) / step) + 1
             out[key] = [round(low + i * step, 12) for i in range(count) if low + i * step <= high + 1e-12]
         else:
             low, high = _int_range(param)
