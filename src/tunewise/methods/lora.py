@@ -10,12 +10,12 @@ if TYPE_CHECKING:
     from peft import LoraConfig as PeftLoraConfig
     from transformers import PreTrainedModel
 
-    from tunewise.config import LoraConfig
+    from tunewise.config import LoraConfig, QLoraConfig
 
 __all__ = ["apply_lora", "peft_lora_config"]
 
 
-def peft_lora_config(model: PreTrainedModel, method: LoraConfig) -> PeftLoraConfig:
+def peft_lora_config(model: PreTrainedModel, method: LoraConfig | QLoraConfig) -> PeftLoraConfig:
     """The PEFT `LoraConfig` for `method` (also used by QLoRA)."""
     from peft import LoraConfig as PeftLoraConfig
 
