@@ -16,10 +16,11 @@ import pytest
 from rich.console import Console
 
 from tunewise.config import CheckConfig, Config
-from tunewise.data.audit import audit_files, audit_html, print_audit
+from tunewise.data.audit import audit_files, print_audit
 from tunewise.data.quality import load_toxicity_classifier
 from tunewise.errors import TunewiseError
 from tunewise.extras import EXTRAS, MissingExtraError, require
+from tunewise.report import build_report
 
 OPTIONAL = ["mlflow", "tensorboard", "optuna", "profanity_check"]
 
@@ -174,7 +175,11 @@ def test_audit_without_the_classifier_says_toxicity_was_skipped(no_classifier: N
     assert "skipped:" in text and "tunewise[toxicity]" in text
     assert "toxicity or format problems" not in text, "a skipped check is not reported as clean"
 
-    html = audit_html(json.loads(json.dumps(audit.to_dict())))
+    run_dir = tmp_path / "run"  # the report card shows the skip too
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("model: {name: tiny}\n", encoding="utf-8")
+    audit.write(run_dir / "audit.json")
+    html = build_report(run_dir).read_text(encoding="utf-8")
     assert "Skipped:" in html and "tunewise[toxicity]" in html and "toxic answers" not in html
 
 

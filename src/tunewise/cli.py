@@ -270,7 +270,7 @@ def data_augment(
         originals: Annotated[bool, typer.Option("--originals/--no-originals", help="Also write the input rows.")] = True,
         limit: Annotated[int | None, typer.Option(help="Augment only the first N rows.", min=1)] = None) -> None:
     """Label-preserving augmentation (EDA edits, paraphrase, back-translation); provenance on every new row."""
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
     from tunewise.data.augment import MODEL_OPS, OPS, EdaParams, Thesaurus, augment_file, rejects_path
 
     op_list = [o.strip() for o in ops.split(",") if o.strip()]
@@ -311,7 +311,7 @@ def data_synth(
         max_new_tokens: Annotated[int, typer.Option(help="Reply length cap, in tokens.")] = 128,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0) -> None:
     """Self-Instruct synthetic data: new tasks from seed tasks, filtered (MinHash, ROUGE-L, length), answered."""
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
     from tunewise.data.synth import load_seeds, synthesize
 
     seed_tasks = load_seeds(seeds)

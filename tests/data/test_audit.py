@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tunewise.config import CheckConfig, Config
-from tunewise.data.audit import AUDIT_KINDS, audit_files, audit_html
+from tunewise.data.audit import AUDIT_KINDS, audit_files
 from tunewise.errors import DataError
+from tunewise.report import build_report
 
 TOPICS = ["volcanoes", "tides", "glaciers", "deserts", "rainforests", "earthquakes", "rivers", "coral reefs",
           "comets", "auroras", "monsoons", "caves", "geysers", "lagoons", "fjords", "dunes"]
@@ -37,6 +38,15 @@ def distinct(n: int = 32) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return str(path)
+
+
+def audit_section(run_dir: Path, saved: object) -> str:
+    """The report card's summary section of a run directory holding only a config and this audit.json."""
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("model: {name: tiny}\n", encoding="utf-8")
+    (run_dir / "audit.json").write_text(json.dumps(saved), encoding="utf-8")
+    page = build_report(run_dir).read_text(encoding="utf-8")
+    return page[page.index('<section id="summary">'):].split("</section>", 1)[0]
 
 
 def settings(**kw) -> CheckConfig:
@@ -182,10 +192,11 @@ def test_audit_json_and_html_section(tmp_path: Path) -> None:
                         count_tokens=words)
     saved = json.loads(audit.write(tmp_path / "audit.json").read_text())
     assert saved["findings"][0]["kind"] == "duplicates" and saved["rows"] == {"train": 11}
-    html = audit_html(saved)
+    html = audit_section(tmp_path / "run", saved)
     assert "<b>Data audit</b>" in html and "duplicates <b>(blocks)</b>" in html and "t.jsonl:11 repeats" in html
-    assert "Nothing found" in audit_html({**saved, "findings": []})
-    assert audit_html({"rows": "garbage", "findings": [{"kind": 3}, "x"]})  # never raises on a damaged file
+    assert "Nothing found" in audit_section(tmp_path / "clean", {**saved, "findings": []})
+    damaged = audit_section(tmp_path / "damaged", {"rows": "garbage", "findings": [{"kind": 3}, "x"]})
+    assert "<b>Data audit</b>" in damaged and "could not be rendered" not in damaged  # a damaged file costs nothing
 
 
 def test_every_kind_can_block() -> None:

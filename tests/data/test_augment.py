@@ -228,7 +228,7 @@ def test_paraphrase_and_backtranslation_with_an_injected_generator(reviews: Path
 
 
 def test_model_ops_on_a_real_tiny_model(tiny_model_dir: Path, reviews: Path) -> None:
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
 
     generator = ModelGenerator(name=str(tiny_model_dir), max_new_tokens=12, seed=0)
     rows = list(read_rows(reviews))[:2]
@@ -289,7 +289,7 @@ def test_cli_augment(reviews: Path, tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_backtranslation_on_the_default_model(default_model_dir: Path, tmp_path: Path) -> None:
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
 
     rows = [{"text": "The film was wonderful and the music was beautiful.", "label": "positive"}]
     path = write_jsonl(tmp_path / "one.jsonl", rows)

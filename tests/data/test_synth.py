@@ -199,7 +199,7 @@ def test_default_seeds_and_bad_seed_files(tmp_path: Path) -> None:
 
 
 def test_synth_on_a_real_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
 
     out = tmp_path / "tiny.jsonl"
     gen = ModelGenerator(name=str(tiny_model_dir), max_new_tokens=16, seed=0, batch_size=2)
@@ -219,7 +219,7 @@ def test_cli_synth_reports_bad_seeds(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_synth_on_the_default_model(default_model_dir: Path, tmp_path: Path) -> None:
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
 
     gen = ModelGenerator(name=str(default_model_dir), max_new_tokens=24, seed=0, batch_size=2)
     result = synthesize(tmp_path / "s.jsonl", gen, count=2, batch_size=2, max_attempts=2)

@@ -18,8 +18,11 @@ The path from a user's file to what the model trains on, in order:
     # audit.py / clean.py: what is wrong with the data (docs/data.md), and the fix with a rejects file
     audit = audit_files({"train": ["data/train.jsonl"]}, config.data.check)
     result = clean_files(["data/train.jsonl"], "clean/", config.data.clean, config.data.check)
+    # augment.py / synth.py: new rows from a local model (`ModelGenerator`) or plain edits
+    generate = ModelGenerator(name="smollm2-135m-instruct", temperature=0.7)
 """
 
+from tunewise.data._generation import ModelGenerator
 from tunewise.data.audit import Audit, Finding, audit_files
 from tunewise.data.clean import CleanResult, clean_files
 from tunewise.data.dedup import (
@@ -68,6 +71,7 @@ __all__ = [
     "DuplicatePair",
     "Example",
     "Finding",
+    "ModelGenerator",
     "Reject",
     "RenderStats",
     "Rendered",

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from tunewise.config import CheckConfig, Config
 
-__all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "audit", "audit_files", "audit_html", "file_items",
+__all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "audit", "audit_files", "file_items",
            "items_from_examples", "print_audit", "read_items", "suite_texts"]
 
 AUDIT_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
@@ -827,38 +827,6 @@ def _print_skipped(result: Audit, console: Console) -> None:
 
     for why in result.skipped.values():
         console.print(f"[yellow]skipped:[/] {escape(why)}", highlight=False)
-
-
-def audit_html(saved: dict[str, Any]) -> str:
-    """The report card's data-audit section, from a saved `audit.json` (read defensively: a
-    malformed field shows as '?', never breaks the report)."""
-    from html import escape
-
-    def e(value: Any) -> str:
-        return escape(str(value))
-
-    rows = value if isinstance(value := saved.get("rows"), dict) else {}
-    sizes = ", ".join(f"{e(n)} {e(split)}" for split, n in rows.items())
-    tokens = value if isinstance(value := saved.get("tokens"), dict) else {}
-    lengths = (f"; training row length in tokens: median {e(tokens.get('p50', '?'))}, 95th percentile "
-               f"{e(tokens.get('p95', '?'))}, longest {e(tokens.get('max', '?'))}") if tokens else ""
-    block_on = value if isinstance(value := saved.get("block_on"), list) else []
-    findings = [f for f in saved.get("findings") or [] if isinstance(f, dict)]
-    skipped = value if isinstance(value := saved.get("skipped"), dict) else {}
-    head = (f"<p><b>Data audit</b> (before training, audit.json; {sizes} rows{lengths}). "
-            f"Blocking: {e(', '.join(map(str, block_on)) or 'nothing (data.check.block_on is empty)')}.</p>")
-    head += "".join(f'<p class="note">Skipped: {e(why)}</p>' for why in skipped.values())
-    if not findings:
-        toxic = "" if "toxicity" in skipped else "toxic answers "
-        return head + ('<p class="note">Nothing found: no duplicate rows, no eval/test row repeating a training row, '
-                       f'no evaluation item in the training data, no personal data, secrets, {toxic}or '
-                       'format problems.</p>')
-    body = "".join(
-        f"<tr><td>{e(f.get('kind', '?'))}{' <b>(blocks)</b>' if f.get('kind') in block_on else ''}</td>"
-        f"<td class=\"num\">{e(f.get('count', '?'))}</td>"
-        f"<td>{e(f.get('message', ''))}<br><span class=\"ci\">"
-        f"{'<br>'.join(e(x) for x in (f.get('examples') or [])[:EXAMPLES_KEPT])}</span></td></tr>" for f in findings)
-    return head + f"<table><tr><th>finding</th><th>rows</th><th>what it means, examples</th></tr>{body}</table>"
 
 
 # --------------------------------------------------------------------------- the commands

@@ -2,8 +2,9 @@
 
 Everything here is read back from the study (the storage is the record), so running it again — or
 another worker finishing — rebuilds the same files. The HTML page is self-contained in the style of
-the run report card (`tunewise.report`: its CSS and helpers, charts embedded as base64 PNG, every
-user string escaped) and links each trial's own `report.html`.
+the run report card: its templates `report/templates/search/*.html.j2` are rendered through
+`tunewise.report.templating` (its stylesheet and helpers, autoescape on, charts embedded as base64
+PNG), and it links each trial's own `report.html`.
 """
 
 from __future__ import annotations
@@ -11,32 +12,29 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
+from markupsafe import Markup
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from tunewise.console import make_console
-from tunewise.report.build import write_atomic as _write_atomic
-from tunewise.report.formatting import format_duration as _duration
-from tunewise.report.plots import COLORS
-from tunewise.report.plots import style_axes as _style
-from tunewise.report.plots import to_png as _png
-from tunewise.report.templating import CSS as _CSS
-from tunewise.report.templating import escape as _e
-from tunewise.report.templating import kv_table as _kv
-from tunewise.report.templating import plot_image as _img
-from tunewise.report.templating import prose as _prose
+from tunewise.report.build import write_atomic
+from tunewise.report.formatting import format_duration
+from tunewise.report.plots import COLORS, style_axes, to_png
+from tunewise.report.templating import kv_table, plot_image, render_template
 from tunewise.tune.objectives import directions
 from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["history_plot", "intermediate_plot", "pareto_plot", "summarize", "write_results"]
+__all__ = ["history_plot", "intermediate_plot", "pareto_plot", "render", "summarize", "write_results"]
 
 console = make_console()
 
@@ -52,6 +50,10 @@ def _trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return dict(t.user_attrs.get("params") or t.params)
 
 
+def _objective(t: optuna.trial.FrozenTrial, index: int) -> float:
+    return float(t.values[index])
+
+
 def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
     """fANOVA importance of each parameter per objective, or why it could not be computed."""
     optuna = import_optuna()
@@ -65,7 +67,7 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
             continue
         try:
             found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
-                                          target=(lambda t, i=i: t.values[i]) if len(metrics) > 1 else None)
+                                          target=partial(_objective, index=i) if len(metrics) > 1 else None)
             out[metric] = {name: float(value) for name, value in found.items()}
         except (RuntimeError, ValueError) as err:  # e.g. every trial drew the same values
             out[metric] = f"not computed: {err}"
@@ -76,7 +78,7 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
     """The search as plain data (`tune_summary.json`)."""
     tune = config.tune
     metrics = [o.metric for o in tune.objectives]
-    trials = []
+    trials: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         duration = t.duration.total_seconds() if t.duration is not None else None
         trials.append({
@@ -87,18 +89,19 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
             "worker": t.user_attrs.get("worker"), "metrics": t.user_attrs.get("metrics"),
             "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
         })
-    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    complete = [row for row in trials if row["state"] == "COMPLETE"]
     best = [t.number for t in study.best_trials] if complete else []
     if len(metrics) > 1:  # the front, ordered along the first objective
         sign = 1 if directions(tune.objectives)[0] == "minimize" else -1
-        values = {t["number"]: t["values"] for t in trials}
+        values = {row["number"]: row["values"] for row in trials}
         best.sort(key=lambda n: sign * values[n][0])
     counts: dict[str, int] = {}
-    for t in trials:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    for row in trials:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
     return {"study": search.study_name, "storage": search.storage, "objectives": metrics,
             "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": pruner_name(tune),
-            "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode, "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
+            "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode,
+            "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
             "counts": counts, "best": best, "trials": trials,
             "importances": _importances(study, metrics) if complete else {}}
 
@@ -120,7 +123,7 @@ def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int]
     """
     fig = Figure(figsize=(10, 5.6))
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     others = [p for p in points if p[0] not in front]
     best = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     if others:
@@ -128,7 +131,7 @@ def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int]
                    label="dominated trial", zorder=2)
     if best:
         # Steps between front points: the region the front dominates, as a staircase.
-        where = "post" if (dirs[0] == "minimize") == (dirs[1] == "minimize") else "pre"
+        where: Literal["pre", "post"] = "post" if (dirs[0] == "minimize") == (dirs[1] == "minimize") else "pre"
         ax.step([p[1] for p in best], [p[2] for p in best], where=where, color=COLORS["good"], linewidth=1.6,
                 alpha=0.8, zorder=2)
         ax.scatter([p[1] for p in best], [p[2] for p in best], s=70, color=COLORS["good"],
@@ -150,14 +153,14 @@ def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int]
         ax.legend(fontsize=9, frameon=True, framealpha=0.9, edgecolor="#d0d7de", loc="best")
     ax.set_title(f"completed trials by objective (numbers: trial numbers); better is towards the {corner}",
                  fontsize=10)
-    return _png(fig)
+    return to_png(fig)
 
 
 def history_plot(points: Sequence[tuple[int, float]], metric: str, direction: str) -> bytes:
     """The objective of each completed trial by trial number, and the best so far."""
     fig = Figure(figsize=(10, 4.2))
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     ax.scatter(xs, ys, s=40, color=COLORS["train"], label="completed trial", zorder=3)
     running, best = [], math.inf if direction == "minimize" else -math.inf
@@ -171,7 +174,7 @@ def history_plot(points: Sequence[tuple[int, float]], metric: str, direction: st
     ax.set_ylabel(_label(metric, direction), fontsize=10)
     if ax.has_data():
         ax.legend(fontsize=9, frameon=False)
-    return _png(fig)
+    return to_png(fig)
 
 
 def intermediate_plot(curves: Sequence[tuple[int, str, Sequence[tuple[int, float]]]], metric: str) -> bytes:
@@ -182,7 +185,7 @@ def intermediate_plot(curves: Sequence[tuple[int, str, Sequence[tuple[int, float
     """
     fig = Figure(figsize=(10, 4.2))
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     labelled: set[str] = set()
     for number, state, points in curves:
         if not points:
@@ -198,7 +201,7 @@ def intermediate_plot(curves: Sequence[tuple[int, str, Sequence[tuple[int, float
     ax.set_ylabel(f"{metric} during training", fontsize=10)
     if ax.has_data():
         ax.legend(fontsize=9, frameon=False)
-    return _png(fig)
+    return to_png(fig)
 
 
 # --------------------------------------------------------------------------- files and printing
@@ -251,7 +254,7 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
         values = t["values"] if t["state"] == "COMPLETE" else [None] * len(metrics)
         state = t["state"].lower() + (f" @{t['pruned_at']}" if t["pruned_at"] is not None else "")
         table.add_row(str(t["number"]), state, *(_fmt(v) for v in values),
-                      *(_fmt(t["params"].get(p)) for p in params), _duration(t["duration_s"]))
+                      *(_fmt(t["params"].get(p)) for p in params), format_duration(t["duration_s"]))
     console.print(table)
     for t in summary["trials"]:
         if t["state"] == "FAIL" and t["error"]:
@@ -294,9 +297,9 @@ def write_results(search: Search) -> Path:
         if name not in pngs:
             (plot_dir / name).unlink(missing_ok=True)
     for name, png in pngs.items():
-        _write_atomic(plot_dir / name, png)
+        write_atomic(plot_dir / name, png)
     (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    _write_atomic(directory / "report.html", render(summary, pngs, directory).encode("utf-8"))
+    write_atomic(directory / "report.html", render(summary, pngs, directory).encode("utf-8"))
     _print(summary, directory)
     for path in summary["best_configs"][:1]:
         console.print(f"best config: {directory / path} — train it with: tunewise train {directory / path}",
@@ -326,10 +329,23 @@ def _plots(summary: dict[str, Any]) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- HTML
 
 
-def _trials_table(summary: dict[str, Any], directory: Path) -> str:
+@dataclass(frozen=True)
+class _TrialRow:
+    """One row of the trials table, its cells already formatted (the template escapes them)."""
+
+    number: int
+    best: bool
+    css: str  # the state cell's colour: the best trial(s), a failure, a pruned trial
+    state: str
+    error: str | None
+    cells: list[str]  # objectives, parameters, time
+    run: str | None
+    linked: bool  # the trial's run directory has a report card to link to
+
+
+def _trial_rows(summary: dict[str, Any], directory: Path) -> list[_TrialRow]:
     metrics, params = summary["objectives"], list(summary["space"])
     best = set(summary["best"])
-    head = "".join(f"<th>{_e(c)}</th>" for c in ("trial", "state", *metrics, *params, "time", "run"))
     rows = []
     for t in summary["trials"]:
         values = t["values"] if t["state"] == "COMPLETE" else [None] * len(metrics)
@@ -339,39 +355,39 @@ def _trials_table(summary: dict[str, Any], directory: Path) -> str:
         css = "good" if t["number"] in best else "bad" if t["state"] == "FAIL" else "neutral" \
             if t["state"] == "PRUNED" else ""
         run = t["run_dir"]
-        report = directory / run / "report.html" if run else None
-        link = (f'<a href="{_e(run)}/report.html">{_e(run)}</a>' if report is not None and report.is_file()
-                else _e(run or "—"))
-        error = f'<span class="ci">{_e(t["error"])}</span>' if t["error"] else ""
-        rows.append(f'<tr><td class="num">{t["number"]}{" ★" if t["number"] in best else ""}</td>'
-                    f'<td class="{css}">{_e(state)}{error}</td>'
-                    + "".join(f'<td class="num">{_e(_fmt(v))}</td>' for v in values)
-                    + "".join(f'<td class="num">{_e(_fmt(t["params"].get(p)))}</td>' for p in params)
-                    + f'<td class="num">{_e(_duration(t["duration_s"]))}</td><td>{link}</td></tr>')
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        cells = [_fmt(v) for v in values] + [_fmt(t["params"].get(p)) for p in params]
+        rows.append(_TrialRow(number=t["number"], best=t["number"] in best, css=css, state=state, error=t["error"],
+                              cells=[*cells, format_duration(t["duration_s"])], run=run,
+                              linked=bool(run) and (directory / run / "report.html").is_file()))
+    return rows
 
 
-def _importance_html(summary: dict[str, Any]) -> str:
-    if not summary["importances"]:
-        return '<p class="missing">No trial completed yet: nothing to weigh.</p>'
-    parts = []
-    for metric, found in summary["importances"].items():
-        if not isinstance(found, dict):
-            parts.append(f'<p class="missing">{_e(metric)}: {_e(found)}.</p>')
-            continue
-        rows = "".join(f'<tr><td>{_e(k)}</td><td class="num">{v:.3f}</td></tr>' for k, v in found.items())
-        parts.append(f"<h3>{_e(metric)}</h3><table><tr><th>parameter</th><th>importance (fANOVA, sums to 1)</th></tr>"
-                     f"{rows}</table>")
-    return ("<p class=\"note\">How much of the variation of each objective over the completed trials each parameter "
-            "explains (Optuna's fANOVA on a random forest). With few trials it is a rough guide.</p>" + "".join(parts))
+def _best_html(summary: dict[str, Any], pngs: dict[str, bytes]) -> Markup:
+    metrics = summary["objectives"]
+    trials = {t["number"]: t for t in summary["trials"]}
+    best = []
+    for number in summary["best"]:
+        t = trials[number]
+        best.append((number, ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, t["values"])),
+                     ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())))
+    return render_template(
+        "search/best.html.j2", best=best, files=summary["best_configs"] if summary["best"] else [],
+        pareto=plot_image(pngs["pareto.png"], "Pareto front") if "pareto.png" in pngs else None,
+        history=plot_image(pngs["history.png"], "objective by trial") if "history.png" in pngs else None)
 
 
 def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> str:
-    """The search report as one self-contained HTML page."""
+    """The search report as one self-contained HTML page.
+
+    Args:
+        summary: the search as `summarize` gives it, with `best_configs` (the files `best.yaml` and
+            `pareto/*.yaml` written for the best trials).
+        pngs: the charts by file name (`pareto.png`, `history.png`, `intermediate.png`), embedded in the page.
+        directory: the search directory; a trial whose run directory there has a `report.html` is linked.
+    """
     from tunewise import __version__
 
     metrics = summary["objectives"]
-    trials = {t["number"]: t for t in summary["trials"]}
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary["counts"].items())) or "none"
     space = "; ".join(f"{k}: {json.dumps(v)}" for k, v in summary["space"].items())
     facts = [("study", f"{summary['study']} ({summary['storage']})"),
@@ -379,37 +395,19 @@ def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> 
              ("sampler / pruner", f"{summary['sampler']} / {summary['pruner']}"
                                   + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else "")),
              ("search space", space), ("trials", f"{len(summary['trials'])}: {counts}")]
-    sections: list[tuple[str, str, str]] = [("summary", "Search summary", _kv(facts))]
-    if summary["best"]:
-        lines = []
-        for number in summary["best"]:
-            t = trials[number]
-            scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, t["values"]))
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
-            lines.append(f"<li>trial {number}: {_e(scores)} — <code>{_e(params)}</code></li>")
-        files = ", ".join(f"<code>{_e(f)}</code>" for f in summary["best_configs"])
-        title = "Best trial" if len(metrics) == 1 else "Pareto front"
-        body = (f"<ul>{''.join(lines)}</ul><p>Configs ready for {_prose('`tunewise train`')}: {files}.</p>")
-        if "pareto.png" in pngs:
-            body = ('<p class="note">No trial on the front is beaten on both objectives by another; moving along '
-                    "it trades one for the other.</p>" + body + _img(pngs["pareto.png"], "Pareto front"))
-        if "history.png" in pngs:
-            body += _img(pngs["history.png"], "objective by trial")
-        sections.append(("best", title, body))
-    else:
-        sections.append(("best", "Best trial", '<p class="missing">No trial has completed yet.</p>'))
-    sections.append(("trials", "Trials", _trials_table(summary, directory)))
-    sections.append(("importance", "Parameter importance", _importance_html(summary)))
+    columns = ["trial", "state", *metrics, *summary["space"], "time", "run"]
+    sections: list[tuple[str, str, Markup]] = [
+        ("summary", "Search summary", kv_table(facts)),
+        ("best", "Best trial" if len(metrics) == 1 or not summary["best"] else "Pareto front",
+         _best_html(summary, pngs)),
+        ("trials", "Trials", render_template("search/trials.html.j2", columns=columns,
+                                             trials=_trial_rows(summary, directory))),
+        ("importance", "Parameter importance",
+         render_template("search/importance.html.j2", importances=summary["importances"])),
+    ]
     if "intermediate.png" in pngs:
         sections.append(("pruning", "Evals during training (what the pruner judged)",
-                         _img(pngs["intermediate.png"], "intermediate eval values")))
-    nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{_e(title)}</h2>{html}</section>' for sid, title, html in sections)
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>tunewise search — {_e(summary['study'])}</title><style>{_CSS}</style></head><body><main>"
-            f"<header><h1>tunewise search — {_e(summary['study'])}</h1>"
-            f'<div class="sub">{len(summary["trials"])} trials · each an ordinary run directory with its own '
-            f"report card</div></header><nav>{nav}</nav>{body}"
-            f"<footer>Built by tunewise {_e(__version__)} from {_e(directory)}. Continue the search with the same "
-            f"<code>tunewise tune</code> command.</footer></main></body></html>\n")
+                         plot_image(pngs["intermediate.png"], "intermediate eval values")))
+    page = render_template("search/page.html.j2", study=summary["study"], trials=len(summary["trials"]),
+                           sections=sections, version=__version__, directory=directory)
+    return str(page) + "\n"

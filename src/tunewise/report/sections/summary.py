@@ -78,11 +78,14 @@ def _audit(saved: dict[str, Any]) -> dict[str, Any]:
     rows, tokens = mapping(saved.get("rows")), mapping(saved.get("tokens"))
     block_on: list[Any] = saved["block_on"] if isinstance(saved.get("block_on"), list) else []
     findings = [f for f in saved.get("findings") or [] if isinstance(f, dict)]
+    skipped = mapping(saved.get("skipped"))  # checks asked for that could not run (a missing extra), and why
     return {
         "sizes": ", ".join(f"{n} {split}" for split, n in rows.items()),
         "lengths": (f"; training row length in tokens: median {tokens.get('p50', '?')}, 95th percentile "
                     f"{tokens.get('p95', '?')}, longest {tokens.get('max', '?')}") if tokens else "",
         "blocking": ", ".join(map(str, block_on)) or "nothing (data.check.block_on is empty)",
+        "skipped": list(skipped.values()),
+        "toxicity_skipped": "toxicity" in skipped,  # then "nothing found" must not claim no toxic answers
         "findings": [(f.get("kind", "?"), f.get("kind") in block_on, f.get("count", "?"), f.get("message", ""),
                       (f.get("examples") or [])[:_AUDIT_EXAMPLES_SHOWN]) for f in findings],
     }
