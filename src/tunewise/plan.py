@@ -448,8 +448,7 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
         ConfigError: settings that cannot work together, found from the data and config.json.
     """
     from tunewise.methods import check_method, count_parameters
-    from tunewise.pipeline import load_tokenizer_for, prepare_data
-    from tunewise.tasks import model_load_kwargs
+    from tunewise.tasks import load_tokenizer_for, model_load_kwargs, prepare_data
     from tunewise.training.loop import check_training, planned_steps, resolve_precision
 
     tokenizer = load_tokenizer_for(config)
@@ -565,6 +564,7 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
 
     from tunewise.methods import METHODS, load_kwargs
     from tunewise.models import load_model
+    from tunewise.rundir import RunDir
     from tunewise.tasks import collator_for
     from tunewise.training.loop import _peak_rss_mb, fit
 
@@ -588,7 +588,7 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
         result = fit(model, tokenizer, longest, [], quick, Path(tmp), resume=False,
                      collator=collator_for(config, tokenizer.pad_token_id))
         wall = time.monotonic() - started
-        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        records = [json.loads(line) for line in RunDir(tmp).metrics.read_text().splitlines()]
     logged = [r for r in records if "loss" in r]
     # From the end of step 1 on: the first step pays for allocation and kernel warm-up.
     if len(logged) >= 2 and logged[-1]["elapsed_s"] > logged[0]["elapsed_s"]:

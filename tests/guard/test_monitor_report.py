@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tunewise.config import load_config
-from tunewise.pipeline import train
+from tunewise.run import train
 from tunewise.report import build_report
 
 FACTS = [("What colour is the sky?", "The sky is blue."), ("What do bees make?", "Bees make honey."),

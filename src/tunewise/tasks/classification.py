@@ -45,19 +45,20 @@ from tunewise.console import format_interval, make_console
 from tunewise.data.shapes import BadRow, Example, Reject
 from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
 from tunewise.errors import ConfigError, DataError, TunewiseError
+from tunewise.rundir import RunDir, write_json
+from tunewise.tasks.base import Prepared, load_tokenizer, row_counts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from tunewise.config import Config
-    from tunewise.pipeline import Prepared
 
-__all__ = ["LABELS_FILE", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs", "label_order",
+__all__ = ["LABELS_FILE", "TASK", "ClassificationTask", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs", "label_order",
            "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
 
 console = make_console()
 
-LABELS_FILE = "labels.json"
+LABELS_FILE = RunDir.LABELS
 """In the run directory: the labels in class-id order and their names."""
 _METRICS = ("accuracy", "f1_macro")
 _DETECT_SAMPLE = 100
@@ -169,7 +170,6 @@ def prepare_classification(config: Config, tokenizer: PreTrainedTokenizerBase) -
             classification suite or has unknown labels.
     """
     from tunewise.data import split_examples
-    from tunewise.pipeline import Prepared
 
     data = config.data
     if not data.train:
@@ -254,7 +254,7 @@ def write_labels(run_dir: Path, config: Config, classes: Sequence[str]) -> None:
     """`labels.json`: the labels in class-id order and their names, beside the adapter."""
     names = config.data.label_names or {}
     payload = {"labels": list(classes), "names": {c: names.get(c, c) for c in classes}}
-    (run_dir / LABELS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_json(run_dir / LABELS_FILE, payload, default=None)
 
 
 def check_labels(run_dir: Path, classes: Sequence[str]) -> None:
@@ -431,11 +431,11 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
     """Score the fine-tuned head and the baselines on the eval rows and classification suites.
 
     Args:
-        run_dir: where `eval_summary.json` goes; None scores the baselines alone (no tuned model).
+        run_dir: the trained run; None scores the baselines alone (no tuned model).
         model: the trained classifier; None when there is none yet.
 
     Returns:
-        The summary written to `eval_summary.json` (see the module docstring).
+        The summary `eval_summary.json` holds (see the module docstring); the caller writes it.
     """
     from tunewise.evaluation.baselines import ShotPool
     from tunewise.evaluation.suite import load_suite
@@ -515,13 +515,6 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
     if measures:
         summary["baselines"] = {**pool.describe(), "eval_rows": None, "suites": measures, "notes": notes}
     _print(summary, config.eval.confidence)
-    if run_dir is not None:
-        from tunewise.tracking import log_eval
-
-        path = run_dir / "eval_summary.json"
-        path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-        console.print(f"eval summary: {path}")
-        log_eval(config, run_dir, summary)
     return summary
 
 
@@ -558,3 +551,65 @@ def _print(summary: dict[str, Any], confidence: float) -> None:
         console.print(f"[{'green' if beat else 'red'}]{line}[/]", highlight=False)
     for note in block["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+class ClassificationTask:
+    """`task: classification`: a sequence-classification head on the base model for {text, label} rows."""
+
+    name = "classification"
+    description = "a classification head on the base model for {text, label} rows"
+    plain_text: bool | None = None
+    head = True
+
+    def load_tokenizer(self, config: Config) -> PreTrainedTokenizerBase:
+        return load_tokenizer(config, chat_template=False)
+
+    def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
+        return prepare_classification(config, tokenizer)
+
+    def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
+        if data is None or not data.classes:
+            raise ValueError("a classification model needs the label set of the prepared data")
+        return head_kwargs(data.classes)
+
+    def check_model(self, config: Config, model: Any) -> None:
+        """Raise when the new head would stay frozen (and so random) under the method.
+
+        Raises:
+            ConfigError: naming the method setting that trains it.
+        """
+        heads = [(name, p) for name, p in model.named_parameters()
+                 if {"score", "classifier"} & set(name.split("."))]
+        if heads and not any(p.requires_grad for _, p in heads):
+            hint = ("set method.train_head: true (the head is the new score layer here)"
+                    if config.method.type in ("freeze", "gradual_unfreeze") else "use lora, ia3 or full")
+            raise ConfigError([f"method.type: {config.method.type} leaves the new classification head frozen, so "
+                               f"it would stay random; {hint}"])
+
+    def collator(self, pad_id: int) -> Any:
+        # Padded lengths in multiples of 8 suit GPU tensor cores, as the training loop's own collator does.
+        return LabelCollator(pad_id=pad_id, multiple_of=8 if torch.cuda.is_available() else 1)
+
+    def describe_data(self, config: Config, data: Prepared) -> str:
+        rows, aside = row_counts(data)
+        counts = Counter(row.labels[0] for row in data.train)
+        names = config.data.label_names or {}
+        shares = ", ".join(f"{names.get(c, c)} {100 * counts[i] / len(data.train):.0f}%"
+                           for i, c in enumerate(data.classes))
+        return f"{rows}{aside}; {len(data.classes)} labels in training: {shares}"
+
+    def check_saved(self, run_dir: Path, data: Prepared) -> None:
+        check_labels(run_dir, data.classes)  # the saved head's labels must be the data's
+
+    def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
+        write_labels(run_dir, config, data.classes)
+
+    def evaluate(self, config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
+                 data: Prepared | None) -> dict[str, Any]:
+        # A head, not a language model: accuracy and F1 against the majority and prompting baselines.
+        if data is None:
+            raise ValueError("a classification evaluation needs its prepared data")
+        return evaluate_classifier(config, run_dir, model, tokenizer, data)
+
+
+TASK = ClassificationTask()

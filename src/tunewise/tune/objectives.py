@@ -20,6 +20,7 @@ from typing import Any
 
 from tunewise.config import Config, TuneObjective
 from tunewise.errors import ConfigError, TunewiseError
+from tunewise.rundir import EvalSummary
 
 __all__ = ["MINIMIZED", "check_objectives", "directions", "forgetting", "objective_values", "trial_metrics"]
 
@@ -91,9 +92,7 @@ def forgetting(summary: Mapping[str, Any]) -> float | None:
 
 def trial_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """Every number a trial can be scored on: `cv_summary.json`'s names plus the short ones above."""
-    from tunewise.cv import fold_metrics
-
-    out = fold_metrics(summary)
+    out = EvalSummary.from_dict(summary).metrics()
     if "eval_loss/tuned" in out:
         out["eval_loss"] = out["eval_loss/tuned"]
     if "perplexity/tuned" in out:
