@@ -16,7 +16,7 @@ import yaml
 from tunewise.config import Config
 from tunewise.console import make_console
 from tunewise.errors import TunewiseError
-from tunewise.rundir import RunDir, TrainSummary, is_writer, run_stem, write_text
+from tunewise.rundir import EvalSummary, RunDir, TrainSummary, is_writer, run_stem, write_text
 from tunewise.tasks import (
     Prepared,
     Task,
@@ -154,7 +154,7 @@ class Run:
         self.model = model
         self.summary: TrainSummary | None = None
         """What `fit` did and what it cost, once it ran."""
-        self.eval_summary: dict[str, Any] | None = None
+        self.eval_summary: EvalSummary | None = None
         """What `evaluate` measured, once it ran."""
         self._data = data
         self._check = check
@@ -381,21 +381,22 @@ class Run:
         classifier without a model: its baselines alone).
 
         Returns:
-            The eval summary.
+            The eval summary, as `eval_summary.json` holds it.
         """
         from tunewise.tracking import log_eval
 
         if self._found is not None and not self._saved:
             self.save()  # trained here: the adapter is saved before it is scored
         run_dir = self.files if self._saved else None
-        summary = self.task.evaluate(self.config, run_dir.path if run_dir else None, self.model, self.tokenizer,
-                                     self._data)
+        sections = self.task.evaluate(self.config, run_dir.path if run_dir else None, self.model, self.tokenizer,
+                                      self._data)
+        summary = EvalSummary(sections)
         if run_dir is not None:
             path = run_dir.write_eval_summary(summary)
             console.print(f"eval summary: {path}")
-            log_eval(self.config, run_dir.path, summary)
+            log_eval(self.config, run_dir.path, sections)  # the measurements; the schema version is no metric
         self.eval_summary = summary
-        return summary
+        return summary.to_dict()
 
     def report(self) -> Path:
         """Write the report card (`report.html`), log it to the trackers and print the verdict.
