@@ -448,11 +448,11 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
         ConfigError: settings that cannot work together, found from the data and config.json.
     """
     from tunewise.methods import check_method, count_parameters
-    from tunewise.tasks import load_tokenizer_for, model_load_kwargs, prepare_data
+    from tunewise.tasks import load_tokenizer_for, model_load_kwargs, prepare_data, task_of
     from tunewise.training.loop import check_training, planned_steps, resolve_precision
 
     tokenizer = load_tokenizer_for(config)
-    check_method(config)
+    check_method(config, task_of(config).model_class())
     data = prepare_data(config, tokenizer)
     train = config.train
     check_training(train, train_rows=len(data.train), eval_rows=len(data.eval))

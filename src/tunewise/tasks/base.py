@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from tunewise.config import Config
+    from tunewise.config import Config, DataConfig
     from tunewise.data import Example, Reject, Rendered, RenderStats
 
 __all__ = ["Prepared", "Task", "load_tokenizer", "row_counts"]
@@ -61,6 +61,15 @@ class Task(Protocol):
 
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         """Load, split and render the configured data; raise on bad input before anything is written."""
+        ...
+
+    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+        """Render examples of the task's own kind of row (the forgetting guard's general rows use it)."""
+        ...
+
+    def model_class(self) -> Any:
+        """The Auto class the model loads with; None for a causal language model."""
         ...
 
     def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:

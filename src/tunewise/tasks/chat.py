@@ -48,6 +48,13 @@ class ChatTask:
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         return prepare_language_data(config, tokenizer, plain_text=False, render=_render)
 
+    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+        return _render(examples, tokenizer, data)
+
+    def model_class(self) -> Any:
+        return None
+
     def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
         return {}
 

@@ -51,7 +51,7 @@ from tunewise.tasks.base import Prepared, load_tokenizer, row_counts
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from tunewise.config import Config
+    from tunewise.config import Config, DataConfig
 
 __all__ = ["LABELS_FILE", "TASK", "ClassificationTask", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs", "label_order",
            "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
@@ -566,6 +566,17 @@ class ClassificationTask:
 
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         return prepare_classification(config, tokenizer)
+
+    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+        # {text, label} rows are rendered against the label set, which only `prepare` knows; no other
+        # rows of this kind exist (the config refuses the guards that read general rows).
+        raise TunewiseError("task classification renders its rows in prepare(), with the label set")
+
+    def model_class(self) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification  # the label count does not change the method checks
 
     def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
         if data is None or not data.classes:

@@ -97,6 +97,13 @@ class CompletionTask:
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         return prepare_language_data(config, tokenizer, plain_text=True, render=_render)
 
+    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+        return _render(examples, tokenizer, data)
+
+    def model_class(self) -> Any:
+        return None
+
     def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
         return {}
 
