@@ -17,7 +17,7 @@ Two ways to combine datasets, for the language-model tasks:
 - multi-task (`data.datasets` with `data.mixing`): one training mixture sampled by explicit weights
   or by temperature, each dataset evaluated on its own (`multitask.py`);
 - sequential (`stages:`): each stage trains on from the previous stage's weights and is evaluated on
-  every earlier stage's eval set, so forgetting between stages shows as a table (`stages.py`).
+  every earlier stage's eval set, so forgetting between stages shows as a table (`tunewise.run.stages`).
 """
 
 from __future__ import annotations
