@@ -53,6 +53,8 @@ from tunewise.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from tunewise.run import Preflight
+
 __all__ = ["CALIBRATION", "MemoryEstimate", "ModelShape", "Plan", "estimate_memory", "flops_per_token", "plan",
            "print_plan"]
 
@@ -437,12 +439,14 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
     return METHODS[kind](model, config.method), "loaded model (the method does not run on the meta device)"
 
 
-def plan(config: Config, *, measure: bool = False) -> Plan:
+def plan(config: Config, *, measure: bool = False, preflight: Preflight | None = None) -> Plan:
     """Count, estimate and check a run without training it.
 
     Args:
         measure: also load the model and run three real training steps on the longest rows; the
             measured peak memory and throughput replace the estimates.
+        preflight: what `Run.preflight` found for this config (its tokenizer and prepared data are
+            used, and its method check stands); None loads, checks and prepares them here.
 
     Raises:
         ConfigError: settings that cannot work together, found from the data and config.json.
@@ -451,9 +455,12 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
     from tunewise.tasks import load_tokenizer_for, model_load_kwargs, prepare_data, task_of
     from tunewise.training.loop import check_training, planned_steps, resolve_precision
 
-    tokenizer = load_tokenizer_for(config)
-    check_method(config, task_of(config).model_class())
-    data = prepare_data(config, tokenizer)
+    if preflight is not None:
+        tokenizer, data = preflight.tokenizer, preflight.data
+    else:
+        tokenizer = load_tokenizer_for(config)
+        check_method(config, task_of(config).model_class())
+        data = prepare_data(config, tokenizer)
     train = config.train
     check_training(train, train_rows=len(data.train), eval_rows=len(data.eval))
     precision = resolve_precision(train.precision)
