@@ -229,7 +229,7 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
     write_json(cv_dir / SUMMARY_FILE, {
         "folds": folds, "dedup_threshold": dedup_threshold, "seed": seed, "rows": len(examples),
         "groups": n_groups, "std": "sample standard deviation over folds (ddof=1)",
-        "fold_runs": [{"fold": i, "run": f"fold-{i}", "train_rows": len(examples) - sizes[i - 1],
+        "fold_runs": [{"fold": i, "run": RunDir(cv_dir).fold(i).name, "train_rows": len(examples) - sizes[i - 1],
                        "eval_rows": sizes[i - 1]} for i in range(1, folds + 1)],
         "metrics": metrics})
     console.print(f"cross-validation summary: {cv_dir / SUMMARY_FILE}")

@@ -63,13 +63,13 @@ def is_writer() -> bool:
 
 
 @contextlib.contextmanager
-def _atomic(path: Path, mode: str) -> Iterator[IO[Any]]:
+def _atomic(path: Path) -> Iterator[IO[str]]:
     """A file object writing to a temporary file beside `path`, renamed over it when the block ends
     without an error (removed when it raises, leaving `path` as it was)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it the file
@@ -84,7 +84,7 @@ def write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` atomically (nothing when this process is not the writer); return the path."""
     path = Path(path)
     if is_writer():
-        with _atomic(path, "w") as f:
+        with _atomic(path) as f:
             f.write(text)
     return path
 
@@ -101,7 +101,7 @@ def write_json(path: str | Path, payload: Any, *, default: Callable[[Any], Any] 
     """
     path = Path(path)
     if is_writer():
-        with _atomic(path, "w") as f:
+        with _atomic(path) as f:
             json.dump(payload, f, indent=2, default=default)
             f.write("\n")
     return path

@@ -171,17 +171,18 @@ class Run:
         return task_of(self.config)
 
     @property
-    def run_dir(self) -> Path | None:
-        """The run directory: known after `preflight`, or given; None for a base model evaluated alone."""
-        if self._dir is None and self._found is not None:
-            self._dir = self._found.run_dir
-        return self._dir.path if self._dir is not None else None
+    def files(self) -> RunDir | None:
+        """The run directory's files (`RunDir`): known after `preflight`, or given; None for a base
+        model evaluated alone."""
+        if self._dir is not None:
+            return self._dir
+        return self._found.run_dir if self._found is not None else None
 
     @property
-    def files(self) -> RunDir | None:
-        """The run directory's files (`RunDir`), when there is one."""
-        self.run_dir  # noqa: B018 - fills _dir from the preflight
-        return self._dir
+    def run_dir(self) -> Path | None:
+        """The run directory's path (see `files`)."""
+        files = self.files
+        return files.path if files is not None else None
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:

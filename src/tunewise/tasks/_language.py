@@ -181,7 +181,7 @@ def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
     block = summary["baselines"]
     pct = f"{100 * confidence:.0f}%"
 
-    measures = []
+    measures: list[tuple[str, Any, Any, str | None]] = []
     if block.get("eval_rows"):
         measures.append(("eval rows, answer loss", block["eval_rows"]["variants"], block["eval_rows"]["tuned_vs"],
                          "loss"))
