@@ -148,7 +148,7 @@ def _suites(run: Run) -> list[SuiteChange]:
     changes = []
     for role in _SHOWN_ROLES:
         for suite in run.suites(role) or []:
-            delta = suite.get("delta") if isinstance(suite.get("delta"), dict) else {}
+            delta: dict[str, Any] = suite["delta"] if isinstance(suite.get("delta"), dict) else {}
             changes.append(SuiteChange(name=str(suite.get("name", "?")), role=role, metric=str(suite.get("metric", "?")),
                                        delta=_number(delta.get("value")), low=_number(delta.get("low")),
                                        high=_number(delta.get("high")), judgement=judge(suite)))
@@ -156,8 +156,8 @@ def _suites(run: Run) -> list[SuiteChange]:
 
 
 def _row(run: Run, started: float) -> RunRow:
-    model = run.config.get("model") if isinstance(run.config.get("model"), dict) else {}
-    method = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
+    model: dict[str, Any] = run.config["model"] if isinstance(run.config.get("model"), dict) else {}
+    method: dict[str, Any] = run.config["method"] if isinstance(run.config.get("method"), dict) else {}
     report = RunDir(run.dir).report
     return RunRow(
         name=run.dir.name,

@@ -351,7 +351,7 @@ def prompt_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 # --------------------------------------------------------------------------- evaluation
 
 
-def _metrics(pred: Sequence[int], gold: Sequence[int]) -> dict[str, Any]:
+def _metrics(pred: Sequence[int] | np.ndarray, gold: Sequence[int] | np.ndarray) -> dict[str, Any]:
     from tunewise.evaluation.metrics import get_metric
 
     p, g = [str(int(x)) for x in pred], [str(int(x)) for x in gold]
@@ -379,7 +379,7 @@ class _Scored:
 
         if "tuned" not in self.scores:
             return {}
-        out = {}
+        out: dict[str, Any] = {}
         for v, s in self.scores.items():
             if v != "tuned":
                 out[v] = {}

@@ -85,8 +85,8 @@ def forgetting(summary: Mapping[str, Any]) -> float | None:
     """Mean over the general suites of how much worse tuned is than base (None: no general suite scored)."""
     from tunewise.report.card import _harm
 
-    harms = [_harm(s) for s in summary.get("suites") or [] if isinstance(s, dict) and s.get("role") == "general"]
-    harms = [h for h in harms if h is not None]
+    found = [_harm(s) for s in summary.get("suites") or [] if isinstance(s, dict) and s.get("role") == "general"]
+    harms = [h for h in found if h is not None]
     return sum(harms) / len(harms) if harms else None
 
 
