@@ -26,7 +26,7 @@ from tunewise.report.plots import COLORS, _png, _style
 if TYPE_CHECKING:
     import optuna
 
-    from tunewise.tune.search import Search
+    from tunewise.tune.study import Search
 
 __all__ = ["history_plot", "intermediate_plot", "pareto_plot", "summarize", "write_results"]
 
@@ -67,7 +67,7 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
 def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any]:
     """The search as plain data (`tune_summary.json`)."""
     from tunewise.tune.objectives import directions
-    from tunewise.tune.search import _pruner_name
+    from tunewise.tune.study import pruner_name
 
     tune = config.tune
     metrics = [o.metric for o in tune.objectives]
@@ -92,7 +92,7 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
     for t in trials:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
     return {"study": search.study_name, "storage": search.storage, "objectives": metrics,
-            "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": _pruner_name(tune),
+            "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": pruner_name(tune),
             "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode, "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
             "counts": counts, "best": best, "trials": trials,
             "importances": _importances(study, metrics) if complete else {}}
@@ -277,7 +277,7 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
 
 def write_results(search: Search) -> Path:
     """Read the study, print the trials and the best, write every result file; return the directory."""
-    from tunewise.tune.search import SUMMARY_FILE, open_study
+    from tunewise.tune.study import SUMMARY_FILE, open_study
 
     directory = Path(search.dir)
     config = search.typed

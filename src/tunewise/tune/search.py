@@ -27,15 +27,13 @@ import multiprocessing
 import os
 import shutil
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
 
-from tunewise.config import Config, TuneConfig, _describe, _key_lines, dump_config
+from tunewise.config import Config, _describe, _key_lines, dump_config
 from tunewise.console import make_console
 from tunewise.errors import ConfigError, TunewiseError
 from tunewise.rundir import write_json
@@ -45,7 +43,17 @@ from tunewise.tune.objectives import (
     objective_values,
     trial_metrics,
 )
-from tunewise.tune.space import apply_params, check_space, grid_space, sample_params
+from tunewise.tune.space import apply_params, check_space, sample_params
+from tunewise.tune.study import (
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    TRIAL_FILE,
+    Search,
+    open_study,
+    pruner_name,
+    search_dir,
+    storage_url,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -53,118 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["CONFIG_FILE", "SUMMARY_FILE", "Search", "open_study", "search_dir", "trial_config", "tune"]
 
 console = make_console()
-
-CONFIG_FILE = "tune_config.yaml"
-SUMMARY_FILE = "tune_summary.json"
-TRIAL_FILE = "trial.json"
-HEARTBEAT_S = 30
-"""A running trial writes a heartbeat this often; one silent for GRACE_S is taken for dead and retried."""
-GRACE_S = 120
-
-
-@dataclass
-class Search:
-    """What every worker needs to run trials: plain data, so it crosses a process boundary."""
-
-    config: dict[str, Any]
-    """The resolved config (JSON-ready)."""
-    config_path: str | None
-    dir: str
-    storage: str
-    study_name: str
-    worker: int = 0
-    workers: int = 1
-
-    @property
-    def typed(self) -> Config:
-        return Config.model_validate(self.config)
-
-
-def search_dir(config: Config, config_path: str | Path | None) -> Path:
-    """`<output.dir>/<tune.name>`, default `<output.dir>/<config name>-tune`: the same on every re-run."""
-    name = config.tune.name or f"{Path(config_path).stem if config_path else 'run'}-tune"
-    return Path(config.output.dir) / name
-
-
-def _storage_url(config: Config, directory: Path) -> str:
-    return config.tune.storage or f"sqlite:///{(directory.resolve() / 'study.db').as_posix()}"
-
-
-def _storage(url: str) -> optuna.storages.BaseStorage:
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    # SQLite lets one writer in at a time: wait for the lock instead of failing a worker.
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-    except Exception as err:  # sqlalchemy: a malformed URL, a missing driver, a server that refuses
-        raise TunewiseError(f"tune.storage: cannot open {url!r} ({type(err).__name__}: {err}); give a SQLAlchemy "
-                            f"URL such as sqlite:///path/study.db or postgresql://user:pass@host/db (its driver "
-                            f"installed), or leave tune.storage unset for a SQLite file in the search directory") \
-            from None
-
-
-def _pruner_name(tune: TuneConfig) -> str:
-    if tune.pruner == "auto":
-        return "median" if len(tune.objectives) == 1 else "none"
-    return tune.pruner
-
-
-def _sampler(config: Config, worker: int, workers: int) -> optuna.samplers.BaseSampler:
-    import optuna
-
-    tune = config.tune
-    seed = tune.seed + worker
-    if tune.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if tune.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(config), seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # constant_liar: parallel workers do not all pick the point a running trial already explores.
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials, constant_liar=workers > 1)
-
-
-def _pruner(config: Config) -> optuna.pruners.BasePruner:
-    import optuna
-
-    name = _pruner_name(config.tune)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=config.tune.startup_trials, n_warmup_steps=0)
-    if name == "successive_halving":
-        # Rungs at eval_every, 3×, 9× ... steps: a trial is judged at each eval that reaches one.
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(config.train.eval_every, 1),
-                                                      reduction_factor=3)
-    return optuna.pruners.NopPruner()
-
-
-def open_study(search: Search, *, create: bool = False) -> optuna.Study:
-    """The study of a search, created when `create` (and checked to have the config's directions)."""
-    import optuna
-
-    config = search.typed
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage(search.storage)
-    wanted = directions(config.tune.objectives)
-    sampler, pruner = _sampler(config, search.worker, search.workers), _pruner(config)
-    if create:
-        try:
-            study = optuna.create_study(storage=storage, study_name=search.study_name, directions=wanted,
-                                        sampler=sampler, pruner=pruner, load_if_exists=True)
-        except ValueError as err:
-            raise TunewiseError(f"study {search.study_name} in {search.storage}: {err}") from None
-    else:
-        study = optuna.load_study(study_name=search.study_name, storage=storage, sampler=sampler, pruner=pruner)
-    have = [d.name.lower() for d in study.directions]
-    if have != wanted:
-        raise TunewiseError(f"study {search.study_name} ({search.storage}) was created to {' and '.join(have)}, "
-                            f"but tune.objectives ask to {' and '.join(wanted)}; keep the objectives, or set "
-                            f"tune.name to start a new search")
-    return study
 
 
 def trial_config(base: Config, params: dict[str, Any], run_dir: Path) -> Config:
@@ -224,7 +120,7 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
             shutil.rmtree(run_dir)  # trial numbers are unique in a study: this is a leftover of a deleted one
         first = trial.study.directions[0].name.lower()
         sign = 1.0 if (tune.prune_mode == "min") == (first == "minimize") else -1.0
-        prunes = len(tune.objectives) == 1 and _pruner_name(tune) != "none"
+        prunes = len(tune.objectives) == 1 and pruner_name(tune) != "none"
         guard = TrialCallback(trial if prunes else None, tune.prune_metric, sign)
         job = Run(config, search.config_path)
         job.fit(callbacks=[guard])
@@ -427,7 +323,7 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
 
     directory.mkdir(parents=True, exist_ok=True)
     search = Search(config=config.model_dump(mode="json"), config_path=str(config_path) if config_path else None,
-                    dir=str(directory.resolve()), storage=_storage_url(config, directory),
+                    dir=str(directory.resolve()), storage=storage_url(config, directory),
                     study_name=directory.name, workers=workers)
     study = open_study(search, create=True)
     dump_config(config, directory / CONFIG_FILE)
@@ -439,7 +335,7 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
         console.print(f"{queued} trial{'s' if queued > 1 else ''} stopped by Ctrl-C will run again with the same values")
     console.print(f"search directory: {directory}\nstudy: {search.study_name} in {search.storage}\n"
                   f"objectives: {', '.join(f'{o.metric} ({d})' for o, d in zip(tune_cfg.objectives, directions(tune_cfg.objectives)))}; "
-                  f"sampler {tune_cfg.sampler}, pruner {_pruner_name(tune_cfg)}; {workers} worker"
+                  f"sampler {tune_cfg.sampler}, pruner {pruner_name(tune_cfg)}; {workers} worker"
                   f"{'s' if workers > 1 else ''}", highlight=False)
     if done >= trials:
         console.print(f"the study already holds {done} trials (--trials {trials}); raise --trials to run more")
