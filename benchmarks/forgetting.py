@@ -122,8 +122,8 @@ def score(model: Any, tokenizer: Any, *, task_suite: Path, args: argparse.Namesp
 def kl_rows(base: Any, tokenizer: Any, args: argparse.Namespace) -> list[Any]:
     """Chat-suite prompts with the base model's greedy answers, rendered with the answer trained."""
     from tunewise.data import Example, render_all
-    from tunewise.evaluation.compare import generate
     from tunewise.evaluation.suite import load_suite
+    from tunewise.inference import generate_texts as generate
 
     prompts = [item["prompt"] for item in load_suite("chat").items[:args.kl_prompts]]
     answers = generate(base, tokenizer, [[{"role": "user", "content": p}] for p in prompts],

@@ -81,7 +81,7 @@ def test_run_on_the_demo_config_writes_a_report_that_renders_and_is_listed(
         tmp_path: Path, default_model_dir: Path, headless_chromium) -> None:
     """`tunewise run` on the shipped demo config (shortened) as a user runs it, then the report in a
     real browser with every section, and `tunewise runs` listing the run."""
-    from tunewise.report.card import _SECTIONS
+    from tunewise.report import SECTIONS
 
     runs = tmp_path / "runs"
     suites = ("[{name: general_knowledge, limit: 24}, {name: chat, limit: 6}, {name: safety, limit: 8}, "
@@ -98,9 +98,9 @@ def test_run_on_the_demo_config_writes_a_report_that_renders_and_is_listed(
     assert "report card:" in done.stdout and "step 6/6" in done.stdout
 
     dom = headless_chromium("--dump-dom", (run_dir / "report.html").as_uri()).stdout
-    for sid, heading, _ in _SECTIONS:
-        assert f'id="{sid}"' in dom, sid
-        assert heading in dom, heading
+    for section in SECTIONS:
+        assert f'id="{section.id}"' in dom, section.id
+        assert section.heading in dom, section.heading
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
     assert {"learning_curves.png", "general_deltas.png", "baselines.png"} <= set(plots), plots
     assert dom.count('src="data:image/png;base64,') == len(plots)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import click
 import typer
+from rich.markup import escape
 
 from tunewise.console import make_console
 from tunewise.errors import TunewiseError
@@ -269,7 +270,7 @@ def data_augment(
         originals: Annotated[bool, typer.Option("--originals/--no-originals", help="Also write the input rows.")] = True,
         limit: Annotated[int | None, typer.Option(help="Augment only the first N rows.", min=1)] = None) -> None:
     """Label-preserving augmentation (EDA edits, paraphrase, back-translation); provenance on every new row."""
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
     from tunewise.data.augment import (
         MODEL_OPS,
         OPS,
@@ -317,7 +318,7 @@ def data_synth(
         max_new_tokens: Annotated[int, typer.Option(help="Reply length cap, in tokens.")] = 128,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0) -> None:
     """Self-Instruct synthetic data: new tasks from seed tasks, filtered (MinHash, ROUGE-L, length), answered."""
-    from tunewise.data._generation import ModelGenerator
+    from tunewise.data import ModelGenerator
     from tunewise.data.synth import load_seeds, synthesize
 
     seed_tasks = load_seeds(seeds)
@@ -400,7 +401,7 @@ def main() -> None:
         # standalone_mode=False: click would turn our KeyboardInterrupt into "Aborted!" and exit 1.
         result = app(standalone_mode=False)
     except TunewiseError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.ClickException as err:
         err.show()

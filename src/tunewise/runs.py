@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunewise.errors import TunewiseError
-from tunewise.report.card import PITFALLS, Run, judge, load_run
+from tunewise.report import PITFALLS, RunRecord, judge, load_run
 from tunewise.rundir import RunDir
 from tunewise.tracking import mlflow_run_id
 
@@ -123,7 +123,7 @@ def _started(run_dir: Path) -> float:
     return RunDir(run_dir).config.stat().st_mtime
 
 
-def _status(run: Run) -> str:
+def _status(run: RunRecord) -> str:
     if run.train_summary is None:
         return "training"
     if run.train_summary.get("interrupted"):
@@ -131,7 +131,7 @@ def _status(run: Run) -> str:
     return "evaluated" if run.eval_summary is not None else "finished"
 
 
-def _steps(run: Run) -> int | None:
+def _steps(run: RunRecord) -> int | None:
     steps = (run.train_summary or {}).get("steps")
     if isinstance(steps, int):
         return steps
@@ -139,12 +139,12 @@ def _steps(run: Run) -> int | None:
     return max(logged, default=None)
 
 
-def _loss(run: Run, side: str) -> float | None:
+def _loss(run: RunRecord, side: str) -> float | None:
     part = (run.eval_summary or {}).get(side)
     return _number(part.get("loss")) if isinstance(part, dict) else None
 
 
-def _suites(run: Run) -> list[SuiteChange]:
+def _suites(run: RunRecord) -> list[SuiteChange]:
     changes = []
     for role in _SHOWN_ROLES:
         for suite in run.suites(role) or []:
@@ -155,7 +155,7 @@ def _suites(run: Run) -> list[SuiteChange]:
     return changes
 
 
-def _row(run: Run, started: float) -> RunRow:
+def _row(run: RunRecord, started: float) -> RunRow:
     model: dict[str, Any] = run.config["model"] if isinstance(run.config.get("model"), dict) else {}
     method: dict[str, Any] = run.config["method"] if isinstance(run.config.get("method"), dict) else {}
     report = RunDir(run.dir).report

@@ -11,6 +11,10 @@ The run directory stays the record (the report and `tunewise runs` read it, neve
 a tracker that fails never stops a run: it is switched off with one warning naming the reason.
 `tracking.json` in the run directory keeps the MLflow run id: a resumed training, a later
 `tunewise eval` and `tunewise report` log into the same MLflow run rather than a new one.
+
+MLflow and TensorBoard are the `tracking` extra (`pip install 'tunewise[tracking]'`). Without it a
+configured tracker is switched off the same way, the warning names the extra, and `tracking.json`
+notes it under `off` (tracker → why), so the run directory says it was not tracked and why.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tunewise.extras import MissingExtraError, require
+
 if TYPE_CHECKING:
     from tunewise.config import Config
 
@@ -34,7 +40,8 @@ __all__ = ["TRACKERS", "TRACKING_FILE", "Tracker", "default_mlflow_uri", "eval_m
            "log_eval", "log_report", "metric_name", "mlflow_run_id"]
 
 TRACKING_FILE = "tracking.json"
-"""Where a run directory keeps what each tracker needs to find its run again."""
+"""Where a run directory keeps what each tracker needs to find its run again (and, under `off`, the
+trackers switched off because their extra is not installed)."""
 
 DEFAULT_EXPERIMENT = "tunewise"
 """The MLflow experiment of runs started without a config file (otherwise: the file's stem)."""
@@ -121,7 +128,9 @@ def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             interval = suite.get(part)
             if isinstance(interval, dict):
                 found[f"suite/{name}/{part}"] = interval.get("value")
-        delta = suite.get("delta") if isinstance(suite.get("delta"), dict) else {}
+        delta = suite.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
         for bound in ("low", "high"):
             found[f"suite/{name}/delta_{bound}"] = delta.get(bound)
         found[f"suite/{name}/p_value"] = delta.get("p_value")
@@ -141,13 +150,11 @@ def _import_mlflow() -> Any:
     # asked for. An explicit MLFLOW_DISABLE_TELEMETRY=false from the user is respected.
     if "MLFLOW_DISABLE_TELEMETRY" not in os.environ:
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        if "mlflow" in sys.modules:  # imported earlier with telemetry on: switch it off now
+        if sys.modules.get("mlflow") is not None:  # imported earlier with telemetry on: switch it off now
             from mlflow.telemetry import set_telemetry_client
 
             set_telemetry_client()
-    import mlflow
-
-    return mlflow
+    return require("mlflow", feature="MLflow tracking (output.tracking)")
 
 
 @contextlib.contextmanager
@@ -288,6 +295,8 @@ class _TensorBoard:
     name = "tensorboard"
 
     def __init__(self, config: Config, run_dir: Path, experiment: str | None, saved: dict[str, Any]) -> None:
+        # torch's writer needs the tensorboard package; without it, say which extra installs it.
+        require("tensorboard", feature="TensorBoard tracking (output.tracking)")
         from torch.utils.tensorboard import SummaryWriter
 
         self._SummaryWriter = SummaryWriter
@@ -353,6 +362,8 @@ def _warn(message: str) -> None:
 
 
 def _reason(err: BaseException) -> str:
+    if isinstance(err, MissingExtraError):  # its message already says what is missing and what to install
+        return str(err)
     text = str(err).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(err).__name__}: {first[:300]}" if first else type(err).__name__
@@ -387,6 +398,7 @@ class Tracker:
         run_dir = Path(run_dir)
         saved = _read_saved(run_dir)
         backends: list[_Backend] = []
+        off: dict[str, str] = {}
         if "mlflow" in config.output.tracking:
             # Importing MLflow sets up its loggers; do it before `_quiet()` turns them down. A
             # failing import is reported below, when the tracker is made.
@@ -404,9 +416,19 @@ class Tracker:
                 _broken.add(key)
                 _warn(f"{name} tracking is off for this run ({_reason(err)}); training and evaluation go on, "
                       f"everything is still in {run_dir}")
+                if isinstance(err, MissingExtraError):
+                    off[name] = str(err)
         tracker = cls(run_dir, backends)
-        if backends:
-            tracker._save({**saved, **{b.name: b.state for b in backends}})
+        was_off = saved.get("off")
+        if not isinstance(was_off, dict):
+            was_off = {}
+        # A tracker that works now, or is no longer configured, is no longer off; one whose extra is
+        # missing is noted in the run.
+        working = {b.name for b in backends}
+        still_off = {k: v for k, v in was_off.items() if k in config.output.tracking and k not in working} | off
+        if backends or off:
+            state = {k: v for k, v in saved.items() if k != "off"} | {b.name: b.state for b in backends}
+            tracker._save(state | ({"off": still_off} if still_off else {}))
         return tracker
 
     def _save(self, state: dict[str, Any]) -> None:

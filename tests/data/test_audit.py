@@ -219,7 +219,7 @@ def test_rows_stream_through_the_audit_in_batches() -> None:
 
 
 def test_the_report_card_reads_audit_json(tmp_path: Path) -> None:
-    from tunewise.report.card import PITFALLS, load_run
+    from tunewise.report import PITFALLS, load_run
 
     def pitfalls(run) -> list[str]:
         return [rule.name for rule in PITFALLS if rule.check(run)]

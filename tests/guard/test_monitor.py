@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from tunewise.config import ForgettingConfig, load_config, suite_key
 from tunewise.errors import ConfigError, DataError
-from tunewise.guard.monitor import (FORGETTING_FILE, ForgettingMonitor, Probe, Scores, breaches, load_prompts,
+from tunewise.guard.monitor import (FORGETTING_FILE, ForgettingMonitor, Probe, ProbeScores, breaches, load_prompts,
                                     restore_weights, snapshot_weights)
 from tunewise.testing import tiny_model, tiny_tokenizer
 
@@ -33,12 +33,12 @@ class ScriptedProbe:
     def describe(self) -> dict[str, Any]:
         return {"chat": {"kind": "generation", "metric": "contains", "n": 10, "source": "chat"}}
 
-    def measure_base(self, model: Any) -> Scores:
-        return Scores({"chat": self.base})
+    def measure_base(self, model: Any) -> ProbeScores:
+        return ProbeScores({"chat": self.base})
 
-    def measure(self, model: Any) -> Scores:
+    def measure(self, model: Any) -> ProbeScores:
         self.calls += 1
-        return Scores({"chat": self.chat[self.calls - 1]})
+        return ProbeScores({"chat": self.chat[self.calls - 1]})
 
 
 class WeightsAtEval(TrainerCallback):
@@ -66,14 +66,14 @@ def monitored(tmp_path: Path, probe: ScriptedProbe, *, action: str, budgets: dic
 
 
 def test_breaches_are_drops_past_the_budget_and_kl_past_its_own() -> None:
-    base = Scores({"general_knowledge": 0.70, "chat": 0.60}, kl=0.0)
-    now = Scores({"general_knowledge": 0.66, "chat": 0.40}, kl=0.25)
+    base = ProbeScores({"general_knowledge": 0.70, "chat": 0.60}, kl=0.0)
+    now = ProbeScores({"general_knowledge": 0.66, "chat": 0.40}, kl=0.25)
     found = breaches(base, now, {"general_knowledge": 0.05, "chat": 0.1, "kl": 0.2})
     assert [(b.key, round(b.value, 6)) for b in found] == [("chat", 0.2), ("kl", 0.25)]
     assert "chat dropped 0.200 > budget 0.1" in found[0].text()
     # A gain is never a breach, and a budget of 0 allows no drop at all.
-    assert breaches(base, Scores({"chat": 0.9}), {"chat": 0.0}) == []
-    assert [b.key for b in breaches(base, Scores({"chat": 0.59}), {"chat": 0.0})] == ["chat"]
+    assert breaches(base, ProbeScores({"chat": 0.9}), {"chat": 0.0}) == []
+    assert [b.key for b in breaches(base, ProbeScores({"chat": 0.59}), {"chat": 0.0})] == ["chat"]
 
 
 def test_each_eval_log_carries_scores_deltas_and_the_record_is_written(tmp_path: Path) -> None:
@@ -186,6 +186,20 @@ def test_probe_scores_multiple_choice_files_and_names_them_by_stem(tmp_path: Pat
     scores = probe.measure_base(tiny_model())
     assert list(scores.values) == ["my_mc"] == [suite_key(str(suite))] and 0.0 <= scores.values["my_mc"] <= 1.0
     assert probe.describe()["my_mc"]["n"] == 4  # forgetting.limit
+
+
+def test_the_monitor_scores_a_suite_exactly_as_eval_does() -> None:
+    """One suite-scoring function: the monitor's number is `tunewise eval`'s number on the same items."""
+    from tunewise.config import EvalConfig
+    from tunewise.evaluation.suite_eval import evaluate_suites
+
+    model = tiny_model(seed=3)
+    probe = _probe(suites=["general_knowledge", "chat"], kl=False)
+    config = EvalConfig(suites=[{"name": "general_knowledge", "limit": 4}, {"name": "chat", "limit": 4}],
+                        max_new_tokens=4, batch_size=2, bootstrap=100)
+    evaluated = {r.name: r.base["value"] for r in evaluate_suites(model, tiny_tokenizer(), config, sides=("base",),
+                                                                   log=lambda _: None)}
+    assert probe.measure_base(model).values == evaluated
 
 
 def test_a_suite_that_is_no_general_probe_is_refused() -> None:

@@ -105,3 +105,17 @@ def test_the_guard_builds_rows_and_terms_from_a_general_file(tmp_path: Path, mon
     assert guard.info["replay"]["replay_rows"] == 8 and guard.info["ewc"]["samples"] == 3
     assert guard.info["general"] == {"source": str(general), "rows": 6, "rendered_rows": 6}
     assert any(line.startswith("replay: 8 general rows") for line in lines)
+
+
+def test_wise_ft_errors_name_the_key_where_it_lives_under_regularize(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("task: classification\nregularize:\n  wise_ft: {enabled: true}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(file)
+    [problem] = err.value.problems
+    assert problem.startswith(f"regularize.wise_ft.enabled ({file}:3): a classification head has no base value")
+    assert "set regularize.wise_ft.enabled: false" in problem
+    # WiSE-FT is a key of `regularize`, never of `forgetting` (whose budgets it reads).
+    assert "forgetting.wise_ft" not in problem
+    with pytest.raises(ConfigError, match=r"forgetting\.wise_ft \(.*\): unknown key"):
+        load_config(None, ["forgetting.wise_ft.enabled=true"])

@@ -12,7 +12,7 @@ import torch
 
 from tunewise.config import FreezeConfig, FullConfig, IA3Config, LoraConfig, load_config
 from tunewise.errors import ConfigError
-from tunewise.guard.monitor import Scores
+from tunewise.guard.monitor import ProbeScores
 from tunewise.guard.wise_ft import Interpolation, WisePoint, check_wise_ft, choose, sweep
 from tunewise.methods import METHODS, as_base
 from tunewise.testing import tiny_model, tiny_tokenizer
@@ -124,9 +124,9 @@ class AlphaProbe:
     def __init__(self) -> None:
         self.interpolation: Interpolation | None = None
 
-    def measure(self, model: Any) -> Scores:
+    def measure(self, model: Any) -> ProbeScores:
         alpha = self.interpolation.alpha if self.interpolation else 1.0
-        return Scores({"chat": 0.8 - 0.4 * alpha}, kl=0.5 * alpha)
+        return ProbeScores({"chat": 0.8 - 0.4 * alpha}, kl=0.5 * alpha)
 
     def describe(self) -> dict[str, Any]:
         return {"chat": {}, "kl": {}}
@@ -147,7 +147,7 @@ def test_sweep_picks_by_the_rule_and_leaves_the_model_at_that_alpha(monkeypatch:
     monkeypatch.setattr(wise_ft, "Interpolation", tracked)
     rows = [Rendered(f"rows:{i}", IDS[i % 2].tolist(), IDS[i % 2].tolist(), 8, 8, False, 0) for i in range(4)]
     # chat may drop 0.15 at most: α ≤ 0.375 is within budget; the KL budget allows α ≤ 0.4.
-    record = sweep(model, tiny_tokenizer(), rows, [1.0, 0.0, 0.25, 0.5, 0.75], probe, Scores({"chat": 0.8}, 0.0),
+    record = sweep(model, tiny_tokenizer(), rows, [1.0, 0.0, 0.25, 0.5, 0.75], probe, ProbeScores({"chat": 0.8}, 0.0),
                    {"chat": 0.15, "kl": 0.2}, log=lambda _: None)
     assert record["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     within = {p["alpha"]: p["within_budget"] for p in record["points"]}

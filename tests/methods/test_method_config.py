@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import Tag
 
-from tunewise.config import METHOD_CONFIGS, Config, LoraConfig, load_config
+from tunewise.config import METHOD_CONFIGS, Config, LoraConfig, MethodConfig, load_config
 from tunewise.errors import ConfigError
 from tunewise.methods import METHODS, check_method
 from tunewise.testing import save_tiny_model, tiny_model_config
@@ -31,6 +33,18 @@ def test_registry_config_classes_and_docs_list_the_same_methods() -> None:
         assert f"`{name}`" in methods_doc, f"docs/methods.md does not describe {name}"
         for key in cls.model_fields:
             assert f"`method.{key}`" in config_doc, f"docs/config.md lacks method.{key} ({name})"
+
+
+def test_the_method_union_holds_every_method_config_under_its_type() -> None:
+    # MethodConfig is spelled out member by member for type checkers; it must match the table.
+    union, *_ = get_args(MethodConfig)
+    members = {}
+    for member in get_args(union):
+        cls, *metadata = get_args(member)
+        [tag] = [m.tag for m in metadata if isinstance(m, Tag)]
+        members[tag] = cls
+    assert members == METHOD_CONFIGS
+    assert list(members) == list(METHOD_CONFIGS)
 
 
 def test_lora_stays_the_default_and_type_may_be_left_out(tmp_path: Path) -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from markupsafe import Markup
 
 from tunewise.errors import TunewiseError
-from tunewise.report import build_report, card, verdict
-from tunewise.report.card import Curves, overfitting_onset
+from tunewise.report import build_report, rules, verdict
+from tunewise.report.rules import Curves, overfitting_onset
 
 SECTION_IDS = ("verdict", "summary", "curves", "task", "baselines", "general", "safety", "generations", "cost")
 HEADINGS = ("Verdict", "Run summary", "Learning curves", "Task metrics vs base", "Was fine-tuning worth it?",
@@ -123,12 +124,12 @@ def write_run(run_dir: Path, *, full: bool = True, config: dict | None = None) -
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in _metrics()), encoding="utf-8")
     if not full:
         return run_dir
-    dump = lambda name, obj: (run_dir / name).write_text(json.dumps(obj, indent=2), encoding="utf-8")  # noqa: E731
+    dump = lambda name, obj: (run_dir / name).write_text(json.dumps(obj, indent=2), encoding="utf-8")
     dump("train_summary.json", {
         "steps": 600, "interrupted": False, "train_loss": 0.98, "tokens_seen": 1843200, "wall_s": 1843.2,
         "tokens_per_s": 1000.0, "peak_rss_mb": 3120.5, "checkpoint": str(run_dir / "checkpoints/checkpoint-600"),
         "trainable_parameters": 4884480, "total_parameters": 139399488, "trainable_percent": 3.504, "method": "lora"})
-    stats = lambda rows, cut: {  # noqa: E731
+    stats = lambda rows, cut: {
         "rows": rows, "rows_truncated": cut, "rows_without_trained_tokens": 0, "tokens_total": rows * 310,
         "tokens_trained": rows * 150, "tokens_dropped": cut * 90, "max_length": 512, "length_min": 41,
         "length_mean": 309.6, "length_p50": 281, "length_p95": 566, "length_max": 1210}
@@ -170,7 +171,7 @@ def write_run(run_dir: Path, *, full: bool = True, config: dict | None = None) -
 
 
 def _section(page: str, sid: str) -> str:
-    match = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.S)
+    match = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.DOTALL)
     assert match, f"section {sid} missing"
     return match.group(1)
 
@@ -262,13 +263,13 @@ def test_baselines_section_compares_every_variant_on_the_same_answers(full_repor
 
 
 @pytest.mark.parametrize(("few_shot", "retrieval", "expected"), [
-    (2.010, 1.760, "The base model with 3 retrieved training examples did as well as the fine-tune on the eval "
-                   "loss: 1.760 vs 1.752, tuned − it -0.008 [-0.058, +0.042] (includes 0). Consider retrieval "
-                   "augmentation (RAG) instead of fine-tuning; it did beat the base model with 3 training "
-                   "examples in the prompt (2.010)."),
-    (1.600, 2.200, "The base model with 3 training examples in the prompt beat the fine-tune on the eval loss: "
-                   "1.600 vs 1.752, tuned − it +0.152 [+0.102, +0.202]. Consider a few-shot prompt instead of "
-                   "fine-tuning; it did beat the base model with 3 retrieved training examples (2.200)."),
+    (2.010, 1.760, ("The base model with 3 retrieved training examples did as well as the fine-tune on the eval "
+                    "loss: 1.760 vs 1.752, tuned − it -0.008 [-0.058, +0.042] (includes 0). Consider retrieval "
+                    "augmentation (RAG) instead of fine-tuning; it did beat the base model with 3 training "
+                    "examples in the prompt (2.010).")),
+    (1.600, 2.200, ("The base model with 3 training examples in the prompt beat the fine-tune on the eval loss: "
+                    "1.600 vs 1.752, tuned − it +0.152 [+0.102, +0.202]. Consider a few-shot prompt instead of "
+                    "fine-tuning; it did beat the base model with 3 retrieved training examples (2.200).")),
 ])
 def test_a_cheaper_alternative_as_good_as_the_fine_tune_is_a_pitfall(tmp_path: Path, few_shot: float,
                                                                       retrieval: float, expected: str) -> None:
@@ -341,9 +342,29 @@ def test_user_strings_are_escaped(tmp_path: Path) -> None:
     (run_dir / "eval_summary.json").write_text(json.dumps(summary))
     page = build_report(run_dir).read_text(encoding="utf-8")
     assert "<script" not in page and "<img src=x" not in page and "<b>bold" not in page
-    assert "&lt;script&gt;alert(&#x27;model&#x27;)&lt;/script&gt;" in page
+    # Jinja2's autoescape (markupsafe) writes a quote as &#39;.
+    assert "&lt;script&gt;alert(&#39;model&#39;)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
-    assert "&lt;script&gt;alert(&#x27;suite&#x27;)" in _section(page, "verdict")
+    assert "&lt;script&gt;alert(&#39;suite&#39;)" in _section(page, "verdict")
+
+
+def test_a_new_section_is_one_entry_in_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunewise.report import build
+    from tunewise.report.templating import Page, Section, render_template
+
+    def broken(page: Page) -> Markup:
+        raise ValueError("<bad field>")
+
+    extra = Section("extra", "Extra <b>", "Extra", lambda page: render_template(
+        "section_error.html.j2", error=page.run.dir.name))
+    monkeypatch.setattr(build, "SECTIONS", [*build.SECTIONS, extra, Section("broken", "Broken", "Broken", broken)])
+    page = build_report(write_run(tmp_path / "<run>", full=False)).read_text(encoding="utf-8")
+    assert [m.group(1) for m in re.finditer(r'<section id="(\w+)">', page)] == [*SECTION_IDS, "extra", "broken"]
+    assert '<a href="#extra">Extra</a>' in page and "<h2>Extra &lt;b&gt;</h2>" in page
+    assert "&lt;run&gt;" in _section(page, "extra")  # autoescaped, like every template
+    # A section that raises costs that section only, and says why.
+    assert "could not be rendered: ValueError: &lt;bad field&gt;" in _section(page, "broken")
+    assert "could not be rendered" not in page.split('<section id="extra">')[0]
 
 
 def test_unreadable_files_are_named_not_raised(tmp_path: Path) -> None:
@@ -361,37 +382,37 @@ def test_unreadable_files_are_named_not_raised(tmp_path: Path) -> None:
 
 def test_overfitting_onset_rules() -> None:
     train = [(s, 2.0 - s / 100) for s in range(10, 101, 10)]  # falling
-    smooth = card.curves([{"step": s, "loss": v} for s, v in train]).smooth
+    smooth = rules.curves([{"step": s, "loss": v} for s, v in train]).smooth
     ev = [(20, 1.5), (40, 1.4), (60, 1.41), (80, 1.45), (100, 1.6)]
     onset = overfitting_onset(Curves(train, smooth, ev))
     assert onset is not None and (onset.step, onset.best_step) == (80, 40)  # 1.41 is within the 2 % tolerance
     rising = [(s, 1.0 + s / 100) for s in range(10, 101, 10)]
-    rising_smooth = card.curves([{"step": s, "loss": v} for s, v in rising]).smooth
+    rising_smooth = rules.curves([{"step": s, "loss": v} for s, v in rising]).smooth
     assert overfitting_onset(Curves(rising, rising_smooth, ev)) is None  # both rising: not overfitting
     assert overfitting_onset(Curves(train, smooth, ev[:2])) is None  # too few eval points to judge
 
 
 def test_judge_reads_direction_and_the_bias_ideal() -> None:
     over = _suite("benign", "safety", "safety", "over_refusal_rate", False, 100, 0.05, 0.20, 0.05, 0.01)
-    assert card.judge(over) == "bad"
+    assert rules.judge(over) == "bad"
     refusal = _suite("harmful", "safety", "safety", "refusal_rate", True, 100, 0.80, 0.60, 0.1, 0.01)
-    assert card.judge(refusal) == "bad"
+    assert rules.judge(refusal) == "bad"
     toward = _suite("pairs", "bias", "bias", "stereotype_preference", None, 100, 0.62, 0.52, 0.05, 0.01)
     away = _suite("pairs", "bias", "bias", "stereotype_preference", None, 100, 0.52, 0.64, 0.05, 0.01)
-    assert (card.judge(toward), card.judge(away)) == ("good", "bad")
-    assert card.judge({**away, "delta": {"value": 0.12, "low": -0.01, "high": 0.25}}) == "neutral"
+    assert (rules.judge(toward), rules.judge(away)) == ("good", "bad")
+    assert rules.judge({**away, "delta": {"value": 0.12, "low": -0.01, "high": 0.25}}) == "neutral"
 
 
 def test_docs_list_every_threshold_with_its_value() -> None:
     doc = (REPO / "docs" / "report.md").read_text(encoding="utf-8")
-    names = [n for n in dir(card) if n.isupper() and isinstance(getattr(card, n), (int, float))]
+    names = [n for n in dir(rules) if n.isupper() and isinstance(getattr(rules, n), (int, float))]
     assert len(names) >= 9
     for name in names:
         line = next((ln for ln in doc.splitlines() if ln.startswith(f"| `{name}` |")), None)
         assert line is not None, f"docs/report.md has no row for {name} in its thresholds table"
-        value = f"{getattr(card, name):g}"
+        value = f"{getattr(rules, name):g}"
         assert line.split("|")[2].strip() == value, f"docs/report.md gives {name} a value other than {value}"
-    for rule in card.PITFALLS:
+    for rule in rules.PITFALLS:
         assert rule.name in doc, f"docs/report.md does not describe the '{rule.name}' rule"
 
 

@@ -27,11 +27,11 @@ def config_with(tmp_path: Path, tune: str, extra: str = ""):
 
 
 def space_problems(tmp_path: Path, tune: str, extra: str = "") -> list[str]:
-    from tunewise.config import _key_lines
+    from tunewise.config import key_lines
 
     config, path = config_with(tmp_path, tune, extra)
     with pytest.raises(ConfigError) as err:
-        check_space(config, _key_lines(path.read_text()), str(path))
+        check_space(config, key_lines(path.read_text()), str(path))
     return err.value.problems
 
 

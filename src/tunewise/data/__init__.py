@@ -20,6 +20,7 @@ The path from a user's file to what the model trains on, in order:
     result = clean_files(["data/train.jsonl"], "clean/", config.data.clean, config.data.check)
 """
 
+from tunewise.data._generation import ModelGenerator
 from tunewise.data.audit import Audit, Finding, audit_files
 from tunewise.data.clean import CleanResult, clean_files
 from tunewise.data.dedup import (
@@ -68,6 +69,7 @@ __all__ = [
     "DuplicatePair",
     "Example",
     "Finding",
+    "ModelGenerator",
     "Reject",
     "RenderStats",
     "Rendered",

@@ -62,7 +62,7 @@ class ModelGenerator:
                 f"model {name!r}: its tokenizer has no chat template, so prompts cannot be rendered. "
                 "Use an instruct/chat model (e.g. the default, smollm2-135m-instruct) with --model."
             )
-        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.seed, self.batch_size, self.calls = seed, batch_size, 0
 
@@ -74,31 +74,12 @@ class ModelGenerator:
     def __call__(self, conversations: Sequence[Sequence[dict[str, str]]]) -> list[str]:
         import torch
 
-        tokenizer, model = self.tokenizer, self.model
+        from tunewise.inference import generate_texts
+
         torch.manual_seed(self.seed + self.calls)
         self.calls += 1
-        device = next(model.parameters()).device
-        replies: list[str] = []
-        old_side = tokenizer.padding_side
-        tokenizer.padding_side = "left"  # generation continues from the right edge
-        try:
-            for start in range(0, len(conversations), self.batch_size):
-                chunk = conversations[start:start + self.batch_size]
-                texts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
-                         for c in chunk]
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                sampling: dict[str, Any] = (
-                    {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
-                    if self.temperature > 0 else {"do_sample": False}
-                )
-                with torch.no_grad():
-                    out = model.generate(**enc, max_new_tokens=self.max_new_tokens, **sampling,
-                                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-                for row in out[:, enc["input_ids"].shape[1]:]:
-                    replies.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-        finally:
-            tokenizer.padding_side = old_side
-        return replies
+        return generate_texts(self.model, self.tokenizer, conversations, max_new_tokens=self.max_new_tokens,
+                              batch_size=self.batch_size, temperature=self.temperature, top_p=self.top_p)
 
 
 def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",

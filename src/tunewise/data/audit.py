@@ -47,9 +47,10 @@ from tunewise.data.dedup import StreamDeduper, example_text
 from tunewise.data.demographics import LEXICON, PAIRED, mentions
 from tunewise.data.io import Row, read_rows
 from tunewise.data.pii import find_pii
-from tunewise.data.quality import non_text, repetition, toxicity_scores
+from tunewise.data.quality import load_toxicity_classifier, non_text, repetition, toxicity_scores
 from tunewise.data.shapes import BadRow, Example, detect_shape, to_example
 from tunewise.errors import DataError
+from tunewise.extras import MissingExtraError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from tunewise.config import CheckConfig, Config
 
 __all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "audit", "audit_files", "audit_html", "file_items",
-           "items_from_examples", "print_audit", "read_items"]
+           "items_from_examples", "print_audit", "read_items", "suite_texts"]
 
 AUDIT_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
                "too_long", "truncated", "repetition", "boilerplate", "non_text", "pii", "secrets", "toxicity",
@@ -102,6 +103,9 @@ class Audit:
         findings: in `AUDIT_KINDS` order.
         block_on: the kinds that stop a run.
         tokens: row length statistics in tokens (train split): p50, p95, max.
+        skipped: checks that were asked for but could not run → why, and what to install (e.g.
+            `toxicity` without the `tunewise[toxicity]` extra). A skipped check found nothing
+            because it looked at nothing.
     """
 
     rows: dict[str, int]
@@ -109,14 +113,18 @@ class Audit:
     findings: list[Finding] = field(default_factory=list)
     block_on: list[str] = field(default_factory=list)
     tokens: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.kind in self.block_on]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "threshold": self.threshold, "block_on": self.block_on, "tokens": self.tokens,
-                "findings": [asdict(f) for f in self.findings]}
+        out = {"rows": self.rows, "threshold": self.threshold, "block_on": self.block_on, "tokens": self.tokens,
+               "findings": [asdict(f) for f in self.findings]}
+        if self.skipped:  # only then: audit.json of a complete audit keeps its keys
+            out["skipped"] = self.skipped
+        return out
 
     def write(self, path: str | Path) -> Path:
         """Write `audit.json` (parents created)."""
@@ -228,7 +236,7 @@ def _kind_of(keys: Iterable[str], path: str | Path) -> str:
         return "kto"
     if {"text", "label"} <= keys:
         return "classification"
-    return detect_shape([keys and {k: None for k in keys}], path)
+    return detect_shape([dict.fromkeys(keys)], path)
 
 
 def row_item(row: Row, kind: str) -> Item:
@@ -361,8 +369,22 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
         max_length: `data.max_length`: rows longer than this are `truncated`.
 
     Returns:
-        The `Audit`.
+        The `Audit`; a check that cannot run is listed in its `skipped`.
+
+    Raises:
+        MissingExtraError: the toxicity check is on and named in `block_on`, but its classifier is not
+            installed (a check that may stop the run is never skipped).
     """
+    skipped: dict[str, str] = {}
+    score_toxicity = settings.toxicity
+    if score_toxicity:
+        try:
+            load_toxicity_classifier()
+        except MissingExtraError as err:
+            if "toxicity" in settings.block_on:
+                raise
+            score_toxicity = False
+            skipped["toxicity"] = f"{err}; or set data.check.toxicity=false"
     dedup = StreamDeduper(threshold=settings.near_duplicate_threshold)
     contamination = _Contamination(suites, settings.contamination_ngram)
     found: dict[str, _Examples] = defaultdict(_Examples)
@@ -397,7 +419,7 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
                 counted = count_tokens([_full(it) for it in unknown] + [it.answer for it in good])
                 for it, n in zip(unknown, counted):
                     it.tokens = n
-                answer_tokens = counted[len(unknown):]
+                answer_tokens: list[int | None] = list(counted[len(unknown):])
             else:
                 answer_tokens = [None] * len(good)
             if good:
@@ -406,7 +428,7 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
             split_of += [s_index] * len(good)
             scores: list[float] = []
             prompt_scores: list[float] = []
-            if settings.toxicity:
+            if score_toxicity:
                 scores = toxicity_scores([it.answer for it in good])
                 prompted = [k for k, it in enumerate(good) if it.roles.get("user", "").strip()]
                 asked = toxicity_scores([good[k].roles["user"] for k in prompted])
@@ -437,7 +459,8 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
                 _demographics(item, demo, demo_rows)
                 _boilerplate(item, lines, line_text)
 
-    result = Audit(rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on))
+    result = Audit(rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on),
+                   skipped=skipped)
     if train_lengths:
         lengths = np.array(train_lengths)
         result.tokens = {"p50": int(np.percentile(lengths, 50)), "p95": int(np.percentile(lengths, 95)),
@@ -499,7 +522,7 @@ def _row_checks(item: Item, n_answer: int | None, settings: CheckConfig, max_len
     share = non_text(item.answer)
     if share is not None:
         found["non_text"].add(f"{item.source}: {share:.0%} letters and spaces")
-    spans = find_pii(text, settings.pii)
+    spans = find_pii(text, tuple(settings.pii))
     secrets = [s for s in spans if s.kind == "secret"]
     personal = [s for s in spans if s.kind != "secret"]
     if secrets:
@@ -594,8 +617,9 @@ def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str
     for p in near:
         near_of_group[p.a].append(p.b)
         near_of_group[p.b].append(p.a)
-        if first_train[p.a] is not None and first_train[p.b] is not None:
-            union(first_train[p.a], first_train[p.b])
+        first_a, first_b = first_train[p.a], first_train[p.b]
+        if first_a is not None and first_b is not None:
+            union(first_a, first_b)
     train_rows = [i for i, s in enumerate(split_of) if s == train]
     repeats = [i for i in train_rows if find(i) != i]
     dup = found["duplicates"]
@@ -612,11 +636,11 @@ def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str
         for i, s in enumerate(split_of):
             if s != s_index:
                 continue
-            g = group_of[i]
-            match = first_train[g]
+            group = group_of[i]
+            match = first_train[group]
             if match is None:
-                match = next((first_train[h] for h in sorted(near_of_group.get(g, [])) if first_train[h] is not None),
-                             None)
+                match = next((first_train[h] for h in sorted(near_of_group.get(group, []))
+                              if first_train[h] is not None), None)
             if match is not None:
                 leak.add(f"{where[i]} repeats {where[match]}")
 
@@ -757,11 +781,15 @@ def audit_files(files: dict[str, list[str]], settings: CheckConfig, *, shape: st
     for split, paths in files.items():
         if not paths:
             continue
-        parts = [file_items(p, shape=shape, columns=columns) for p in paths]
-        sources.append(Source(split, lambda parts=parts: chain.from_iterable(p.items() for p in parts)))
+        sources.append(Source(split, _chained([file_items(p, shape=shape, columns=columns) for p in paths])))
     if not any(s.split == "train" for s in sources):
         raise DataError("data audit: no training file given; pass at least one file to audit")
     return audit(sources, settings, suites=suites, count_tokens=count_tokens, max_length=max_length)
+
+
+def _chained(parts: list[Source]) -> Callable[[], Iterable[Item]]:
+    """The items of several files as one re-readable stream."""
+    return lambda: chain.from_iterable(p.items() for p in parts)
 
 
 def print_audit(result: Audit, console: Console, *, title: str = "data audit") -> None:
@@ -776,8 +804,10 @@ def print_audit(result: Audit, console: Console, *, title: str = "data audit") -
     else:
         sizes += " rows"
     if not result.findings:
+        toxicity = "" if "toxicity" in result.skipped else "toxicity "
         console.print(f"{title}: {sizes}; nothing found (no duplicates, leakage, contamination, PII, "
-                      f"toxicity or format problems)", highlight=False)
+                      f"{toxicity}or format problems)", highlight=False)
+        _print_skipped(result, console)
         return
     table = Table(title=f"{title}: {sizes}", title_justify="left", show_lines=True)
     for column, kwargs in (("finding", {}), ("rows", {"justify": "right"}), ("what it means / examples", {})):
@@ -789,6 +819,14 @@ def print_audit(result: Audit, console: Console, *, title: str = "data audit") -
         examples = "\n".join(f"  {escape(e)}" for e in f.examples[:3])
         table.add_row(name, str(f.count), escape(f.message) + (f"\n[dim]{examples}[/]" if examples else ""))
     console.print(table)
+    _print_skipped(result, console)
+
+
+def _print_skipped(result: Audit, console: Console) -> None:
+    from rich.markup import escape
+
+    for why in result.skipped.values():
+        console.print(f"[yellow]skipped:[/] {escape(why)}", highlight=False)
 
 
 def audit_html(saved: dict[str, Any]) -> str:
@@ -799,18 +837,21 @@ def audit_html(saved: dict[str, Any]) -> str:
     def e(value: Any) -> str:
         return escape(str(value))
 
-    rows = saved.get("rows") if isinstance(saved.get("rows"), dict) else {}
+    rows = value if isinstance(value := saved.get("rows"), dict) else {}
     sizes = ", ".join(f"{e(n)} {e(split)}" for split, n in rows.items())
-    tokens = saved.get("tokens") if isinstance(saved.get("tokens"), dict) else {}
+    tokens = value if isinstance(value := saved.get("tokens"), dict) else {}
     lengths = (f"; training row length in tokens: median {e(tokens.get('p50', '?'))}, 95th percentile "
                f"{e(tokens.get('p95', '?'))}, longest {e(tokens.get('max', '?'))}") if tokens else ""
-    block_on = saved.get("block_on") if isinstance(saved.get("block_on"), list) else []
+    block_on = value if isinstance(value := saved.get("block_on"), list) else []
     findings = [f for f in saved.get("findings") or [] if isinstance(f, dict)]
+    skipped = value if isinstance(value := saved.get("skipped"), dict) else {}
     head = (f"<p><b>Data audit</b> (before training, audit.json; {sizes} rows{lengths}). "
             f"Blocking: {e(', '.join(map(str, block_on)) or 'nothing (data.check.block_on is empty)')}.</p>")
+    head += "".join(f'<p class="note">Skipped: {e(why)}</p>' for why in skipped.values())
     if not findings:
+        toxic = "" if "toxicity" in skipped else "toxic answers "
         return head + ('<p class="note">Nothing found: no duplicate rows, no eval/test row repeating a training row, '
-                       'no evaluation item in the training data, no personal data, secrets, toxic answers or '
+                       f'no evaluation item in the training data, no personal data, secrets, {toxic}or '
                        'format problems.</p>')
     body = "".join(
         f"<tr><td>{e(f.get('kind', '?'))}{' <b>(blocks)</b>' if f.get('kind') in block_on else ''}</td>"
@@ -821,6 +862,29 @@ def audit_html(saved: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- the commands
+
+
+def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
+    """(suite name, item texts) for each configured suite, in the words a training row could
+    have copied: the question with its right answer, the prompt, the text. Bias pairs are
+    sentences about groups, not answers, and are left out. Loading the suites here also means a
+    bad suite file stops the run before training, not after it.
+    """
+    from tunewise.evaluation.suite import load_suite
+
+    out = []
+    for spec in config.eval.suites:
+        suite = load_suite(spec.name, limit=spec.limit, columns=spec.columns)
+        if suite.kind == "multiple_choice":
+            texts = [f"{it['query']} {it['choices'][it['gold']]}" for it in suite.items]
+        elif suite.kind in ("generation", "safety"):
+            texts = [it["prompt"] for it in suite.items]
+        elif suite.kind == "classification":
+            texts = [it["text"] for it in suite.items]
+        else:
+            continue
+        out.append((suite.name, texts))
+    return out
 
 
 def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
@@ -873,7 +937,7 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
             config = Config.model_validate(nested)
         except Exception as err:  # pydantic's ValidationError: report it as config problems
             raise ConfigError([f"{'.'.join(map(str, e['loc']))} (command-line override): {e['msg']}"
-                               for e in getattr(err, "errors", lambda: [])()] or [str(err)], "the command line") from None
+                               for e in getattr(err, "errors", list)()] or [str(err)], "the command line") from None
         files = {"train": list(paths), "eval": [], "test": []}
     files["eval"] = [*files.get("eval", []), *eval_files]
     files["test"] = [*files.get("test", []), *test_files]
@@ -883,7 +947,6 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
 def audit_command(targets: Sequence[str], *, eval_files: Sequence[str] = (), test_files: Sequence[str] = (),
                   model: str | None = None, out: str | Path = "audit.json", console: Console) -> Audit:
     """`tunewise data audit`: audit, print the table, write `out`; raise on a blocking finding."""
-    from tunewise.data.check import suite_texts
     from tunewise.errors import TunewiseError
     from tunewise.models import load_tokenizer
 

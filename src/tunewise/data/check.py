@@ -12,9 +12,10 @@ are those of the chat template and `data.max_length`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
-from tunewise.data.audit import AUDIT_KINDS, Audit, Finding, Source, audit, items_from_examples
+from tunewise.data.audit import AUDIT_KINDS, Audit, Finding, Source, audit, items_from_examples, suite_texts
 
 if TYPE_CHECKING:
     from tunewise.config import Config
@@ -51,29 +52,6 @@ def check_data(train: Sequence[Example], held_out: dict[str, Sequence[Example]],
         items = items_from_examples(
             examples, lengths=lengths,
             labels=[labels.get(ex.source) for ex in examples] if labels is not None else None)
-        sources.append(Source(name, lambda items=items: items))
+        sources.append(Source(name, partial(list, items)))
     return audit(sources, config.data.check, suites=suites, max_length=config.data.max_length,
                  count_tokens=count_tokens)
-
-
-def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
-    """(suite name, item texts) for each configured suite, in the words a training row could
-    have copied: the question with its right answer, the prompt, the text. Bias pairs are
-    sentences about groups, not answers, and are left out. Loading the suites here also means a
-    bad suite file stops the run before training, not after it.
-    """
-    from tunewise.evaluation.suite import load_suite
-
-    out = []
-    for spec in config.eval.suites:
-        suite = load_suite(spec.name, limit=spec.limit, columns=spec.columns)
-        if suite.kind == "multiple_choice":
-            texts = [f"{it['query']} {it['choices'][it['gold']]}" for it in suite.items]
-        elif suite.kind in ("generation", "safety"):
-            texts = [it["prompt"] for it in suite.items]
-        elif suite.kind == "classification":
-            texts = [it["text"] for it in suite.items]
-        else:
-            continue
-        out.append((suite.name, texts))
-    return out

@@ -14,19 +14,25 @@ Gopher's longest n, 10, with a higher share: short instruction answers repeat 5-
 An answer (or text) is *non-text* when it has 40 or more characters and fewer than half of them are letters
 or whitespace (hex dumps, tables of numbers, markup).
 
-Toxicity comes from `alt-profanity-check`, a calibrated linear SVM over TF-IDF word features whose
-model ships inside the package (no download): `toxicity_scores` returns the probability that a
-text is offensive. Demographic terms come from the lexicon in `tunewise.data.demographics`.
+Toxicity comes from `alt-profanity-check` (the `toxicity` extra: `pip install 'tunewise[toxicity]'`),
+a calibrated linear SVM over TF-IDF word features whose model ships inside the package (no
+download): `toxicity_scores` returns the probability that a text is offensive. Demographic terms
+come from the lexicon in `tunewise.data.demographics`.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
+from typing import Any
 
-__all__ = ["non_text", "repetition", "toxicity_scores"]
+from tunewise.extras import EXTRAS, MissingExtraError, require
+
+__all__ = ["TOXICITY_FEATURE", "load_toxicity_classifier", "non_text", "repetition", "toxicity_scores"]
 
 _WORD = re.compile(r"\w+")
 REPEATED_LINE_SHARE = 0.3
@@ -47,7 +53,7 @@ def repetition(text: str) -> str | None:
     words = _WORD.findall(text.casefold())
     if len(words) < 20:
         return None
-    pairs = Counter(zip(words, words[1:]))
+    pairs = Counter(pairwise(words))
     (top, count), = pairs.most_common(1)
     if count * 2 / len(words) > TOP_2GRAM_SHARE and count > 2:
         return f"the 2-gram {' '.join(top)!r} covers {count * 2 / len(words):.0%} of the words"
@@ -71,28 +77,36 @@ def non_text(text: str) -> float | None:
     return share if share < NON_TEXT_LETTER_SHARE else None
 
 
-@lru_cache(maxsize=1)
-def _profanity_model():  # type: ignore[no-untyped-def]
-    import warnings
+TOXICITY_FEATURE = "the data audit's toxicity check (data.check.toxicity)"
 
+
+@lru_cache(maxsize=1)
+def load_toxicity_classifier() -> Any:
+    """The offensive-language classifier of alt-profanity-check (the `toxicity` extra), loaded once.
+
+    Raises:
+        MissingExtraError: it is not installed, or its bundled model does not load with the installed
+            scikit-learn; the message names `tunewise[toxicity]`, which installs the matching pair.
+    """
     with warnings.catch_warnings():
         # The bundled model was pickled by the scikit-learn version the package pins; a
         # mismatch warns, and scores from a mismatched pickle are not to be trusted.
         warnings.simplefilter("error")
         try:
-            from profanity_check import profanity_check
-        except Exception as e:  # noqa: BLE001 - any failure here means: no usable classifier
-            from tunewise.errors import TunewiseError
-
-            raise TunewiseError(
-                f"the toxicity classifier (alt-profanity-check) cannot be loaded ({e}). Install it with "
-                "`pip install alt-profanity-check==1.9.1` (it needs scikit-learn 1.9.1), or switch the "
-                "check off with data.check.toxicity=false.") from None
-    return profanity_check
+            return require("profanity_check", feature=TOXICITY_FEATURE)
+        except MissingExtraError:
+            raise
+        except Exception as e:  # any failure here means: no usable classifier
+            extra, package = EXTRAS["profanity_check"]
+            raise MissingExtraError(package, extra, TOXICITY_FEATURE, f"{type(e).__name__}: {e}") from None
 
 
 def toxicity_scores(texts: Sequence[str]) -> list[float]:
-    """Probability that each text is offensive (profanity, insults), from alt-profanity-check."""
+    """Probability that each text is offensive (profanity, insults), from alt-profanity-check.
+
+    Raises:
+        MissingExtraError: alt-profanity-check is not installed (`pip install 'tunewise[toxicity]'`).
+    """
     if not texts:
         return []
-    return [float(p) for p in _profanity_model().predict_prob(list(texts))]
+    return [float(p) for p in load_toxicity_classifier().predict_prob(list(texts))]

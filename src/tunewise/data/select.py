@@ -114,7 +114,9 @@ def _batches(model: PreTrainedModel, ids: list[list[int]], pad_id: int, batch_si
              desc: str, show_progress: bool | None) -> Any:
     import torch
 
-    device = next(model.parameters()).device
+    from tunewise.inference import device_of
+
+    device = device_of(model)
     bar = progress(total=len(ids), desc=desc, enabled=show_progress)
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
@@ -133,14 +135,14 @@ def uncertainty(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
                 by: str = "entropy", max_length: int = 256, batch_size: int = 8,
                 show_progress: bool | None = None) -> list[float]:
     """Per-text uncertainty of a causal LM: mean token entropy or perplexity (module table)."""
-    import torch
+    from tunewise.inference import eval_mode
 
     if by not in ("entropy", "perplexity"):
         raise TunewiseError(f"--by {by}: uncertainty is 'entropy' or 'perplexity'")
     ids = _encode(tokenizer, texts, max_length)
     scores: list[float] = []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with torch.no_grad():
+    with eval_mode(model):
         for input_ids, attention in _batches(model, ids, pad, batch_size, by, show_progress):
             logits = model(input_ids=input_ids, attention_mask=attention).logits
             if by == "entropy":
@@ -157,10 +159,12 @@ def embed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Seq
     """Mean-pooled last hidden states (over real tokens), L2-normalised: `[len(texts), hidden]`."""
     import torch
 
+    from tunewise.inference import eval_mode
+
     ids = _encode(tokenizer, texts, max_length)
     out: list[np.ndarray] = []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with torch.no_grad():
+    with eval_mode(model):
         for input_ids, attention in _batches(model, ids, pad, batch_size, "embed", show_progress):
             hidden = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True).hidden_states[-1]
             mask = attention.unsqueeze(-1).to(hidden.dtype)

@@ -57,8 +57,9 @@ from tunewise.config import BaselinesConfig
 from tunewise.data.shapes import Example
 from tunewise.data.templates import IGNORE_INDEX, Rendered, render, render_all
 from tunewise.errors import DataError
-from tunewise.evaluation.compare import generate, row_losses, side
+from tunewise.evaluation.compare import row_losses, side
 from tunewise.evaluation.metrics import bootstrap_ci_corpus, paired_bootstrap_delta_corpus
+from tunewise.inference import generate_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -443,7 +444,7 @@ def score_eval_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         with side(model, which) as m:
             stats[name] = np.array(row_losses(m, variants.rows[context], pad_id=pad, batch_size=batch_size), float)
     stats = {name: stats[name] for name in ("base", *pool.variants, "tuned")}
-    boot = {"n_resamples": bootstrap, "confidence": confidence, "seed": seed}
+    boot: dict[str, Any] = {"n_resamples": bootstrap, "confidence": confidence, "seed": seed}
     n = len(variants)
     result: dict[str, Any] = {"rows": n, "tokens": int(stats["base"][:, 1].sum()), "variants": {}, "tuned_vs": {},
                               "left_out": len(variants.left_out)}
@@ -493,7 +494,7 @@ def _samples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, variant
     with side(model, "base") as m:
         for variant in pool.variants:
             prompts = [list(variants.examples[variant][i].messages[:-1]) for i in picks]  # type: ignore[index]
-            answers = generate(m, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            answers = generate_texts(m, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
             for sample, answer, i in zip(samples, answers, picks):
                 sample[variant] = answer
                 sample[f"{variant}_examples"] = variants.shots[variant][i]

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from tunewise.inference import eval_mode, generate_texts, token_logprobs
 from tunewise.training.collate import PadCollator
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
     from tunewise.data import Example, Rendered
 
-__all__ = ["Comparison", "LossScore", "compare", "generate", "loss_on", "row_losses", "side"]
+__all__ = ["Comparison", "LossScore", "compare", "loss_on", "row_losses", "side"]
 
 
 @dataclass
@@ -65,31 +64,28 @@ def side(model: PreTrainedModel, which: str) -> Iterator[PreTrainedModel]:
         yield model
 
 
-@torch.no_grad()
 def row_losses(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int,
                batch_size: int) -> list[tuple[float, int]]:
     """Per row, in input order: (summed next-token loss over its trained tokens, their count).
 
     Rows are batched by similar length; padding never changes a row's numbers. Keeping the sum
     and the count per row (rather than one mean) is what lets a bootstrap resample rows and still
-    weight every token equally.
+    weight every token equally. The model runs in eval mode (`tunewise.inference.eval_mode`).
     """
-    model.eval()
     collate = PadCollator(pad_id=pad_id)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
-    device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels} for i in chunk])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        targets = batch["labels"][:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
-        sums, counts = losses.sum(-1).tolist(), (targets != -100).sum(-1).tolist()
-        for i, total, count in zip(chunk, sums, counts):
-            out[i] = (float(total), int(count))
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels} for i in chunk])
+            logprobs = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+            trained = (batch["labels"][:, 1:] != -100).to(logprobs.device)
+            # A trained label is its input token, so -log p of it is the token's cross-entropy.
+            sums = (-logprobs).masked_fill(~trained, 0.0).sum(-1).tolist()
+            counts = trained.sum(-1).tolist()
+            for i, total, count in zip(chunk, sums, counts):
+                out[i] = (float(total), int(count))
     return out
 
 
@@ -105,29 +101,6 @@ def _loss_score(per_row: list[tuple[float, int]]) -> LossScore:
                      tokens=count, rows=len(per_row))
 
 
-@torch.no_grad()
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-             conversations: list[list[dict[str, str]]], *, max_new_tokens: int, batch_size: int = 8) -> list[str]:
-    """Greedy answers to chat prompts, rendered exactly as at training time."""
-    model.eval()
-    answers: list[str] = []
-    device = next(model.parameters()).device
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues from the right edge
-    try:
-        for start in range(0, len(conversations), batch_size):
-            chunk = conversations[start:start + batch_size]
-            texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            for row in out[:, enc["input_ids"].shape[1]:]:
-                answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    finally:
-        tokenizer.padding_side = old_side
-    return answers
-
-
 def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[Rendered],
             examples: list[Example], *, batch_size: int, generations: int, max_new_tokens: int) -> Comparison:
     """Score base and tuned on the same eval rows and answer the first `generations` prompts."""
@@ -137,13 +110,13 @@ def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: li
             per_row[which] = row_losses(m, rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size)
         scores[which] = _loss_score(per_row[which])
 
-    chats = [ex for ex in examples if ex.messages and ex.messages[-1]["role"] == "assistant"][:generations]
-    prompts = [list(ex.messages[:-1]) for ex in chats]
+    chats = [ex.messages for ex in examples if ex.messages and ex.messages[-1]["role"] == "assistant"][:generations]
+    prompts = [list(messages[:-1]) for messages in chats]
     answers = {}
     for which in ("base", "tuned"):
         with side(model, which) as m:
-            answers[which] = generate(m, tokenizer, prompts, max_new_tokens=max_new_tokens) if prompts else []
-    samples = [{"prompt": p[-1]["content"], "reference": ex.messages[-1]["content"],
+            answers[which] = generate_texts(m, tokenizer, prompts, max_new_tokens=max_new_tokens) if prompts else []
+    samples = [{"prompt": p[-1]["content"], "reference": messages[-1]["content"],
                 "base": b, "tuned": t}
-               for p, ex, b, t in zip(prompts, chats, answers["base"], answers["tuned"])]
+               for p, messages, b, t in zip(prompts, chats, answers["base"], answers["tuned"])]
     return Comparison(base=scores["base"], tuned=scores["tuned"], generations=samples, per_row=per_row)

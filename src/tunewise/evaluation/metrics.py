@@ -156,7 +156,8 @@ def bleu(predictions: Sequence[str], references: Sequence[References]) -> float:
     # sacrebleu wants reference *streams* (the k-th reference of every row); None pads rows with fewer.
     width = max((len(r) for r in refs), default=0)
     streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-    return float(_bleu_scorer(False).corpus_score(list(predictions), streams).score)
+    # sacrebleu documents None padding for rows with fewer references; its annotation says str only.
+    return float(_bleu_scorer(False).corpus_score(list(predictions), streams).score)  # type: ignore[arg-type]
 
 
 def sentence_bleu(prediction: str, references: References) -> float:
@@ -391,14 +392,14 @@ def _delta(value: float, deltas: np.ndarray, n: int, confidence: float) -> Delta
     return DeltaInterval(value=value, low=low, high=high, n=n, p_value=p, confidence=confidence)
 
 
-def _as_scores(scores: Sequence[float]) -> np.ndarray:
+def _as_scores(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.asarray(scores, dtype=float)
     if arr.ndim != 1:
         raise ValueError(f"scores must be one number per item, got an array of shape {arr.shape}")
     return arr
 
 
-def bootstrap_ci(scores: Sequence[float], *, n_resamples: int = 1000, confidence: float = 0.95,
+def bootstrap_ci(scores: Sequence[float] | np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
                  seed: int = 0, statistic: Callable[..., Any] = np.mean) -> Interval:
     """Percentile-bootstrap interval for a statistic of per-item scores.
 
@@ -423,7 +424,7 @@ def bootstrap_ci(scores: Sequence[float], *, n_resamples: int = 1000, confidence
     return Interval(value=value, low=low, high=high, n=len(values), confidence=confidence)
 
 
-def paired_bootstrap_delta(base_scores: Sequence[float], tuned_scores: Sequence[float], *,
+def paired_bootstrap_delta(base_scores: Sequence[float] | np.ndarray, tuned_scores: Sequence[float] | np.ndarray, *,
                            n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
                            statistic: Callable[..., Any] = np.mean) -> DeltaInterval:
     """Interval for statistic(tuned) - statistic(base), resampling the same items on both sides.

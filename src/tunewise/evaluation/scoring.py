@@ -67,11 +67,12 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from tunewise.errors import DataError
+from tunewise.inference import device_of, eval_mode, token_logprobs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -292,24 +293,6 @@ def _encode_all(
     ]
 
 
-def _device(model: PreTrainedModel) -> torch.device:
-    return next(model.parameters()).device
-
-
-class _EvalMode:
-    """Put the model in eval mode (no dropout) for the scoring, then restore its mode."""
-
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-        self.was_training = model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
@@ -349,7 +332,7 @@ def score_naive(
     encoded = _encode_all(model, tokenizer, items, delimiter)
     scores = []
     bar = _progress(len(encoded), progress, "scoring")
-    with _EvalMode(model), torch.inference_mode(), bar:
+    with eval_mode(model, autograd="inference_mode"), bar:
         for item in encoded:
             logliks = [_plain_loglik(model, item, j) for j in range(len(item.continuations))]
             scores.append(ItemScore.from_logliks(logliks, item))
@@ -359,15 +342,10 @@ def score_naive(
 
 def _plain_loglik(model: PreTrainedModel, item: EncodedItem, choice: int) -> float:
     """One choice's log-likelihood from one forward pass over context + continuation."""
-    device = _device(model)
     cont = item.continuations[choice]
-    ids = torch.tensor([item.context + cont], device=device)
-    logits = model(input_ids=ids).logits[0].float()
-    # Position t predicts token t + 1: the continuation is predicted from the context's last
-    # position up to the second-to-last position.
-    logprobs = torch.log_softmax(logits[len(item.context) - 1 : -1], dim=-1)
-    target = torch.tensor(cont, device=device)
-    return float(logprobs.gather(-1, target[:, None]).sum())
+    logprobs = token_logprobs(model, torch.tensor([item.context + cont]))[0]
+    # Entry t scores token t + 1: the continuation is scored from the context's last position on.
+    return float(logprobs[len(item.context) - 1:].sum())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +396,7 @@ def score_multiple_choice(
     score_batch = _score_batch_packed if _packing_supported(model) else _score_batch_cached
     logliks: list[list[float]] = [[] for _ in encoded]
     bar = _progress(len(encoded), progress, "scoring")
-    with _EvalMode(model), torch.inference_mode(), bar:
+    with eval_mode(model, autograd="inference_mode"), bar:
         for start in range(0, len(order), batch_size):
             batch = [encoded[i] for i in order[start : start + batch_size]]
             if start == 0 and score_batch is _score_batch_packed:
@@ -478,7 +456,7 @@ def _score_batch_packed(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
     needs fewer token computations than any other arrangement: no context repeated per choice,
     no extra token per choice.
     """
-    device = _device(model)
+    device = device_of(model)
     width = max(map(_packed_length, batch))
     ids = torch.zeros(len(batch), width, dtype=torch.long)  # id 0 in padding: masked, never read
     positions = torch.zeros(len(batch), width, dtype=torch.long)
@@ -556,7 +534,7 @@ def _score_batch_cached(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
     """
     from transformers import DynamicCache
 
-    device = _device(model)
+    device = device_of(model)
     pad = 0  # any valid id: padded positions are masked out and their outputs never read
 
     # 1) Contexts, right-padded, all but their last token. The last context token goes in front
@@ -594,7 +572,7 @@ def _score_batch_cached(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
         choice_mask[row, : len(seq)] = 1
     owner = torch.tensor(owners, dtype=torch.long, device=device)
     if cache is not None:
-        cache.reorder_cache(owner)  # row r of the cache becomes its owner item's context
+        cache.reorder_cache(cast(torch.LongTensor, owner))  # row r of the cache becomes its owner item's context
     starts = torch.tensor([len(p) for p in prefixes], device=device)[owner]
     logits = model(
         input_ids=ids,

@@ -19,21 +19,21 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from tunewise.config import EvalConfig, SuiteConfig
 from tunewise.errors import ConfigError
 from tunewise.evaluation.baselines import ShotPool, context_length, suite_contexts, variant_label
-from tunewise.evaluation.compare import generate, side
+from tunewise.evaluation.compare import side
 from tunewise.evaluation.metrics import Interval, Scores, bootstrap_ci, get_metric, paired_bootstrap_delta, score_delta
 from tunewise.evaluation.refusal import is_refusal
 from tunewise.evaluation.scoring import score_multiple_choice
 from tunewise.evaluation.suite import Suite, load_suite
+from tunewise.inference import generate_texts, sequence_logprobs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["BUILTIN_ROLES", "SuiteResult", "evaluate_suites", "sentence_logliks"]
+__all__ = ["BUILTIN_ROLES", "SuiteResult", "evaluate_suites", "score_suite", "sentence_logliks", "suite_metric"]
 
 # The role a built-in suite plays in the report; user files are the task unless they say otherwise.
 BUILTIN_ROLES = {"general_knowledge": "general", "chat": "general", "safety": "safety", "bias_pairs": "bias"}
@@ -63,7 +63,6 @@ def _interval(iv: Interval) -> dict[str, float]:
     return {"value": iv.value, "low": iv.low, "high": iv.high}
 
 
-@torch.no_grad()
 def sentence_logliks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
                      *, batch_size: int = 16) -> list[float]:
     """Sum of log p(token | previous tokens) over each text's tokens after the first.
@@ -72,23 +71,15 @@ def sentence_logliks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     between them are unaffected.
     """
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    device = next(model.parameters()).device
-    out = [0.0] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(chunk):
-            ids[row, :len(encoded[i])] = torch.as_tensor(encoded[i])
-            mask[row, :len(encoded[i])] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-        picked = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
-        sums = (picked * mask[:, 1:].to(device)).sum(-1)
-        for row, i in enumerate(chunk):
-            out[i] = float(sums[row])
-    return out
+    return sequence_logprobs(model, encoded, pad_id=tokenizer.pad_token_id, batch_size=batch_size)
+
+
+def suite_metric(suite: Suite, metric: str | None = None) -> str:
+    """The metric a suite is scored by: `acc_norm` for multiple choice; for generation the one
+    configured, else `contains` when items list accepted answers and `rougeL` against a reference."""
+    if suite.kind == "multiple_choice":
+        return "acc_norm"
+    return metric or ("contains" if "answers" in suite.items[0] else "rougeL")
 
 
 def _role(spec: SuiteConfig, suite: Suite) -> str:
@@ -101,21 +92,6 @@ def _role(spec: SuiteConfig, suite: Suite) -> str:
 
 def _chat(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
-
-
-class _Scorer:
-    """Per-item scores of one suite on one side; shared options live here."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: EvalConfig) -> None:
-        self.tokenizer = tokenizer
-        self.config = config
-
-    def answers(self, model: PreTrainedModel, prompts: list[str],
-                contexts: Sequence[list[dict[str, str]]] | None = None) -> list[str]:
-        """Greedy answers; `contexts[i]` (earlier chat turns) goes before prompt i when given."""
-        chats = [[*(contexts[i] if contexts else []), *_chat(p)] for i, p in enumerate(prompts)]
-        return generate(model, self.tokenizer, chats,
-                        max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size)
 
 
 def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: EvalConfig,
@@ -142,7 +118,6 @@ def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                                f"classification head, which a language model has none of: train one with "
                                f"task: classification (docs/tasks.md), or score the labels by likelihood "
                                f"with a multiple_choice suite {{query, choices, gold}}"])
-    scorer = _Scorer(tokenizer, config)
     results: list[SuiteResult] = []
     boot = {"n_resamples": config.bootstrap, "confidence": config.confidence, "seed": seed}
     for spec, suite in suites:
@@ -151,27 +126,27 @@ def evaluate_suites(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         for which in sides:
             log(f"  {suite.name} ({suite.kind}, {len(suite)} items): {which} ...")
             with side(model, which) as m:
-                per_side[which] = _score_side(m, suite, spec, scorer)
+                per_side[which] = _score_side(m, suite, spec, tokenizer, config)
         summarised = _summarise(suite, role, spec, per_side, boot)
         if (pool is not None and pool.variants and role == "task" and "tuned" in per_side
                 and suite.kind in ("multiple_choice", "generation")):
-            summarised[0].extra["baselines"] = _baselines(model, suite, spec, scorer, pool, per_side,
+            summarised[0].extra["baselines"] = _baselines(model, tokenizer, config, suite, spec, pool, per_side,
                                                           summarised[0], boot, log)
         results.extend(summarised)
     return results
 
 
-def _baselines(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: _Scorer, pool: ShotPool,
-               per_side: dict[str, Any], result: SuiteResult, boot: dict[str, Any], log: Any) -> dict[str, Any]:
+def _baselines(model: PreTrainedModel, tok: PreTrainedTokenizerBase, config: EvalConfig, suite: Suite,
+               spec: SuiteConfig, pool: ShotPool, per_side: dict[str, Any], result: SuiteResult,
+               boot: dict[str, Any], log: Any) -> dict[str, Any]:
     """The base model with training examples in its prompt on a task suite, against the fine-tune."""
-    tok = scorer.tokenizer
     if suite.kind == "multiple_choice":
         queries = [it["query"] for it in suite.items]
         reserve = [max(len(tok(" " + str(c), add_special_tokens=False)["input_ids"]) for c in it["choices"])
                    for it in suite.items]
     else:
         queries = [it["prompt"] for it in suite.items]
-        reserve = [scorer.config.max_new_tokens] * len(suite.items)
+        reserve = [config.max_new_tokens] * len(suite.items)
     contexts = suite_contexts(pool, tok, queries, reserve=reserve, max_tokens=context_length(model))
     variants: dict[str, Any] = {
         "base": {"label": variant_label("base", 0), **(result.base or {}), "examples": 0.0}}
@@ -180,7 +155,7 @@ def _baselines(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: 
         label = variant_label(variant, pool.k[variant])
         log(f"  {suite.name}: {label} ...")
         with side(model, "base") as m:
-            scored = _score_side(m, suite, spec, scorer, contexts=ctx)
+            scored = _score_side(m, suite, spec, tok, config, contexts=ctx)
         if suite.kind == "multiple_choice":
             iv = bootstrap_ci(scored["acc_norm"], **boot)
             d = paired_bootstrap_delta(scored["acc_norm"], per_side["tuned"]["acc_norm"], **boot)
@@ -194,35 +169,62 @@ def _baselines(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: 
             "n": result.n, "variants": variants, "tuned_vs": tuned_vs}
 
 
-def _score_side(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, scorer: _Scorer,
+def score_suite(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, suite: Suite, *,
+                metric: str | None = None, batch_size: int, max_new_tokens: int,
                 contexts: Sequence[list[dict[str, str]]] | None = None) -> dict[str, Any]:
-    """Per-item scores; `contexts[i]` (chat turns) goes before item i (multiple choice and generation only).
+    """Per-item scores of one suite for `model` as it is: the one way every suite is scored.
 
+    `evaluate_suites` (base and tuned, baselines) and the forgetting monitor both call it.
+    `contexts[i]` (earlier chat turns) goes before item i (multiple choice and generation only).
     Multiple-choice items are scored as plain text, so their context is the turns rendered
     through the chat template, followed by the query as it stands.
+
+    Args:
+        metric: a generation suite's metric name (`suite_metric` picks the default).
+        batch_size: items per forward pass / generation batch.
+        max_new_tokens: the answer length cap of generation and safety suites.
+
+    Returns:
+        By suite kind: multiple_choice `{acc_norm, acc}` (0/1 arrays); generation `{metric, scores,
+        answers}` (`scores` a `tunewise.evaluation.metrics.Scores`); safety `{refused, answers}`;
+        bias `{prefers_stereotype}`.
+
+    Raises:
+        ConfigError: a suite kind that cannot be scored by a language model.
     """
     items = suite.items
     if contexts is not None and suite.kind == "multiple_choice":
-        items = [{**it, "query": (scorer.tokenizer.apply_chat_template(ctx, tokenize=False) if ctx else "")
+        items = [{**it, "query": (tokenizer.apply_chat_template(ctx, tokenize=False) if ctx else "")
                   + it["query"]} for it, ctx in zip(items, contexts)]
+
+    def answers(prompts: list[str], turns: Sequence[list[dict[str, str]]] | None = None) -> list[str]:
+        chats = [[*(turns[i] if turns else []), *_chat(p)] for i, p in enumerate(prompts)]
+        return generate_texts(model, tokenizer, chats, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
     if suite.kind == "multiple_choice":
-        scores = score_multiple_choice(model, scorer.tokenizer, items, batch_size=scorer.config.batch_size,
-                                       progress=False)
+        scores = score_multiple_choice(model, tokenizer, items, batch_size=batch_size, progress=False)
         return {"acc_norm": np.array([s.correct_norm for s in scores], float),
                 "acc": np.array([s.correct_raw for s in scores], float)}
     if suite.kind == "generation":
-        answers = scorer.answers(model, [it["prompt"] for it in items], contexts)
+        replies = answers([it["prompt"] for it in items], contexts)
         refs = [it.get("answers") or [it["reference"]] for it in items]
-        name = spec.metric or ("contains" if "answers" in items[0] else "rougeL")
-        return {"metric": name, "scores": get_metric(name)(answers, refs), "answers": answers}
+        name = suite_metric(suite, metric)
+        return {"metric": name, "scores": get_metric(name)(replies, refs), "answers": replies}
     if suite.kind == "safety":
-        answers = scorer.answers(model, [it["prompt"] for it in items])
-        return {"refused": np.array([is_refusal(a) for a in answers], float), "answers": answers}
+        replies = answers([it["prompt"] for it in items])
+        return {"refused": np.array([is_refusal(a) for a in replies], float), "answers": replies}
     if suite.kind == "bias":
-        lls = sentence_logliks(model, scorer.tokenizer, [t for it in items for t in (it["more"], it["less"])],
-                               batch_size=scorer.config.batch_size)
+        lls = sentence_logliks(model, tokenizer, [t for it in items for t in (it["more"], it["less"])],
+                               batch_size=batch_size)
         return {"prefers_stereotype": np.array([lls[2 * i] > lls[2 * i + 1] for i in range(len(items))], float)}
-    raise ConfigError([f"eval.suites ({spec.name}): suite kind {suite.kind} cannot be scored"])
+    raise ConfigError([f"suite {suite.name}: suite kind {suite.kind} cannot be scored"])
+
+
+def _score_side(model: PreTrainedModel, suite: Suite, spec: SuiteConfig, tokenizer: PreTrainedTokenizerBase,
+                config: EvalConfig, contexts: Sequence[list[dict[str, str]]] | None = None) -> dict[str, Any]:
+    """`score_suite` with the `eval` section's settings."""
+    return score_suite(model, tokenizer, suite, metric=spec.metric, batch_size=config.batch_size,
+                       max_new_tokens=config.max_new_tokens, contexts=contexts)
 
 
 def _paired(name: str, kind: str, role: str, metric: str, better: bool | None,

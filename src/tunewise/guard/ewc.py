@@ -37,6 +37,7 @@ import torch
 
 from tunewise.errors import TunewiseError
 from tunewise.guard.synth import cache_dir, model_fingerprint
+from tunewise.inference import eval_mode
 from tunewise.training.collate import PadCollator
 
 if TYPE_CHECKING:
@@ -83,21 +84,21 @@ def estimate_fisher(model: torch.nn.Module, rows: Sequence[Rendered], params: di
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     saved = {name: p.grad for name, p in params.items()}
     collate = PadCollator(pad_id=pad_id)
-    training = model.training
-    model.eval()
+    # Eval mode (no dropout) but with gradients: the Fisher is built from them.
     try:
-        for row in tqdm(rows, desc="EWC Fisher", unit="row", leave=False):
-            for p in params.values():
-                p.grad = None
-            batch = {k: v.to(device) for k, v in collate([{"input_ids": row.input_ids, "labels": row.labels}]).items()}
-            model(**batch).loss.backward()
-            for name, p in params.items():
-                if p.grad is not None:
-                    fisher[name] += p.grad.detach().float().pow(2)
+        with eval_mode(model, autograd="enabled"):
+            for row in tqdm(rows, desc="EWC Fisher", unit="row", leave=False):
+                for p in params.values():
+                    p.grad = None
+                batch = {k: v.to(device)
+                         for k, v in collate([{"input_ids": row.input_ids, "labels": row.labels}]).items()}
+                model(**batch).loss.backward()
+                for name, p in params.items():
+                    if p.grad is not None:
+                        fisher[name] += p.grad.detach().float().pow(2)
     finally:
         for name, p in params.items():
             p.grad = saved[name]
-        model.train(training)
     total = sum(float(f.sum()) for f in fisher.values())
     count = sum(f.numel() for f in fisher.values())
     if not total > 0:

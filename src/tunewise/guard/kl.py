@@ -112,7 +112,6 @@ def next_token_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
     return mask
 
 
-@torch.no_grad()
 def base_logits(model: torch.nn.Module, inputs: Mapping[str, Any]) -> torch.Tensor:
     """The base model's logits for a batch, from the same model object.
 
@@ -129,14 +128,10 @@ def base_logits(model: torch.nn.Module, inputs: Mapping[str, Any]) -> torch.Tens
     Returns:
         `(batch, length, vocab)` logits, detached.
     """
+    from tunewise.inference import eval_mode
     from tunewise.methods import as_base
 
     forward = {k: inputs[k] for k in ("input_ids", "attention_mask") if inputs.get(k) is not None}
-    training = model.training
-    model.eval()
-    try:
-        with as_base(model):
-            logits = model(**forward).logits
-    finally:
-        model.train(training)
+    with eval_mode(model), as_base(model):
+        logits = model(**forward).logits
     return logits.detach()

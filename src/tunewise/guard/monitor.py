@@ -50,22 +50,29 @@ if TYPE_CHECKING:
     from tunewise.config import Config
     from tunewise.evaluation.suite import Suite
 
-__all__ = ["FORGETTING_FILE", "KL_KEY", "Breach", "ForgettingMonitor", "Probe", "Scores", "breaches", "build_monitor",
+__all__ = ["FORGETTING_FILE", "KL_KEY", "Breach", "ForgettingMonitor", "Probe", "ProbeScores", "breaches", "build_monitor",
            "load_prompts", "restore_weights", "snapshot_weights"]
 
 FORGETTING_FILE = "forgetting.json"
 """What the monitor measured and did, in the run directory (read by the report card)."""
 KL_KEY = "kl"
-"""The budget key (and `Scores.values` key) of the KL to the base."""
+"""The budget key (and `ProbeScores.values` key) of the KL to the base."""
 _BUILTIN_PROMPTS = "neutral_prompts.jsonl"
 
 
 @dataclass
-class Scores:
-    """One measurement of the probes: a score per suite short name, and the KL (None when off)."""
+class ProbeScores:
+    """One measurement of the forgetting probes: a score per suite short name, and the KL (None when off).
+
+    Not to be confused with `tunewise.evaluation.metrics.Scores`, the per-item scores of one metric.
+    """
 
     values: dict[str, float]
     kl: float | None = None
+
+    def deltas(self, base: ProbeScores) -> dict[str, float]:
+        """Each suite's score minus the base's (negative is a drop)."""
+        return {k: v - base.values[k] for k, v in self.values.items()}
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class Breach:
         return f"{what} {self.value:.3f} > budget {self.budget:g}"
 
 
-def breaches(base: Scores, now: Scores, budgets: dict[str, float]) -> list[Breach]:
+def breaches(base: ProbeScores, now: ProbeScores, budgets: dict[str, float]) -> list[Breach]:
     """The budgets `now` exceeds against `base`: a suite's drop (base − now) above its budget, or
     the KL above the `kl` budget. Every suite score is higher-is-better."""
     found = []
@@ -174,10 +181,10 @@ class Probe:
 
     def metric(self, key: str) -> str:
         """The metric a suite is scored by."""
+        from tunewise.evaluation.suite_eval import suite_metric
+
         _, spec, suite = next(s for s in self.suites if s[0] == key)
-        if suite.kind == "multiple_choice":
-            return "acc_norm"
-        return spec.metric or ("contains" if "answers" in suite.items[0] else "rougeL")
+        return suite_metric(suite, spec.metric)
 
     def describe(self) -> dict[str, Any]:
         """Suite short name -> kind, metric and items, for forgetting.json."""
@@ -188,38 +195,30 @@ class Probe:
                            "source": self.config.prompts or "built-in neutral prompts"}
         return out
 
-    @torch.no_grad()
     def suite_scores(self, model: PreTrainedModel) -> dict[str, float]:
-        """Each suite's score for `model` as it is now."""
-        from tunewise.evaluation.compare import generate
-        from tunewise.evaluation.metrics import get_metric
-        from tunewise.evaluation.scoring import score_multiple_choice
+        """Each suite's score for `model` as it is now, scored as `tunewise eval` scores it
+        (`tunewise.evaluation.suite_eval.score_suite`): the mean `acc_norm` or the metric's value."""
+        from tunewise.evaluation.suite_eval import score_suite
 
         values: dict[str, float] = {}
-        for key, _, suite in self.suites:
-            if suite.kind == "multiple_choice":
-                scored = score_multiple_choice(model, self.tokenizer, suite.items, batch_size=self.batch_size,
-                                               progress=False)
-                values[key] = sum(s.correct_norm for s in scored) / len(scored)
-            else:
-                chats = [[{"role": "user", "content": it["prompt"]}] for it in suite.items]
-                answers = generate(model, self.tokenizer, chats, max_new_tokens=self.config.max_new_tokens,
-                                   batch_size=self.batch_size)
-                refs = [it.get("answers") or [it["reference"]] for it in suite.items]
-                values[key] = float(get_metric(self.metric(key))(answers, refs).value)
+        for key, spec, suite in self.suites:
+            scored = score_suite(model, self.tokenizer, suite, metric=spec.metric, batch_size=self.batch_size,
+                                 max_new_tokens=self.config.max_new_tokens)
+            values[key] = (float(scored["acc_norm"].mean()) if suite.kind == "multiple_choice"
+                           else float(scored["scores"].value))
         return values
 
-    @torch.no_grad()
     def prepare_kl(self, model: PreTrainedModel) -> None:
         """Let the base model answer the neutral prompts (greedily); the KL is taken on those answers.
         Call with `model` as the base model."""
-        from tunewise.evaluation.compare import generate
+        from tunewise.inference import generate_texts
 
         if not self.prompts:
             return
         tok = self.tokenizer
         chats = [[{"role": "user", "content": p}] for p in self.prompts]
-        answers = generate(model, tok, chats, max_new_tokens=self.config.max_new_tokens, batch_size=self.batch_size)
+        answers = generate_texts(model, tok, chats, max_new_tokens=self.config.max_new_tokens,
+                                 batch_size=self.batch_size)
         rows = []
         for chat, answer in zip(chats, answers):
             prompt = tok(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
@@ -231,59 +230,54 @@ class Probe:
             rows.append(_KLRow(whole, len(prompt)))
         self._kl_rows = rows
 
-    @torch.no_grad()
     def kl_to_base(self, model: PreTrainedModel) -> float | None:
         """Mean KL(base ‖ model) per answer token over the neutral prompts (`prepare_kl` first)."""
         from tunewise.guard.kl import token_kl
+        from tunewise.inference import device_of, eval_mode
         from tunewise.methods import as_base
 
         if not self._kl_rows:
             return None
-        device = next(model.parameters()).device
+        device = device_of(model)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         total, count = 0.0, 0
-        for start in range(0, len(self._kl_rows), self.batch_size):
-            chunk = self._kl_rows[start:start + self.batch_size]
-            width = max(len(r.input_ids) for r in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros_like(ids)
-            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-            for i, row in enumerate(chunk):
-                ids[i, :len(row.input_ids)] = torch.as_tensor(row.input_ids)
-                attention[i, :len(row.input_ids)] = 1
-                mask[i, row.answer_start - 1:len(row.input_ids) - 1] = True
-            ids, attention = ids.to(device), attention.to(device)
-            tuned = model(input_ids=ids, attention_mask=attention).logits
-            with as_base(model):
-                base = model(input_ids=ids, attention_mask=attention).logits
-            n = int(mask.sum())
-            total += float(token_kl(tuned, base, mask.to(device))) * n
-            count += n
+        with eval_mode(model):
+            for start in range(0, len(self._kl_rows), self.batch_size):
+                chunk = self._kl_rows[start:start + self.batch_size]
+                width = max(len(r.input_ids) for r in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                attention = torch.zeros_like(ids)
+                mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+                for i, row in enumerate(chunk):
+                    ids[i, :len(row.input_ids)] = torch.as_tensor(row.input_ids)
+                    attention[i, :len(row.input_ids)] = 1
+                    mask[i, row.answer_start - 1:len(row.input_ids) - 1] = True
+                ids, attention = ids.to(device), attention.to(device)
+                tuned = model(input_ids=ids, attention_mask=attention).logits
+                with as_base(model):
+                    base = model(input_ids=ids, attention_mask=attention).logits
+                n = int(mask.sum())
+                total += float(token_kl(tuned, base, mask.to(device))) * n
+                count += n
         return total / count if count else None
 
-    def measure(self, model: PreTrainedModel) -> Scores:
-        """Every probe on `model` as it is now (training mode is restored afterwards)."""
-        training = model.training
-        model.eval()
-        try:
-            return Scores(self.suite_scores(model), self.kl_to_base(model) if self.config.kl else None)
-        finally:
-            model.train(training)
+    def measure(self, model: PreTrainedModel) -> ProbeScores:
+        """Every probe on `model` as it is now (in eval mode; every module's mode is restored afterwards)."""
+        from tunewise.inference import eval_mode
 
-    def measure_base(self, model: PreTrainedModel) -> Scores:
+        with eval_mode(model):
+            return ProbeScores(self.suite_scores(model), self.kl_to_base(model) if self.config.kl else None)
+
+    def measure_base(self, model: PreTrainedModel) -> ProbeScores:
         """The base model's scores (and its answers for the KL); the KL of the base to itself is 0."""
+        from tunewise.inference import eval_mode
         from tunewise.methods import as_base
 
-        training = model.training
-        model.eval()
-        try:
-            with as_base(model):
-                values = self.suite_scores(model)
-                if self.config.kl:
-                    self.prepare_kl(model)
-            return Scores(values, 0.0 if self.config.kl else None)
-        finally:
-            model.train(training)
+        with eval_mode(model), as_base(model):
+            values = self.suite_scores(model)
+            if self.config.kl:
+                self.prepare_kl(model)
+        return ProbeScores(values, 0.0 if self.config.kl else None)
 
 
 def snapshot_weights(model: torch.nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -339,7 +333,7 @@ class ForgettingMonitor(TrainerCallback):
     """
 
     def __init__(self, probe: Probe, config: ForgettingConfig, run_dir: Path | None = None,
-                 log: Callable[[str], Any] = print, base: Scores | None = None) -> None:
+                 log: Callable[[str], Any] = print, base: ProbeScores | None = None) -> None:
         self.probe = probe
         self.config = config
         self.path = Path(run_dir) / FORGETTING_FILE if run_dir is not None else None
@@ -389,7 +383,7 @@ class ForgettingMonitor(TrainerCallback):
         self._evaluated = True
         started = time.monotonic()
         now = self.probe.measure(model)
-        deltas = {k: v - self.base.values[k] for k, v in now.values.items()}
+        deltas = now.deltas(self.base)
         for key, value in now.values.items():
             logs[f"eval_general/{key}"] = value
             logs[f"eval_general/{key}_delta"] = deltas[key]

@@ -124,22 +124,6 @@ class Synthesized:
     """True when read from the cache (no generation ran)."""
 
 
-def _answer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *,
-            max_new_tokens: int) -> list[tuple[str, bool]]:
-    """Greedy answers and whether each ended on its own (an end-of-turn token within the limit)."""
-    device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                           tokenize=False) for p in prompts]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    answers = []
-    for row in out[:, enc["input_ids"].shape[1]:]:
-        finished = bool((row == tokenizer.eos_token_id).any())
-        answers.append((tokenizer.decode(row, skip_special_tokens=True).strip(), finished))
-    return answers
-
-
 def synthesize(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *,
                max_new_tokens: int, batch_size: int, log: Callable[[str], Any] = print) -> Synthesized:
     """Answer `prompts` with the base model (greedy), or read the answers from the cache.
@@ -153,6 +137,7 @@ def synthesize(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, promp
     from tqdm.auto import tqdm
 
     from tunewise.data import Example
+    from tunewise.inference import generate
     from tunewise.methods import as_base
 
     key = hashlib.sha256(json.dumps({
@@ -165,26 +150,13 @@ def synthesize(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, promp
     else:
         log(f"self-synthesized replay: the base model answers {len(prompts)} general prompts "
             f"(greedy, up to {max_new_tokens} tokens; cached for next time)")
-        records = []
-        training = model.training
-        old_side = tokenizer.padding_side
-        tokenizer.padding_side = "left"  # generation continues from the right edge
-        model.eval()
         # Long prompts last: a batch of similar lengths wastes less padding.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        answered: dict[int, tuple[str, bool]] = {}
-        try:
-            with as_base(model), torch.no_grad(), \
-                    tqdm(total=len(prompts), desc="synthesizing replay", unit="prompt", leave=False) as bar:
-                for start in range(0, len(order), batch_size):
-                    chunk = order[start:start + batch_size]
-                    for i, result in zip(chunk, _answer(model, tokenizer, [prompts[i] for i in chunk],
-                                                        max_new_tokens=max_new_tokens)):
-                        answered[i] = result
-                    bar.update(len(chunk))
-        finally:
-            tokenizer.padding_side = old_side
-            model.train(training)
+        chats = [[{"role": "user", "content": prompts[i]}] for i in order]
+        with as_base(model), tqdm(total=len(prompts), desc="synthesizing replay", unit="prompt", leave=False) as bar:
+            replies = generate(model, tokenizer, chats, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               on_batch=bar.update)
+        answered = {i: (reply.text, reply.finished) for i, reply in zip(order, replies)}
         records = [{"prompt": p, "answer": answered[i][0], "finished": answered[i][1]} for i, p in enumerate(prompts)]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")

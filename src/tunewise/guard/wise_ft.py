@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunewise.errors import ConfigError, TunewiseError
-from tunewise.guard.monitor import KL_KEY, Scores, breaches
+from tunewise.guard.monitor import KL_KEY, ProbeScores, breaches
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -145,7 +145,7 @@ def choose(points: Sequence[WisePoint]) -> tuple[WisePoint, str]:
 
 
 def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_rows: list[Rendered],
-          alphas: Sequence[float], probe: Probe, base: Scores, budgets: dict[str, float], *,
+          alphas: Sequence[float], probe: Probe, base: ProbeScores, budgets: dict[str, float], *,
           batch_size: int = 8, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Score every α, leave the model at the chosen one, and return the record (`wise_ft.json`).
 
@@ -164,17 +164,12 @@ def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_rows:
     for alpha in sorted(set(alphas)):
         started = time.monotonic()
         interpolation.set(alpha)
-        training = model.training
-        model.eval()
-        try:
-            loss = loss_on(model, eval_rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size).loss \
-                if eval_rows else None
-        finally:
-            model.train(training)
+        loss = loss_on(model, eval_rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size).loss \
+            if eval_rows else None
         now = probe.measure(model)
         found = breaches(base, now, budgets)
         point = WisePoint(alpha=alpha, eval_loss=loss, scores=now.values,
-                          deltas={k: v - base.values[k] for k, v in now.values.items()}, kl=now.kl,
+                          deltas=now.deltas(base), kl=now.kl,
                           breaches=[b.text() for b in found], within_budget=not found,
                           seconds=time.monotonic() - started)
         points.append(point)

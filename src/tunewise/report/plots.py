@@ -3,7 +3,7 @@
 The figures are built with the object-oriented API on an Agg canvas, never through pyplot, so
 building a report never switches the global backend of the process that asked for it (a notebook
 keeps its inline plots). Every function takes plain numbers: what counts as overfitting or as a
-significant change is decided in `card.py`, not here.
+significant change is decided in `rules.py`, not here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "DeltaBar", "delta_chart", "forgetting_curve", "learning_curves", "value_chart"]
+__all__ = ["COLORS", "DeltaBar", "delta_chart", "forgetting_curve", "learning_curves", "style_axes", "to_png",
+           "value_chart"]
 
 COLORS = {
     "good": "#1a7f37",
@@ -50,7 +51,8 @@ class DeltaBar:
     judgement: str
 
 
-def _style(ax) -> None:
+def style_axes(ax: Any) -> None:
+    """The charts' common look: no top and right spines, a light grid behind the data, small ticks."""
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
     ax.grid(True, color="#d0d7de", linewidth=0.6, alpha=0.8)
@@ -62,7 +64,8 @@ def _columns(points: Sequence[tuple[int, float]]) -> tuple[list[int], list[float
     return [step for step, _ in points], [value for _, value in points]
 
 
-def _png(fig: Figure) -> bytes:
+def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, drawn on its own Agg canvas (the global pyplot backend is untouched)."""
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     # No "Software" stamp: the same run gives byte-identical plots whatever matplotlib built them.
@@ -88,7 +91,7 @@ def learning_curves(train: Sequence[tuple[int, float]], train_smooth: Sequence[t
     """
     fig = Figure(figsize=(10, 4.2))
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     if train:
         ax.plot(*_columns(train), color=COLORS["train_raw"], linewidth=1, label="train loss (as logged)")
     if train_smooth:
@@ -114,14 +117,14 @@ def learning_curves(train: Sequence[tuple[int, float]], train_smooth: Sequence[t
     ax.set_ylabel("loss", fontsize=10)
     if ax.has_data():
         ax.legend(fontsize=9, frameon=False, loc="upper right")
-    return _png(fig)
+    return to_png(fig)
 
 
 def _bar_axes(bars: Sequence[DeltaBar], xlabel: str) -> tuple[Figure, Any]:
     """One horizontal bar per entry, coloured by judgement, interval as error bars, 0 marked."""
     fig = Figure(figsize=(10, 0.55 * len(bars) + 1.3))
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     ax.grid(True, axis="x", color="#d0d7de", linewidth=0.6)
     ax.grid(False, axis="y")
     ys = list(range(len(bars)))[::-1]
@@ -152,7 +155,7 @@ def delta_chart(bars: Sequence[DeltaBar], *, xlabel: str = "tuned − base") -> 
                 + [abs(b.low) for b in bars if b.low is not None]
                 + [abs(b.high) for b in bars if b.high is not None] + [1e-3])
     ax.set_xlim(-1.15 * reach, 1.15 * reach)
-    return _png(fig)
+    return to_png(fig)
 
 
 def value_chart(bars: Sequence[DeltaBar], *, xlabel: str) -> bytes:
@@ -166,7 +169,7 @@ def value_chart(bars: Sequence[DeltaBar], *, xlabel: str) -> bytes:
         The chart as PNG bytes.
     """
     fig, _ = _bar_axes(bars, xlabel)
-    return _png(fig)
+    return to_png(fig)
 
 
 _SERIES = ("#1f6feb", "#8250df", "#bf3989", "#0a7d8c", "#9a6700", "#57606a")
@@ -197,7 +200,7 @@ def forgetting_curve(eval_loss: Sequence[tuple[int, float]], scores: dict[str, S
     fig = Figure(figsize=(10, 2.6 * panels + 0.6))
     axes = fig.subplots(panels, 1, sharex=True)
     for ax in axes:
-        _style(ax)
+        style_axes(ax)
         for step in breach_steps:
             ax.axvline(step, color=COLORS["bad"], alpha=0.18, linewidth=6)
         if marker is not None:
@@ -228,4 +231,4 @@ def forgetting_curve(eval_loss: Sequence[tuple[int, float]], scores: dict[str, S
     for ax in axes:
         if ax.has_data():
             ax.legend(fontsize=8, frameon=False, loc="best")
-    return _png(fig)
+    return to_png(fig)

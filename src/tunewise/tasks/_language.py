@@ -176,7 +176,7 @@ def _print_suites(results: list[dict[str, Any]], confidence: float) -> None:
 
 
 def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
-    from tunewise.report.card import worth_it
+    from tunewise.report import worth_it
 
     block = summary["baselines"]
     pct = f"{100 * confidence:.0f}%"

@@ -45,6 +45,7 @@ from tunewise.console import format_interval, make_console
 from tunewise.data.shapes import BadRow, Example, Reject
 from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
 from tunewise.errors import ConfigError, DataError, TunewiseError
+from tunewise.inference import device_of, eval_mode
 from tunewise.rundir import RunDir, write_json
 from tunewise.tasks.base import Prepared, load_tokenizer, row_counts
 
@@ -290,20 +291,20 @@ class LabelCollator:
 # --------------------------------------------------------------------------- predictions
 
 
-@torch.no_grad()
 def predict(model: PreTrainedModel, rows: Sequence[Rendered], *, pad_id: int, batch_size: int) -> np.ndarray:
-    """The class id the head predicts for each row, in row order (batched by similar length)."""
-    model.eval()
+    """The class id the head predicts for each row, in row order (batched by similar length), in eval mode."""
     collate = LabelCollator(pad_id=pad_id)
-    device = next(model.parameters()).device
+    device = device_of(model)
     out = np.zeros(len(rows), dtype=int)
     order = sorted(range(len(rows)), key=lambda i: rows[i].n_tokens)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels or [IGNORE_INDEX]} for i in chunk])
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits
-        out[chunk] = logits.argmax(-1).cpu().numpy()
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels or [IGNORE_INDEX]}
+                             for i in chunk])
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+            out[chunk] = logits.argmax(-1).cpu().numpy()
     return out
 
 
@@ -521,7 +522,7 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
 def _print(summary: dict[str, Any], confidence: float) -> None:
     from rich.table import Table
 
-    from tunewise.report.card import worth_it
+    from tunewise.report import worth_it
 
     block = summary["classification"]
     pct = f"{100 * confidence:.0f}%"

@@ -1,8 +1,12 @@
 """Hyperparameter search with Optuna: `tunewise tune CONFIG` (docs/tune.md).
 
-`search.py` runs the study, `space.py` turns `tune.space` into Optuna draws checked against the
-config schema, `objectives.py` scores a trial from its eval summary, `callbacks.py` reports the
-evals during training to the pruner, `report.py` writes the results.
+`search.py` runs the trials, `study.py` opens the study (storage, sampler, pruner), `space.py`
+turns `tune.space` into Optuna draws checked against the config schema, `objectives.py` scores a
+trial from its eval summary, `callbacks.py` reports the evals during training to the pruner,
+`report.py` writes the results.
+
+Optuna is the `tune` extra (`pip install 'tunewise[tune]'`). Importing this package does not import
+it; a search without it stops at once with a `MissingExtraError` naming the extra.
 """
 
 from tunewise.tune.objectives import forgetting, objective_values, trial_metrics

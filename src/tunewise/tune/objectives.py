@@ -7,7 +7,7 @@
 | `forgetting` | mean drop of the general suites, tuned vs base, in each metric's units (> 0: worse) | minimize |
 | any `cv_summary.json` name | e.g. `suite/<name>/<metric>/tuned`, `suite/<name>/<metric>/delta`, `eval_loss/delta` | set `direction` |
 
-`forgetting` is the same measure as the report card's forgetting rule (`report/card.py`): for each
+`forgetting` is the same measure as the report card's forgetting rule (`report/rules.py`): for each
 general suite, how much worse tuned is than base (accuracy down, or a lower-is-better metric up),
 averaged over the general suites; a trial that improves them scores below 0.
 """
@@ -83,9 +83,9 @@ def directions(objectives: Sequence[TuneObjective]) -> list[str]:
 
 def forgetting(summary: Mapping[str, Any]) -> float | None:
     """Mean over the general suites of how much worse tuned is than base (None: no general suite scored)."""
-    from tunewise.report.card import _harm
+    from tunewise.report import harm
 
-    found = [_harm(s) for s in summary.get("suites") or [] if isinstance(s, dict) and s.get("role") == "general"]
+    found = [harm(s) for s in summary.get("suites") or [] if isinstance(s, dict) and s.get("role") == "general"]
     harms = [h for h in found if h is not None]
     return sum(harms) / len(harms) if harms else None
 

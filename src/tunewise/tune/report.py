@@ -2,7 +2,7 @@
 
 Everything here is read back from the study (the storage is the record), so running it again — or
 another worker finishing — rebuilds the same files. The HTML page is self-contained in the style of
-the run report card (`report/card.py`: its CSS and helpers, charts embedded as base64 PNG, every
+the run report card (`tunewise.report`: its CSS and helpers, charts embedded as base64 PNG, every
 user string escaped) and links each trial's own `report.html`.
 """
 
@@ -20,13 +20,21 @@ from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from tunewise.console import make_console
-from tunewise.report.card import _CSS, _duration, _e, _img, _kv, _prose, _write_atomic
-from tunewise.report.plots import COLORS, _png, _style
+from tunewise.report.build import write_atomic as _write_atomic
+from tunewise.report.formatting import format_duration as _duration
+from tunewise.report.plots import COLORS
+from tunewise.report.plots import style_axes as _style
+from tunewise.report.plots import to_png as _png
+from tunewise.report.templating import CSS as _CSS
+from tunewise.report.templating import escape as _e
+from tunewise.report.templating import kv_table as _kv
+from tunewise.report.templating import plot_image as _img
+from tunewise.report.templating import prose as _prose
+from tunewise.tune.objectives import directions
+from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name
 
 if TYPE_CHECKING:
     import optuna
-
-    from tunewise.tune.study import Search
 
 __all__ = ["history_plot", "intermediate_plot", "pareto_plot", "summarize", "write_results"]
 
@@ -46,11 +54,11 @@ def _trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
     """fANOVA importance of each parameter per objective, or why it could not be computed."""
-    import optuna
+    optuna = import_optuna()
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     out: dict[str, Any] = {}
-    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    complete = list(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     for i, metric in enumerate(metrics):
         if len(complete) < 2:
             out[metric] = f"needs at least 2 completed trials ({len(complete)} so far)"
@@ -66,9 +74,6 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
 
 def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any]:
     """The search as plain data (`tune_summary.json`)."""
-    from tunewise.tune.objectives import directions
-    from tunewise.tune.study import pruner_name
-
     tune = config.tune
     metrics = [o.metric for o in tune.objectives]
     trials = []
@@ -277,8 +282,6 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
 
 def write_results(search: Search) -> Path:
     """Read the study, print the trials and the best, write every result file; return the directory."""
-    from tunewise.tune.study import SUMMARY_FILE, open_study
-
     directory = Path(search.dir)
     config = search.typed
     study = open_study(search)
@@ -376,7 +379,7 @@ def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> 
              ("sampler / pruner", f"{summary['sampler']} / {summary['pruner']}"
                                   + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else "")),
              ("search space", space), ("trials", f"{len(summary['trials'])}: {counts}")]
-    sections = [("summary", "Search summary", _kv(facts))]
+    sections: list[tuple[str, str, str]] = [("summary", "Search summary", _kv(facts))]
     if summary["best"]:
         lines = []
         for number in summary["best"]:

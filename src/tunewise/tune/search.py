@@ -33,27 +33,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
-from tunewise.config import Config, _describe, _key_lines, dump_config
+from tunewise.config import Config, describe_error, dump_config, key_lines
 from tunewise.console import make_console
 from tunewise.errors import ConfigError, TunewiseError
 from tunewise.rundir import write_json
-from tunewise.tune.objectives import (
-    check_objectives,
-    directions,
-    objective_values,
-    trial_metrics,
-)
+from tunewise.tune.objectives import check_objectives, directions, objective_values, trial_metrics
 from tunewise.tune.space import apply_params, check_space, sample_params
-from tunewise.tune.study import (
-    CONFIG_FILE,
-    SUMMARY_FILE,
-    TRIAL_FILE,
-    Search,
-    open_study,
-    pruner_name,
-    search_dir,
-    storage_url,
-)
+from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name, storage_url
 
 if TYPE_CHECKING:
     import optuna
@@ -61,6 +47,15 @@ if TYPE_CHECKING:
 __all__ = ["CONFIG_FILE", "SUMMARY_FILE", "Search", "open_study", "search_dir", "trial_config", "tune"]
 
 console = make_console()
+
+CONFIG_FILE = "tune_config.yaml"
+TRIAL_FILE = "trial.json"
+
+
+def search_dir(config: Config, config_path: str | Path | None) -> Path:
+    """`<output.dir>/<tune.name>`, default `<output.dir>/<config name>-tune`: the same on every re-run."""
+    name = config.tune.name or f"{Path(config_path).stem if config_path else 'run'}-tune"
+    return Path(config.output.dir) / name
 
 
 def trial_config(base: Config, params: dict[str, Any], run_dir: Path) -> Config:
@@ -77,7 +72,7 @@ def trial_config(base: Config, params: dict[str, Any], run_dir: Path) -> Config:
     try:
         config = apply_params(base, params)
     except ValidationError as err:
-        raise ConfigError([_describe(e, {}, None, set()) for e in err.errors()],
+        raise ConfigError([describe_error(e) for e in err.errors()],
                           "this trial's values (" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")") \
             from None
     return config.model_copy(update={
@@ -255,7 +250,8 @@ def _check_resumable(directory: Path, config: Config) -> None:
 
 def _estimate(config: Config, trials: int, timeout: float | None) -> None:
     from tunewise.plan import plan
-    from tunewise.report.card import _duration, _megabytes
+    from tunewise.report.formatting import format_duration as _duration
+    from tunewise.report.formatting import format_megabytes as _megabytes
 
     try:
         estimate = plan(config)
@@ -293,12 +289,14 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
         `best.yaml`, `tune_summary.json`, `report.html` and `plots/`.
 
     Raises:
+        MissingExtraError: Optuna is not installed (`pip install 'tunewise[tune]'`).
         ConfigError: the space or objectives are invalid (before any trial runs).
         TunewiseError: the data or storage are unusable, or the directory holds another search.
     """
     from tunewise.run import check_prepared, load_tokenizer_for, prepare_data
     from tunewise.tune.report import write_results
 
+    import_optuna()  # before any work: without the `tune` extra, say so at once
     tune_cfg = config.tune
     trials = trials if trials is not None else tune_cfg.trials
     timeout = timeout if timeout is not None else tune_cfg.timeout
@@ -312,7 +310,7 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
         raise ConfigError(["stages: a search trains one run per trial; tune one stage's config at a time"])
     lines, source = {}, None
     if config_path is not None and Path(config_path).is_file():
-        lines, source = _key_lines(Path(config_path).read_text(encoding="utf-8")), str(config_path)
+        lines, source = key_lines(Path(config_path).read_text(encoding="utf-8")), str(config_path)
     check_space(config, lines, source)
     check_objectives(config)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tunewise.config import METHOD_CONFIGS, Config, TuneParam, _describe
+from tunewise.config import METHOD_CONFIGS, Config, TuneParam, describe_error
 from tunewise.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def check_space(base: Config, lines: Mapping[tuple[str, ...], int] | None = None
             try:
                 apply_params(base, {**extra, key: value})
             except ValidationError as err:
-                described = "; ".join(_describe(e, {}, None, set()) for e in err.errors())
+                described = "; ".join(describe_error(e) for e in err.errors())
                 if any(e["type"] == "extra_forbidden" for e in err.errors()):
                     problems.append(f"tune.space.{key}{where}: not a config key: {described}")
                 else:

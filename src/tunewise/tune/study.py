@@ -1,6 +1,7 @@
-"""The study behind a search: what every worker needs (`Search`), and opening the Optuna study.
+"""A search's study: where it is stored, how it samples and prunes, and opening it.
 
-`search.py` runs the trials and `report.py` reads the finished study; both open it through here.
+`search.py` (running trials) and `report.py` (reading the results back) both open the study
+through `open_study`; neither imports the other's internals.
 """
 
 from __future__ import annotations
@@ -8,22 +9,22 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from tunewise.config import Config, TuneConfig
 from tunewise.errors import TunewiseError
+from tunewise.extras import require
 from tunewise.tune.objectives import directions
 from tunewise.tune.space import grid_space
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CONFIG_FILE", "GRACE_S", "HEARTBEAT_S", "SUMMARY_FILE", "TRIAL_FILE", "Search", "open_study",
-           "pruner_name", "search_dir", "storage_url"]
+__all__ = ["GRACE_S", "HEARTBEAT_S", "SUMMARY_FILE", "Search", "import_optuna", "open_study", "pruner_name",
+           "storage_url"]
 
-CONFIG_FILE = "tune_config.yaml"
 SUMMARY_FILE = "tune_summary.json"
-TRIAL_FILE = "trial.json"
 HEARTBEAT_S = 30
 """A running trial writes a heartbeat this often; one silent for GRACE_S is taken for dead and retried."""
 GRACE_S = 120
@@ -47,19 +48,13 @@ class Search:
         return Config.model_validate(self.config)
 
 
-def search_dir(config: Config, config_path: str | Path | None) -> Path:
-    """`<output.dir>/<tune.name>`, default `<output.dir>/<config name>-tune`: the same on every re-run."""
-    name = config.tune.name or f"{Path(config_path).stem if config_path else 'run'}-tune"
-    return Path(config.output.dir) / name
-
-
 def storage_url(config: Config, directory: Path) -> str:
-    """`tune.storage`, or a SQLite file `study.db` in the search directory."""
+    """`tune.storage`, default `sqlite:///<search dir>/study.db`."""
     return config.tune.storage or f"sqlite:///{(directory.resolve() / 'study.db').as_posix()}"
 
 
 def _storage(url: str) -> optuna.storages.BaseStorage:
-    import optuna
+    optuna = import_optuna()
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     # SQLite lets one writer in at a time: wait for the lock instead of failing a worker.
@@ -77,15 +72,14 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def pruner_name(tune: TuneConfig) -> str:
-    """The pruner a search uses: `tune.pruner`, with `auto` the median pruner for one objective and
-    none for several (Optuna cannot compare intermediate values of a multi-objective trial)."""
+    """The pruner a search uses: `auto` is `median` with one objective, `none` with two."""
     if tune.pruner == "auto":
         return "median" if len(tune.objectives) == 1 else "none"
     return tune.pruner
 
 
 def _sampler(config: Config, worker: int, workers: int) -> optuna.samplers.BaseSampler:
-    import optuna
+    optuna = import_optuna()
 
     tune = config.tune
     seed = tune.seed + worker
@@ -100,7 +94,7 @@ def _sampler(config: Config, worker: int, workers: int) -> optuna.samplers.BaseS
 
 
 def _pruner(config: Config) -> optuna.pruners.BasePruner:
-    import optuna
+    optuna = import_optuna()
 
     name = pruner_name(config.tune)
     if name == "median":
@@ -114,7 +108,7 @@ def _pruner(config: Config) -> optuna.pruners.BasePruner:
 
 def open_study(search: Search, *, create: bool = False) -> optuna.Study:
     """The study of a search, created when `create` (and checked to have the config's directions)."""
-    import optuna
+    optuna = import_optuna()
 
     config = search.typed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -135,3 +129,8 @@ def open_study(search: Search, *, create: bool = False) -> optuna.Study:
                             f"but tune.objectives ask to {' and '.join(wanted)}; keep the objectives, or set "
                             f"tune.name to start a new search")
     return study
+
+
+def import_optuna() -> ModuleType:
+    """Optuna, imported on first use; without it a `MissingExtraError` names `tunewise[tune]`."""
+    return require("optuna", feature="tunewise tune (hyperparameter search)")
