@@ -508,9 +508,9 @@ def plan(config: Config, *, measure: bool = False, preflight: Preflight | None =
         result.tokens_per_s = result.measured.tokens_per_s
         result.throughput_from = f"measured: {result.measured.steps} steps on the longest rows"
     if precision == "bf16" and device == "cpu" and train.precision == "bf16":
-        from tunewise.training.loop import _cpu_has_bf16
+        from tunewise.training.loop import cpu_has_bf16
 
-        if not _cpu_has_bf16():
+        if not cpu_has_bf16():
             warnings.append("train.precision: bf16 on a CPU without AVX512-BF16/AMX is emulated and slower "
                             "than fp32; use precision auto or fp32")
     if train.eval_every and data.eval and train.eval_every > steps:
@@ -573,7 +573,7 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
     from tunewise.models import load_model
     from tunewise.rundir import RunDir
     from tunewise.tasks import collator_for
-    from tunewise.training.loop import _peak_rss_mb, fit
+    from tunewise.training.loop import fit, peak_rss_mb
 
     train = config.train
     steps = 3
@@ -603,7 +603,7 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
     else:
         rate = result.tokens_per_s
     peak = (float(torch.cuda.max_memory_allocated()) + CALIBRATION["runtime_bytes_cuda"]
-            if torch.cuda.is_available() else _peak_rss_mb() * 1024**2)
+            if torch.cuda.is_available() else peak_rss_mb() * 1024**2)
     return Measured(steps=result.steps, tokens_per_s=rate, peak_bytes=peak, wall_s=wall)
 
 

@@ -97,14 +97,14 @@ def load_labeled(path: str, *, columns: dict[str, str] | None = None,
         DataError: a row is malformed and `on_bad_rows` is `error`, or no row is usable.
     """
     from tunewise.data.io import read_rows
-    from tunewise.data.shapes import _check_renames, _rename, _required_str
+    from tunewise.data.shapes import check_renames, rename_columns, required_str
 
     rows = read_rows(path)
     head = list(islice(rows, _DETECT_SAMPLE))
     renames = dict(columns or {})
     if renames:
-        _check_renames(head, renames, path)
-    keys = set().union(*(_rename(r.data, renames).keys() for r in head))
+        check_renames(head, renames, path)
+    keys = set().union(*(rename_columns(r.data, renames).keys() for r in head))
     if not {"text", "label"} <= keys:
         hint = (" They look like chat data: fine-tune on them with task: chat." if keys & {"messages", "conversations",
                                                                                            "instruction", "prompt"}
@@ -115,9 +115,9 @@ def load_labeled(path: str, *, columns: dict[str, str] | None = None,
     out: list[Labeled] = []
     rejects: list[Reject] = []
     for row in chain(head, rows):
-        data = _rename(row.data, renames)
+        data = rename_columns(row.data, renames)
         try:
-            out.append(Labeled(row.source, _required_str(data, "text"), _label(data.get("label"))))
+            out.append(Labeled(row.source, required_str(data, "text"), _label(data.get("label"))))
         except BadRow as bad:
             if on_bad_rows == "error":
                 raise DataError(f"{row.source}: {bad.reason}. Fix this row, or set `data.on_bad_rows: skip` to "
