@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,6 +286,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
+    no_init_weights: Callable[[], contextlib.AbstractContextManager[object]]
     try:  # skip the random init (~3 s) whose values load_state_dict overwrites anyway
         from transformers.initialization import no_init_weights
     except ImportError:  # pragma: no cover - moved in another transformers release

@@ -162,7 +162,8 @@ def tiny_model(seed: int = 0, **overrides: Any) -> LlamaForCausalLM:
     # fork_rng keeps the caller's RNG stream unchanged, so building a model mid-test is harmless.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config).to(torch.float32)
+        # transformers wraps PreTrainedModel.to in functools.wraps, whose typeshed type does not bind `self`.
+        model = LlamaForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]
     return model.eval()
 
 

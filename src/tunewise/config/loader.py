@@ -85,8 +85,9 @@ def key_lines(text: str, duplicates: list[str] | None = None) -> dict[tuple[str,
                 walk(value_node, key)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                lines[(*path, str(i))] = item.start_mark.line + 1
-                walk(item, (*path, str(i)))
+                item_key = (*path, str(i))
+                lines[item_key] = item.start_mark.line + 1
+                walk(item, item_key)
 
     root = yaml.compose(text)
     if root is not None:

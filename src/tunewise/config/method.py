@@ -74,10 +74,10 @@ class GradualUnfreezeConfig(Section):
         return self
 
 
-class LoraConfig(Section):
-    """LoRA adapters through PEFT: low-rank updates beside frozen base weights."""
+class _LoraFields(Section):
+    """The settings LoRA and QLoRA share; each sets its own `type` (first, as in every method section)."""
 
-    type: Literal["lora"] = "lora"
+    type: str
     r: Annotated[int, Field(gt=0)] = 16
     alpha: Annotated[float, Field(gt=0)] = 32
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
@@ -89,10 +89,16 @@ class LoraConfig(Section):
     """DoRA: learn each weight's magnitude apart from the low-rank direction update."""
 
 
-class QLoraConfig(LoraConfig):
+class LoraConfig(_LoraFields):
+    """LoRA adapters through PEFT: low-rank updates beside frozen base weights."""
+
+    type: Literal["lora"] = "lora"
+
+
+class QLoraConfig(_LoraFields):
     """QLoRA: LoRA on a base model quantized to 4-bit NF4 at load (bitsandbytes)."""
 
-    type: Literal["qlora"] = "qlora"  # type: ignore[assignment]
+    type: Literal["qlora"] = "qlora"
     double_quant: bool = True
     """Quantize the quantization constants too (saves ~0.4 bit per weight)."""
 

@@ -336,7 +336,8 @@ def editable_fields(row: Row, kind: str, *, roles: Sequence[str] = ("user",),
             ck = content_key if content_key in m or kind == "chat" else "content"
             rk = role_key if role_key in m or kind == "chat" else "role"
             role = m.get(rk)
-            role = _SHAREGPT_ROLE.get(role, role) if kind == "sharegpt" else role
+            if kind == "sharegpt" and isinstance(role, str):
+                role = _SHAREGPT_ROLE.get(role, role)
             if role in roles:
                 paths.append((key, i, ck))
     elif kind == "alpaca":

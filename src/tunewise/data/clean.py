@@ -4,11 +4,11 @@ For each input file, a cleaned JSONL file of the same name is written to the out
 plus one `rejects.jsonl` for all of them and `clean_summary.json`. Each row of the input ends
 in exactly one of three states:
 
-| state     | in the cleaned file        | in rejects.jsonl                                                  |
-|-----------|----------------------------|-------------------------------------------------------------------|
-| kept      | as it was                  | —                                                                 |
-| changed   | with placeholders          | `{"action": "changed", "reason", "source", "row": original, "cleaned": new}` |
-| removed   | —                          | `{"action": "removed", "reason", "source", "row": original}`      |
+| state    | in the cleaned file        | in rejects.jsonl                                                  |
+|----------|----------------------------|-------------------------------------------------------------------|
+| kept     | as it was                  | —                                                                 |
+| changed  | with placeholders          | `{"action": "changed", "reason", "source", "row": original, "cleaned": new}` |
+| removed  | —                          | `{"action": "removed", "reason", "source", "row": original}`      |
 
 so **rows in = rows out + rows removed**, and rejects.jsonl holds every removed *and* every changed
 row (`removed + changed` lines), each with its reason and the row as the user wrote it.
@@ -162,7 +162,8 @@ def clean_files(paths: Sequence[str | Path], out_dir: str | Path, clean: CleanCo
     stream = prepared()
     while batch := list(islice(stream, _BATCH)):
         good = [(i, item) for i, _, _, _, _, item in batch if item.problem is None]
-        tokens = answers = [None] * len(good)
+        tokens: Sequence[int | None] = [None] * len(good)
+        answers: Sequence[int | None] = tokens
         if count_tokens is not None and {"too_short", "too_long", "truncated"} & set(drop):
             counted = count_tokens([_all(item) for _, item in good] + [item.answer for _, item in good])
             tokens, answers = counted[:len(good)], counted[len(good):]

@@ -18,7 +18,8 @@ from collections import Counter
 
 __all__ = ["LEXICON", "mentions"]
 
-_PEOPLE = r"(?:people|person|persons|man|men|woman|women|boy|boys|girl|girls|folks?|community|communities|families|family|americans?|students?|children|kids?)"
+_PEOPLE = (r"(?:people|person|persons|man|men|woman|women|boy|boys|girl|girls|folks?|community|communities|"
+           r"families|family|americans?|students?|children|kids?)")
 
 LEXICON: dict[str, dict[str, list[str]]] = {
     "gender": {

@@ -6,12 +6,16 @@ that real identifiers pass, so that a number which merely looks like one is not 
 | kind          | placeholder      | candidates                                          | checked by                  |
 |---------------|------------------|-----------------------------------------------------|-----------------------------|
 | `email`       | `<EMAIL>`        | `local@domain.tld`                                  | —                           |
-| `phone`       | `<PHONE>`        | 7–15 digits in 3+ groups, or after `+` or an `(area)` code | digit count, not a date |
+| `phone`       | `<PHONE>`        | 7–15 digits in 3+ groups, or after `+` or `(area)`  | digit count, not a date     |
 | `credit_card` | `<CREDIT_CARD>`  | 13–19 digits, optionally in groups                  | issuer prefix and Luhn      |
 | `iban`        | `<IBAN>`         | country code, 2 check digits, 11–30 letters/digits  | ISO 13616 mod-97 = 1        |
 | `ip_address`  | `<IP_ADDRESS>`   | dotted quads, colon-hex groups                      | `ipaddress.ip_address`      |
 | `national_id` | `<NATIONAL_ID>`  | US SSN `123-45-6789`, UK NINO `AB 12 34 56 C`       | SSN area/group/serial rules |
-| `secret`      | `<SECRET>`       | AWS access keys, GitHub/OpenAI/Slack/Google tokens, private key blocks, high-entropy values after `key=`, `token:`, `password=`... | generic case: entropy ≥ 3.5 bits/char, letters and digits |
+| `secret`      | `<SECRET>`       | known token formats, values after `key=`... (below) | entropy of generic values   |
+
+Secrets are AWS access keys, GitHub/OpenAI/Slack/Google tokens and private key blocks by their
+formats, and high-entropy values after `key=`, `token:`, `password=`...; such a generic value
+counts only with letters and digits and an entropy ≥ 3.5 bits/char.
 
 Placeholders never match any pattern, so redacting redacted text changes nothing
 (`redact(redact(t)) == redact(t)`). Where two matches overlap, the one found first in the table
@@ -28,7 +32,7 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["PII_KINDS", "PLACEHOLDERS", "Span", "find_pii", "iban_valid", "luhn_valid", "redact"]
@@ -191,7 +195,7 @@ _FINDERS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, int]] =
 ]
 
 
-def find_pii(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS) -> list[Span]:
+def find_pii(text: str, kinds: Sequence[str] = PII_KINDS) -> list[Span]:
     """Every non-overlapping match of the given kinds, in text order.
 
     Args:
@@ -220,7 +224,7 @@ def find_pii(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS) -> list[
     return sorted(taken, key=lambda s: s.start)
 
 
-def redact(text: str, kinds: tuple[str, ...] | list[str] = PII_KINDS) -> tuple[str, Counter[str]]:
+def redact(text: str, kinds: Sequence[str] = PII_KINDS) -> tuple[str, Counter[str]]:
     """Replace each match with its kind's placeholder (`<EMAIL>`, `<PHONE>`, ...).
 
     Returns:

@@ -13,7 +13,7 @@ tokens are shown as written (`<|im_end|>`), and a newline is shown as `↵` befo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +24,7 @@ from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["OPEN", "CLOSE", "preview"]
+__all__ = ["CLOSE", "OPEN", "preview"]
 
 OPEN, CLOSE = "⟦", "⟧"
 """The brackets around trained spans when colour is off."""
@@ -98,13 +98,14 @@ def _pieces(
         if not pending:
             trained = label != IGNORE_INDEX  # a joined piece takes its first token's mask
         pending.append(token)
-        text = tokenizer.decode(pending, clean_up_tokenization_spaces=False)
+        # decode gives a list only for a batch of sequences; one flat id list decodes to a str.
+        text = cast(str, tokenizer.decode(pending, clean_up_tokenization_spaces=False))
         if "\ufffd" in text and len(pending) < 4:  # a UTF-8 character is at most 4 bytes
             continue
         pieces.append((text, trained, pending[0]))
         pending = []
     if pending:  # truncation cut a character in half
-        text = tokenizer.decode(pending, clean_up_tokenization_spaces=False)
+        text = cast(str, tokenizer.decode(pending, clean_up_tokenization_spaces=False))
         pieces.append((text, trained, pending[0]))
     return pieces
 

@@ -332,7 +332,8 @@ def synthesize(
         size = min(batch_size, count - len(accepted), max_attempts - attempt)
         numbers = list(range(attempt, attempt + size))
         attempt += size
-        prompts, shot_lists = [], []
+        prompts: list[list[dict[str, str]]] = []
+        shot_lists: list[list[str]] = []
         for a in numbers:
             picked = _shots(random.Random(f"{seed}|{a}"), seeds, machine, shots, machine_shots)
             shot_lists.append([name for name, _ in picked])
@@ -344,17 +345,17 @@ def synthesize(
 
         new_rejects: list[dict[str, Any]] = []
         survivors: list[tuple[int, str, dict[str, Any], list[str]]] = []
-        for a, task, picked in zip(numbers, tasks, shot_lists):
+        for a, task, shot_names in zip(numbers, tasks, shot_lists):
             reason, scores = task_filter.check(task)
             if reason:
                 new_rejects.append({"attempt": a, "stage": "task", "reason": reason, "task": task, **scores})
                 continue
             # Later candidates of this batch are compared with this one too.
             task_filter.add(f"synthetic attempt {a}", task)
-            survivors.append((a, task, scores, picked))
+            survivors.append((a, task, scores, shot_names))
         answers = _call(generator, [[{"role": "user", "content": t}] for _, t, _, _ in survivors]) if survivors else []
-        new_rows = []
-        for (a, task, scores, picked), answer in zip(survivors, answers):
+        new_rows: list[dict[str, Any]] = []
+        for (a, task, scores, shot_names), answer in zip(survivors, answers):
             answer = answer.strip()
             if not answer:
                 new_rejects.append({"attempt": a, "stage": "answer", "reason": "the model gave no answer",
@@ -363,7 +364,7 @@ def synthesize(
             new_rows.append({
                 "messages": [{"role": "user", "content": task}, {"role": "assistant", "content": answer}],
                 "provenance": {"op": "self_instruct", "model": model_name, "seed": seed, "attempt": a,
-                               "shots": picked, **scores},
+                               "shots": shot_names, **scores},
             })
             machine.append((f"synthetic attempt {a}", task))
         append_jsonl(out, new_rows)

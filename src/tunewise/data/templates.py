@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tunewise.data.shapes import Example, Reject
 from tunewise.errors import ConfigError, DataError, ModelError
@@ -380,7 +380,8 @@ def _is_whitespace(
 ) -> bool:
     for i in ids:
         if i not in cache:
-            cache[i] = not tokenizer.decode([i]).strip()
+            # decode gives a list only for a batch of sequences; one flat id list decodes to a str.
+            cache[i] = not cast(str, tokenizer.decode([i])).strip()
         if not cache[i]:
             return False
     return True
@@ -414,7 +415,7 @@ class _Assembler:
             full, labels = self._chat(plan, ids)
         if labels:
             labels[0] = IGNORE_INDEX  # nothing precedes it: it can never be predicted
-        prompt_len = next((i for i, l in enumerate(labels) if l != IGNORE_INDEX), len(labels))
+        prompt_len = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
         dropped = max(0, len(full) - self.max_length)
         full, labels = full[: self.max_length], labels[: self.max_length]
         rendered = Rendered(
@@ -422,7 +423,7 @@ class _Assembler:
             input_ids=full,
             labels=labels,
             n_tokens=len(full),
-            n_trained=sum(1 for l in labels if l != IGNORE_INDEX),
+            n_trained=sum(1 for label in labels if label != IGNORE_INDEX),
             truncated=dropped > 0,
             n_dropped_tokens=dropped,
         )

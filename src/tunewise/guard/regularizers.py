@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from tunewise.data import Rendered
 
-__all__ = ["KLToBase", "L2SP"]
+__all__ = ["L2SP", "KLToBase"]
 
 
 @dataclass

@@ -83,7 +83,7 @@ def _digest(tensor: torch.Tensor) -> bytes:
     return head + total.encode()
 
 
-def model_fingerprint(model: PreTrainedModel, *, trainable: bool = False) -> str:
+def model_fingerprint(model: torch.nn.Module, *, trainable: bool = False) -> str:
     """A short hash of the model's values: the base model's (adapters off, kept originals in), or
     with `trainable`, of the trainable parameters as they are now. Cheap (first values and the sum
     of each tensor), and changes with any fine-tune of the weights."""

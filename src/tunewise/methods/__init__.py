@@ -42,12 +42,12 @@ __all__ = [
     "apply_ptuning",
     "apply_qlora",
     "as_base",
-    "training_callbacks",
     "check_method",
     "count_parameters",
     "load_kwargs",
     "load_tuned",
     "save_tuned",
+    "training_callbacks",
 ]
 
 # method.type -> the function that prepares a loaded model for that method (same order as

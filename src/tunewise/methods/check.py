@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from tunewise.errors import ConfigError
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROMPT_LEARNING", "check_method", "method_problems"]
 
-PROMPT_LEARNING = ("prefix", "prompt", "ptuning")
+PROMPT_LEARNING: Final = ("prefix", "prompt", "ptuning")
 
 
 def _module_names(model: PreTrainedModel) -> list[str]:
@@ -58,6 +58,7 @@ def method_problems(config: Config, model: PreTrainedModel, *, head: bool = Fals
     from tunewise.methods.freeze import matched_parameters
     from tunewise.methods.layout import layout
 
+    # The branches test `method.type` itself, not `kind`: that narrows `method` to its type's config class.
     method = config.method
     problems: list[str] = []
     kind = method.type
@@ -71,13 +72,13 @@ def method_problems(config: Config, model: PreTrainedModel, *, head: bool = Fals
     if kind == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("method.type: qlora quantizes the base with bitsandbytes, which is not installed: "
                         "pip install 'bitsandbytes>=0.50'")
-    if kind in ("freeze", "gradual_unfreeze"):
+    if method.type in ("freeze", "gradual_unfreeze"):
         try:
             parts = layout(model)
         except ValueError as err:
             return [f"method.type: {kind} needs a stack of transformer blocks: {err}"]
         blocks = len(parts.blocks)
-        size_key, size = ("top_k", method.top_k) if kind == "freeze" else ("group_size", method.group_size)
+        size_key, size = ("top_k", method.top_k) if method.type == "freeze" else ("group_size", method.group_size)
         if size > blocks:
             problems.append(f"method.{size_key}: {size} is more than the {blocks} transformer blocks of "
                             f"{config.model.name} (from its config.json); use at most {blocks}")
@@ -85,17 +86,17 @@ def method_problems(config: Config, model: PreTrainedModel, *, head: bool = Fals
             problems.append(f"method.train_head / method.train_embeddings: {config.model.name} ties its output "
                             f"head to its input embeddings (one matrix), so one cannot train without the "
                             f"other; set both to {str(method.train_head or method.train_embeddings).lower()}")
-        if kind == "freeze":
+        if method.type == "freeze":
             example = f"{parts.block_path}.{blocks - 1}.mlp"
             for pattern, names in matched_parameters(model, method.modules).items():
                 if not names:
                     problems.append(f"method.modules: {pattern!r} matches no module or parameter of this model; "
                                     f"names look like {example} or {parts.head[0] if parts.head else example}")
-    if kind in ("lora", "qlora"):
+    if method.type in ("lora", "qlora"):
         problems += _target_problems(model, method.target_modules, "method.target_modules")
-    if kind == "ia3":
+    if method.type == "ia3":
         problems += _target_problems(model, method.target_modules, "method.target_modules")
-    if kind in PROMPT_LEARNING:
+    if method.type in PROMPT_LEARNING:
         text = model.config.get_text_config()
         limit = getattr(text, "max_position_embeddings", None)
         if limit and method.num_virtual_tokens + config.data.max_length > limit:

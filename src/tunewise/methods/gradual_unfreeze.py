@@ -15,7 +15,7 @@ state — until its group's step, when its `requires_grad` turns on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from transformers import TrainerCallback
 
@@ -82,7 +82,8 @@ class GradualUnfreeze(TrainerCallback):
             reached = state.global_step // self.method.every_steps
         else:
             # state.epoch counts finished steps as fractions of an epoch; the epsilon absorbs rounding.
-            reached = int((state.epoch or 0.0) / self.method.every_epochs + 1e-9)
+            # The config sets exactly one of every_steps and every_epochs.
+            reached = int((state.epoch or 0.0) / cast(float, self.method.every_epochs) + 1e-9)
         return min(len(self.groups), 1 + reached)
 
     def _set(self, state: TrainerState) -> None:
@@ -105,7 +106,7 @@ class GradualUnfreeze(TrainerCallback):
         if self.method.every_steps is not None:
             last = 1 + (max(state.max_steps, 1) - 1) // self.method.every_steps
         else:
-            last = 1 + int(float(state.num_train_epochs or 0) / self.method.every_epochs - 1e-9)
+            last = 1 + int(float(state.num_train_epochs or 0) / cast(float, self.method.every_epochs) - 1e-9)
         self.log(f"gradual unfreeze: {len(self.groups)} groups, the next one down every {every}; "
                  f"{self.active} training now, {min(last, len(self.groups))} by the end of this run")
 

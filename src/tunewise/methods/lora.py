@@ -7,20 +7,22 @@ from typing import TYPE_CHECKING
 from tunewise.methods._peft import task_type, wrap
 
 if TYPE_CHECKING:
+    from peft import LoraConfig as PeftLoraConfig
     from transformers import PreTrainedModel
 
-    from tunewise.config import LoraConfig
+    from tunewise.config import LoraConfig, QLoraConfig
 
 __all__ = ["apply_lora", "peft_lora_config"]
 
 
-def peft_lora_config(model: PreTrainedModel, method: LoraConfig):  # noqa: ANN201 (peft's type, imported lazily)
+def peft_lora_config(model: PreTrainedModel, method: LoraConfig | QLoraConfig) -> PeftLoraConfig:
     """The PEFT `LoraConfig` for `method` (also used by QLoRA)."""
     from peft import LoraConfig as PeftLoraConfig
 
     return PeftLoraConfig(
         r=method.r,
-        lora_alpha=method.alpha,
+        # peft annotates lora_alpha as int, but only divides by it (alpha/r, alpha/sqrt(r)): a float alpha is valid.
+        lora_alpha=method.alpha,  # type: ignore[arg-type]
         lora_dropout=method.dropout,
         target_modules=method.target_modules,
         use_rslora=method.rslora,

@@ -51,7 +51,8 @@ def exact_cpu_kernels(model: PreTrainedModel) -> PreTrainedModel:
     would score differently; with it off both compute in the configured dtype."""
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+            # torch types Module.__setattr__ for tensors and submodules only; a plain flag is set as on any object.
+            module.support_avx512bf16_for_cpu = False  # type: ignore[assignment]
     return model
 
 

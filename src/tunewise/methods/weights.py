@@ -18,7 +18,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from tunewise.errors import TunewiseError
 
@@ -33,6 +33,7 @@ MANIFEST = "tunewise_method.json"
 TUNED_WEIGHTS = "tuned_parameters.safetensors"
 """The trained parameters that changed, by name (freeze, gradual_unfreeze)."""
 _ATTRIBUTE = "_tunewise_originals"
+_Model = TypeVar("_Model", bound="torch.nn.Module")  # a transformers model, or a PEFT model wrapping one
 
 
 def keep_originals(model: PreTrainedModel, names: Iterable[str]) -> None:
@@ -43,18 +44,19 @@ def keep_originals(model: PreTrainedModel, names: Iterable[str]) -> None:
     setattr(model, _ATTRIBUTE, kept)
 
 
-def originals(model: PreTrainedModel) -> dict[str, torch.Tensor] | None:
+def originals(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """The base values kept by `keep_originals` or `load_tuned`, or None (an adapter model)."""
     return getattr(model, _ATTRIBUTE, None)
 
 
 @contextlib.contextmanager
-def as_base(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
+def as_base(model: _Model) -> Iterator[_Model]:
     """Make `model` the base model for the duration: adapters disabled, or the original values of
     the trained parameters swapped in. Nothing is copied on CPU; on a GPU the originals are moved
     over for the duration. Nests safely."""
-    if hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
+    disable_adapter = getattr(model, "disable_adapter", None)  # a PEFT model's context manager
+    if disable_adapter is not None:
+        with disable_adapter():
             yield model
         return
     kept = originals(model)

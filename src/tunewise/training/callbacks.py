@@ -18,7 +18,9 @@ from tunewise.tracking import metric_name
 if TYPE_CHECKING:
     from tunewise.tracking import Tracker
 
-__all__ = ["EarlyStopping", "GracefulInterrupt", "MetricsLog", "Progress", "TrackMetrics", "eval_metric_key", "progress_line"]
+__all__ = [
+    "EarlyStopping", "GracefulInterrupt", "MetricsLog", "Progress", "TrackMetrics", "eval_metric_key", "progress_line",
+]
 
 # Logged key -> (shown name, format); keys not listed are left to metrics.jsonl.
 _SHOWN = {"loss": ("loss", ".4f"), "eval_loss": ("eval loss", ".4f"), "learning_rate": ("lr", ".2e"),
@@ -182,11 +184,16 @@ class EarlyStopping(EarlyStoppingCallback):
         else:
             self.early_stopping_patience_counter += 1
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    metrics: dict[str, float], **kwargs: Any) -> None:
+    # The signature of transformers' EarlyStoppingCallback.on_evaluate, which itself requires `metrics`
+    # where TrainerCallback declares only **kwargs (the Trainer always passes `metrics=`).
+    def on_evaluate(  # type: ignore[override]
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, float],
+        **kwargs: Any,
+    ) -> None:
         key = eval_metric_key(args.metric_for_best_model or "eval_loss")
         if key not in metrics:
-            shown = ", ".join(sorted(k for k in metrics if k.startswith("eval_") and isinstance(metrics[k], (int, float))))
+            numeric = [k for k, v in metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))]
+            shown = ", ".join(sorted(numeric))
             raise ConfigError([f"train.early_stopping.metric: {key} is not among the eval metrics ({shown})"])
         super().on_evaluate(args, state, control, metrics, **kwargs)
         # Not `control.should_training_stop`: that is also set when the last step is an eval step.

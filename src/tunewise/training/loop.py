@@ -28,10 +28,10 @@ from tunewise.console import make_console
 from tunewise.errors import ConfigError
 from tunewise.training.callbacks import EarlyStopping, GracefulInterrupt, MetricsLog, Progress, eval_metric_key
 from tunewise.training.collate import PadCollator
-from tunewise.training.loss import has_plain_head
-from tunewise.training.packing import PackCollator, can_pack, packed_attention_for
 from tunewise.training.dropout import set_dropout
+from tunewise.training.loss import has_plain_head
 from tunewise.training.optim import optimizer_arguments, schedule_arguments
+from tunewise.training.packing import PackCollator, can_pack, packed_attention_for
 from tunewise.training.terms import penalty_terms, reads_outputs
 from tunewise.training.trainer import TunewiseTrainer
 
@@ -281,7 +281,8 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
     if start_from is not None:
         # Read now: checkpoint rotation may delete the resumed checkpoint while training goes on.
         from transformers import TrainerState
-        seen_before = int(TrainerState.load_from_json(str(start_from / "trainer_state.json")).num_input_tokens_seen or 0)
+        resumed = TrainerState.load_from_json(str(start_from / "trainer_state.json"))
+        seen_before = int(resumed.num_input_tokens_seen or 0)
     started, cpu_started = time.monotonic(), time.process_time()
     with interrupt, packed_attention_for(model) if packing else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)

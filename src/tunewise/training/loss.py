@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 __all__ = ["CHUNK", "causal_lm_loss", "chunked_cross_entropy", "has_plain_head"]
 
@@ -48,7 +48,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b else None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b and bias is not None else None
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], chunk):
                 h = hidden[start:start + chunk].to(dtype)
@@ -61,11 +61,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     grad = torch.exp(logits.sub_(lse[:, None]))
                     grad[torch.arange(len(y), device=y.device), y] -= 1.0
                     grad = grad.to(dtype)
-                    if need_h:
+                    # Each gradient buffer exists exactly when its input needs a gradient.
+                    if grad_h is not None:
                         grad_h[start:start + chunk] = grad @ w
-                    if need_w:
+                    if grad_w is not None:
                         grad_w += (grad.t() @ h).float()
-                    if need_b:
+                    if grad_b is not None:
                         grad_b += grad.float().sum(0)
         ctx.save_for_backward(*(g for g in (grad_h, grad_w, grad_b) if g is not None))
         ctx.has = (need_h, need_w, need_b)

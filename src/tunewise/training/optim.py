@@ -71,7 +71,9 @@ def _multiplier(train: TrainConfig, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-def build_schedule(train: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def build_schedule(
+    train: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """The `step` or `exponential` schedule: linear warmup from 0, then
 
     - step: lr × gamma^floor((t − warmup) / step_size)

@@ -23,6 +23,7 @@ computed alone, and that changing one row changes nothing in the others.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +104,7 @@ def split_packed(batch: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]
     out = []
     for part in parts:
         part.sort()
-        if all(a[1] == b[0] for a, b in zip(part, part[1:])):  # contiguous: a view, no copy
+        if all(a[1] == b[0] for a, b in itertools.pairwise(part)):  # contiguous: a view, no copy
             out.append({k: v[:, part[0][0]:part[-1][1]] for k, v in batch.items()})
         else:
             index = torch.cat([torch.arange(a, b) for a, b in part]).to(batch["input_ids"].device)
@@ -111,7 +112,7 @@ def split_packed(batch: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]
     return out
 
 
-def _row_starts(position_ids: torch.Tensor) -> list[int] | None:
+def _row_starts(position_ids: torch.Tensor | None) -> list[int] | None:
     """Start offsets of the packed rows of a (1, T) batch, or None when it is not one packed row."""
     if position_ids is None or position_ids.dim() != 2 or position_ids.shape[0] != 1:
         return None
@@ -145,7 +146,7 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                                       is_causal=True, **_without(kwargs, "position_ids", "is_causal"))
     bounds = [*starts, length]
     outputs = []
-    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for begin, end in itertools.pairwise(bounds):
         out, _ = sdpa_attention_forward(module, query[:, :, begin:end], key[:, :, begin:end], value[:, :, begin:end],
                                         None, dropout=dropout, scaling=scaling, is_causal=True,
                                         **_without(kwargs, "position_ids", "is_causal"))

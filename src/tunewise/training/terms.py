@@ -38,8 +38,12 @@ class LossTerm(Protocol):
     alone. A term without the attribute is taken to read them.
     """
 
-    name: str
-    weight: float
+    # Read-only members: a term may give them as plain attributes or as properties (`ParamNorm.name`).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
         """The unweighted value for this batch: a scalar tensor in the autograd graph."""
@@ -75,7 +79,8 @@ class ParamNorm:
 
 def penalty_terms(penalty: PenaltyConfig) -> list[LossTerm]:
     """The configured `train.penalty` terms; a weight of 0 adds no term (and no cost)."""
-    return [ParamNorm(kind, weight) for kind, weight in (("l1", penalty.l1), ("l2", penalty.l2)) if weight > 0]
+    norms: tuple[tuple[Literal["l1", "l2"], float], ...] = (("l1", penalty.l1), ("l2", penalty.l2))
+    return [ParamNorm(kind, weight) for kind, weight in norms if weight > 0]
 
 
 def reads_outputs(term: LossTerm) -> bool:

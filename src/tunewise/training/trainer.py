@@ -58,9 +58,13 @@ class TunewiseTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int,
                          optimizer: torch.optim.Optimizer | None = None) -> torch.optim.lr_scheduler.LRScheduler:
         if self.lr_scheduler is None and self.train_config.scheduler in HAND_WRITTEN_SCHEDULES:
-            self.lr_scheduler = build_schedule(self.train_config, optimizer or self.optimizer, num_training_steps)
+            optimizer = optimizer or self.optimizer
+            if optimizer is None:  # the Trainer creates the optimizer before the schedule
+                raise ValueError("create_scheduler needs an optimizer: call create_optimizer first")
+            schedule = build_schedule(self.train_config, optimizer, num_training_steps)
+            self.lr_scheduler = schedule
             self._created_lr_scheduler = True
-            return self.lr_scheduler
+            return schedule
         return super().create_scheduler(num_training_steps, optimizer)
 
     def _task_loss_is_scaled(self, num_items_in_batch: Any) -> bool:
@@ -82,12 +86,11 @@ class TunewiseTrainer(Trainer):
 
             parts = split_packed(inputs, self.tokens_per_pass)
             if len(parts) > 1:
-                total = None
                 try:
-                    for i, part in enumerate(parts):
-                        self._terms_off = i > 0  # a term is added (and its gradient taken) with the first pass only
-                        loss = super().training_step(model, part, num_items_in_batch)
-                        total = loss if total is None else total + loss
+                    total = super().training_step(model, parts[0], num_items_in_batch)
+                    self._terms_off = True  # a term is added (and its gradient taken) with the first pass only
+                    for part in parts[1:]:
+                        total = total + super().training_step(model, part, num_items_in_batch)
                 finally:
                     self._terms_off = False
                 return total

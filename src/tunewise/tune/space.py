@@ -32,8 +32,24 @@ def probe_values(param: TuneParam) -> list[Any]:
     """The values that stand for a whole entry when checking it: both ends of a range, every choice."""
     if param.choice is not None:
         return list(param.choice)
-    low, high = param.uniform or param.log_uniform or param.int_ or param.log_int  # type: ignore[misc]
-    return [low, high]
+    bounds = param.uniform or param.log_uniform or param.int_ or param.log_int
+    if bounds is None:  # not reached: the config sets exactly one kind
+        raise ValueError(f"tune.space entry of kind {param.kind} has no values")
+    return list(bounds)
+
+
+def _float_range(param: TuneParam) -> tuple[float, float]:
+    bounds = param.uniform or param.log_uniform
+    if bounds is None:  # not reached: called for the kinds that set one of them
+        raise ValueError(f"tune.space entry of kind {param.kind} is not a float range")
+    return bounds
+
+
+def _int_range(param: TuneParam) -> tuple[int, int]:
+    bounds = param.int_ or param.log_int
+    if bounds is None:  # not reached: called for the kinds that set one of them
+        raise ValueError(f"tune.space entry of kind {param.kind} is not an int range")
+    return bounds
 
 
 def _ordered(space: Mapping[str, TuneParam]) -> list[str]:
@@ -154,7 +170,7 @@ def sample_params(trial: optuna.Trial, base: Config) -> dict[str, Any]:
     """Draw one value per entry of `tune.space` (method keys only where the trial's method has them)."""
     space = base.tune.space
     params: dict[str, Any] = {}
-    method_type = base.method.type
+    method_type: str = base.method.type
     for key in _ordered(space):
         param = space[key]
         if key.startswith("method.") and key != "method.type" and not _method_key_applies(key, method_type):
@@ -165,10 +181,10 @@ def sample_params(trial: optuna.Trial, base: Config) -> dict[str, Any]:
             value = trial.suggest_categorical(key, choices)
             value = json.loads(value) if encoded else value
         elif kind in ("uniform", "log_uniform"):
-            low, high = param.uniform or param.log_uniform  # type: ignore[misc]
+            low, high = _float_range(param)
             value = trial.suggest_float(key, low, high, log=kind == "log_uniform", step=param.step)
         else:
-            low, high = param.int_ or param.log_int  # type: ignore[misc]
+            low, high = _int_range(param)
             value = trial.suggest_int(key, low, high, log=kind == "log_int", step=int(param.step or 1))
         params[key] = value
         if key == "method.type":
@@ -183,11 +199,11 @@ def grid_space(base: Config) -> dict[str, list[Any]]:
         if param.kind == "choice":
             out[key] = _choices(param)[0]
         elif param.kind == "uniform":
-            low, high = param.uniform  # type: ignore[misc]
+            low, high = _float_range(param)
             step = param.step or (high - low)
-            count = int(round((high - low) / step)) + 1
+            count = round((high - low) / step) + 1
             out[key] = [round(low + i * step, 12) for i in range(count) if low + i * step <= high + 1e-12]
         else:
-            low, high = param.int_ or param.log_int  # type: ignore[misc]
+            low, high = _int_range(param)
             out[key] = list(range(low, high + 1, int(param.step or 1)))
     return out
