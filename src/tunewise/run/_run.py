@@ -229,7 +229,8 @@ class Run:
             run_dir = RunDir(new_run_dir(config, self.config_path))
 
         tokenizer = self.tokenizer
-        check_method(config, self.task.model_class())  # what the model's shape decides (top_k, module names), from config.json
+        # What the model's shape decides (top_k, module names), from config.json.
+        check_method(config, self.task.model_class())
         data, check = self._data, self._check
         if data is None:
             data = prepare_data(config, tokenizer)

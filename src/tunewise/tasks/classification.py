@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
     from tunewise.config import Config, DataConfig
 
-__all__ = ["LABELS_FILE", "TASK", "ClassificationTask", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs", "label_order",
-           "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
+__all__ = ["LABELS_FILE", "TASK", "ClassificationTask", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs",
+           "label_order", "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
 
 console = make_console()
 
