@@ -203,7 +203,7 @@ def _text_config(model: PreTrainedModel) -> Any:
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
-def model_shape(model: torch.nn.Module, *, quantized: bool = False) -> ModelShape:
+def model_shape(model: PreTrainedModel, *, quantized: bool = False) -> ModelShape:
     """Read a `ModelShape` from a model (real or on the meta device) after its method was applied.
 
     Args:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from matplotlib.figure import Figure
@@ -47,6 +48,11 @@ PARETO_DIR = "pareto"
 # --------------------------------------------------------------------------- reading the study
 
 
+def _objective(trial: optuna.trial.FrozenTrial, index: int) -> float:
+    """One objective of a multi-objective trial (an importance is computed per objective)."""
+    return trial.values[index]
+
+
 def _trial_params(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     # Decoded values as the config takes them (a list choice is stored as JSON text in Optuna).
     return dict(t.user_attrs.get("params") or t.params)
@@ -63,9 +69,11 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
         if len(complete) < 2:
             out[metric] = f"needs at least 2 completed trials ({len(complete)} so far)"
             continue
+        target: Callable[[Any], float] | None = None  # a FrozenTrial in, one objective out
+        if len(metrics) > 1:
+            target = partial(_objective, index=i)
         try:
-            found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
-                                          target=(lambda t, i=i: t.values[i]) if len(metrics) > 1 else None)
+            found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target=target)
             out[metric] = {name: float(value) for name, value in found.items()}
         except (RuntimeError, ValueError) as err:  # e.g. every trial drew the same values
             out[metric] = f"not computed: {err}"
@@ -76,7 +84,7 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
     """The search as plain data (`tune_summary.json`)."""
     tune = config.tune
     metrics = [o.metric for o in tune.objectives]
-    trials = []
+    trials: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         duration = t.duration.total_seconds() if t.duration is not None else None
         trials.append({
@@ -88,17 +96,18 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
             "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
         })
     complete = [t for t in trials if t["state"] == "COMPLETE"]
-    best = [t.number for t in study.best_trials] if complete else []
+    best = [trial.number for trial in study.best_trials] if complete else []
     if len(metrics) > 1:  # the front, ordered along the first objective
         sign = 1 if directions(tune.objectives)[0] == "minimize" else -1
-        values = {t["number"]: t["values"] for t in trials}
+        values = {entry["number"]: entry["values"] for entry in trials}
         best.sort(key=lambda n: sign * values[n][0])
     counts: dict[str, int] = {}
-    for t in trials:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    for entry in trials:
+        counts[entry["state"]] = counts.get(entry["state"], 0) + 1
     return {"study": search.study_name, "storage": search.storage, "objectives": metrics,
             "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": pruner_name(tune),
-            "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode, "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
+            "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode,
+            "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
             "counts": counts, "best": best, "trials": trials,
             "importances": _importances(study, metrics) if complete else {}}
 
@@ -128,7 +137,7 @@ def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int]
                    label="dominated trial", zorder=2)
     if best:
         # Steps between front points: the region the front dominates, as a staircase.
-        where = "post" if (dirs[0] == "minimize") == (dirs[1] == "minimize") else "pre"
+        where: Literal["pre", "post"] = "post" if (dirs[0] == "minimize") == (dirs[1] == "minimize") else "pre"
         ax.step([p[1] for p in best], [p[2] for p in best], where=where, color=COLORS["good"], linewidth=1.6,
                 alpha=0.8, zorder=2)
         ax.scatter([p[1] for p in best], [p[2] for p in best], s=70, color=COLORS["good"],
