@@ -405,16 +405,16 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from tunewise.methods import METHODS
-    from tunewise.models import _friendly_errors, _local_only, resolve_model
+    from tunewise.models import friendly_errors, local_only_files, resolve_model
 
     kwargs = dict(load_kwargs)
     model_class = kwargs.pop("model_class", AutoModelForCausalLM)
     name = config.model.name
     target = resolve_model(name)
-    with _friendly_errors(name, target, "config"):
+    with friendly_errors(name, target, "config"):
         model_config = AutoConfig.from_pretrained(target, revision=config.model.revision,
                                                   trust_remote_code=config.model.trust_remote_code,
-                                                  local_files_only=_local_only(target), **kwargs)
+                                                  local_files_only=local_only_files(target), **kwargs)
     # A method that needs real weights (QLoRA quantizes them as they load) counts as the method
     # it puts on top: the same adapters.
     kind = "lora" if config.method.type == "qlora" else config.method.type
