@@ -11,7 +11,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-
 SRC = Path(__file__).parents[1] / "src"
 
 
