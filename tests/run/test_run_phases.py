@@ -80,3 +80,10 @@ def test_tunewise_run_is_the_package_and_the_verb(run_config: Path, monkeypatch:
     config = load_config(run_config)
     assert tunewise.run(config, run_config) == Path("x") and called == [(config, run_config)]
     assert tunewise.train is package.train and tunewise.evaluate is package.evaluate
+
+
+def test_a_sequential_config_is_not_one_run(run_config: Path) -> None:
+    config = load_config(run_config, ["stages=[{name: a, data: {train: train.jsonl, split: {eval: 0.25}}}]"])
+    assert config.stages
+    with pytest.raises(TunewiseError, match="sequential run"):
+        Run(config, run_config).preflight()

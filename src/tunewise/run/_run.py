@@ -211,6 +211,9 @@ class Run:
         """
         if self._found is not None:
             return self._found
+        if self.config.stages:  # one Run trains one run; the stages are several, in turn
+            raise TunewiseError("a config with stages is a sequential run: run it with tunewise.run.train or "
+                                "tunewise.run.run (tunewise.run.stages), which make one Run per stage")
         from tunewise.guard.monitor import build_monitor
         from tunewise.guard.setup import plan_guard
         from tunewise.guard.wise_ft import check_wise_ft
