@@ -4,7 +4,7 @@ Fine-tunes the default model (full fine-tuning) on a narrow task — SST-2 movie
 instructions answered with one label word (`../shared/data/sst2`), or with `--task pubmedqa`
 biomedical abstracts answered yes/no/maybe (`../shared/data/pubmedqa`) — at a learning rate that erodes
 general ability, once unguarded and once with each guard of `regularize:` and with a recommended
-combination, all through `tunewise.pipeline.train`. Every tuned model is then scored with the
+combination, all through `tunewise.run.train`. Every tuned model is then scored with the
 library's own evaluation (`tunewise.evaluation.suite_eval.evaluate_suites`):
 
 - task: accuracy on held-out task rows (SST-2 test reviews, or the last PubMedQA rows; the greedy
@@ -176,7 +176,7 @@ def main() -> int:
 
     from tunewise.config import load_config
     from tunewise.models import convert_alias, load_model
-    from tunewise.pipeline import load_tokenizer_for, train
+    from tunewise.run import load_tokenizer_for, train
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]

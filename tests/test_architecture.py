@@ -11,8 +11,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).parents[1] / "src"
 
 
@@ -95,8 +93,6 @@ def private_imports(src: Path, root: str = "tunewise") -> list[PrivateImport]:
     return sorted(found)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: cross-package private imports remain until the run API, "
-                                       "report and inference branches are merged; drop this mark then")
 def test_no_module_imports_a_private_name_of_another_package() -> None:
     found = private_imports(SRC)
     assert not found, f"{len(found)} imports of another package's private names:\n" + "\n".join(map(str, found))

@@ -65,7 +65,7 @@ def test_unknown_section_lists_known_keys(tmp_path: Path) -> None:
 
 
 def test_missing_training_file_key_is_reported_when_training(tmp_path: Path) -> None:
-    from tunewise.pipeline import prepare_data
+    from tunewise.run import prepare_data
 
     config = load_config(write(tmp_path, "train: {lr: 0.001}\n"))  # fine for base-only eval
     with pytest.raises(ConfigError, match="data.train"):

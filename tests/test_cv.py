@@ -130,7 +130,7 @@ def test_fold_metrics_reads_losses_and_suites() -> None:
 
 
 def test_cross_validation_end_to_end(cv_config: Path) -> None:
-    from tunewise.pipeline import find_run_dir
+    from tunewise.run import find_run_dir
 
     config = load_config(cv_config, QUIET)
     cv_dir = cross_validate(config, cv_config, folds=3)
@@ -178,23 +178,23 @@ def test_cross_validation_end_to_end(cv_config: Path) -> None:
 
 def test_interrupted_cross_validation_resumes_without_redoing_finished_folds(
         cv_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tunewise.pipeline as pipeline
+    from tunewise.run import Run
 
     config = load_config(cv_config, [*QUIET, "eval.suites=[]", "output.name=cv"])
-    real_compare, real_train = pipeline._compare_and_save, pipeline._train
+    real_evaluate, real_fit = Run.evaluate, Run.fit
     trainings: list[str] = []
 
-    def ctrl_c_in_fold_2_eval(cfg, run_dir, *args, **kwargs):
-        if run_dir.name == "fold-2":
+    def ctrl_c_in_fold_2_eval(self: Run) -> dict:
+        if self.run_dir is not None and self.run_dir.name == "fold-2":
             raise KeyboardInterrupt
-        return real_compare(cfg, run_dir, *args, **kwargs)
+        return real_evaluate(self)
 
-    def counting_train(cfg, path):
-        trainings.append(cfg.output.name)
-        return real_train(cfg, path)
+    def counting_fit(self: Run, *args, **kwargs):
+        trainings.append(self.config.output.name)
+        return real_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_train", counting_train)
-    monkeypatch.setattr(pipeline, "_compare_and_save", ctrl_c_in_fold_2_eval)
+    monkeypatch.setattr(Run, "fit", counting_fit)
+    monkeypatch.setattr(Run, "evaluate", ctrl_c_in_fold_2_eval)
     with pytest.raises(KeyboardInterrupt):
         cross_validate(config, cv_config, folds=2)
     cv_dir = cv_config.parent / "runs" / "cv"
@@ -203,7 +203,7 @@ def test_interrupted_cross_validation_resumes_without_redoing_finished_folds(
     assert not (cv_dir / "cv_summary.json").exists()
     assert trainings == ["fold-1", "fold-2"]
 
-    monkeypatch.setattr(pipeline, "_compare_and_save", real_compare)
+    monkeypatch.setattr(Run, "evaluate", real_evaluate)
     finished = (cv_dir / "fold-1" / "eval_summary.json").stat().st_mtime_ns
     # The same output.name continues it; so would --resume DIR.
     assert cross_validate(config, cv_config, folds=2) == cv_dir

@@ -383,7 +383,7 @@ def test_unreachable_hub_is_asked_once_and_fails_fast(
 def test_nonexistent_hub_id_says_no_model_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    monkeypatch.setattr(models, "_local_only", lambda target: False)
+    monkeypatch.setattr(models, "local_only_files", lambda target: False)
 
     class Missing:
         @classmethod

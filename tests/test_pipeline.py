@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from tunewise.config import load_config
 from tunewise.errors import DataError, TunewiseError
-from tunewise.pipeline import evaluate, train
+from tunewise.run import Run, evaluate, train
 
 FACTS = [
     ("What colour is the sky on a clear day?", "The sky is blue."),
@@ -27,6 +27,14 @@ FACTS = [
     ("Which star is closest to Earth?", "The Sun is the closest star."),
     ("What do cows drink?", "Cows drink water."),
 ]
+
+
+def trained_run(config, config_path):
+    """Train and save one run through the public API; the `Run` keeps the model, tokenizer and data."""
+    job = Run(config, config_path)
+    job.fit()
+    job.save()
+    return job
 
 
 def chat_rows(n: int = 24) -> list[dict]:
@@ -78,9 +86,7 @@ def test_train_writes_a_complete_run_directory(run_config: Path, tiny_model_dir:
 
 
 def test_lora_training_leaves_every_base_weight_bit_identical(run_config: Path, tiny_model_dir: Path) -> None:
-    from tunewise.pipeline import _train
-
-    trained = _train(load_config(run_config, ["train.max_steps=4"]), run_config)
+    trained = trained_run(load_config(run_config, ["train.max_steps=4"]), run_config)
     on_disk = load_file(tiny_model_dir / "model.safetensors")
     base = {name.removeprefix("base_model.model.").replace(".base_layer", ""): p
             for name, p in trained.model.named_parameters() if "lora_" not in name}
@@ -215,7 +221,7 @@ def test_cli_init_writes_a_valid_starter(tmp_path: Path) -> None:
 
 
 def test_run_trains_then_compares_with_the_model_in_memory(run_config: Path) -> None:
-    from tunewise.pipeline import run
+    from tunewise.run import run
 
     run_dir = run(load_config(run_config, ["train.max_steps=4"]), run_config)
     summary = json.loads((run_dir / "eval_summary.json").read_text())
@@ -227,9 +233,7 @@ def test_run_trains_then_compares_with_the_model_in_memory(run_config: Path) -> 
 def test_mixed_precision_training_leaves_no_autocast_behind(run_config: Path) -> None:
     """bf16 training wraps forward in autocast in place; the model handed on must be unwrapped,
     or the in-memory eval of `run` would score in bf16 while `tunewise eval` scores in fp32."""
-    from tunewise.pipeline import _train
-
-    trained = _train(load_config(run_config, ["train.max_steps=2", "train.precision=bf16"]), run_config)
+    trained = trained_run(load_config(run_config, ["train.max_steps=2", "train.precision=bf16"]), run_config)
     assert "_original_forward" not in vars(trained.model)
     batch = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():

@@ -48,6 +48,25 @@ def test_counts_equal_the_real_model_after_its_method(tmp_path: Path, tiny_model
     assert planned.memory is not None and planned.fits and planned.time_s
 
 
+def test_a_plan_reuses_what_preflight_found(tmp_path: Path, tiny_model_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunewise.run import Run
+
+    path = write_config(tmp_path, tiny_model_dir)
+    config = load_config(path)
+    found = Run(config, path).preflight()
+    alone = plan(config)
+
+    def no_second_preparation(*args: object) -> None:
+        raise AssertionError("the data was prepared again")
+
+    monkeypatch.setattr("tunewise.tasks.prepare_data", no_second_preparation)
+    reused = plan(config, preflight=found)
+    assert (reused.train_rows, reused.eval_rows, reused.tokens_per_epoch, reused.steps, reused.trainable) == \
+        (alone.train_rows, alone.eval_rows, alone.tokens_per_epoch, alone.steps, alone.trainable)
+    assert not (tmp_path / "runs").exists()
+
+
 SHAPE = ModelShape(hidden=576, layers=30, vocab=49152, total=134_515_008, trainable=4_884_480, matmul=139_000_000,
                    head=28_311_552, trainable_shapes=((16, 576), (576, 16)), backward_layers=30, lora=True)
 

@@ -131,7 +131,7 @@ def test_a_missing_folder_or_a_file_is_a_clear_error(runs_folder: Path, target: 
 
 def test_a_trained_and_evaluated_run_is_listed_with_its_own_numbers(tmp_path: Path, tiny_model_dir: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunewise.pipeline import evaluate, train
+    from tunewise.run import evaluate, train
 
     monkeypatch.chdir(tmp_path)
     rows = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i % 3}."}]}

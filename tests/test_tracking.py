@@ -142,7 +142,7 @@ def test_a_failing_tracker_is_dropped_with_one_warning_and_the_others_go_on(tmp_
 
 
 def test_mlflow_holds_the_params_curves_eval_numbers_and_files(run_config: Path, capfd) -> None:
-    from tunewise.pipeline import run
+    from tunewise.run import run
 
     config = load_config(run_config)
     run_dir = run(config, run_config)
@@ -191,7 +191,7 @@ def test_mlflow_holds_the_params_curves_eval_numbers_and_files(run_config: Path,
 def test_resume_continues_the_same_mlflow_run_and_tensorboard_agrees(run_config: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     both = ["output.tracking=[mlflow, tensorboard]", "output.name=resumed"]
     run_dir = train(load_config(run_config, [*both, "train.max_steps=6"]), run_config)
@@ -218,7 +218,7 @@ def test_resume_continues_the_same_mlflow_run_and_tensorboard_agrees(run_config:
 
 
 def test_tracking_off_writes_no_database(run_config: Path) -> None:
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     run_dir = train(load_config(run_config, ["output.tracking=[]", "train.max_steps=2"]), run_config)
     runs = run_dir.parent
@@ -229,7 +229,7 @@ def test_tracking_off_writes_no_database(run_config: Path) -> None:
 @pytest.mark.parametrize("uri", ["sqlite:///{tmp}/a-file/mlflow.db", "nosuchstore://nowhere"],
                          ids=["sqlite-under-a-file", "unknown-scheme"])
 def test_a_broken_store_warns_once_and_the_run_finishes(run_config: Path, uri: str, capfd, caplog) -> None:
-    from tunewise.pipeline import run
+    from tunewise.run import run
 
     (run_config.parent / "a-file").write_text("not a folder")
     uri = uri.format(tmp=run_config.parent)

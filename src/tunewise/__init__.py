@@ -34,7 +34,8 @@ __all__ = [
 def __getattr__(name: str):
     # The verbs import torch and transformers; keep `import tunewise` (and the CLI's --help) fast.
     if name in ("train", "evaluate", "run"):
-        from tunewise import pipeline
+        import importlib
 
-        return getattr(pipeline, name)
+        package = importlib.import_module("tunewise.run")  # callable: `tunewise.run(config)` is the run verb
+        return package if name == "run" else getattr(package, name)
     raise AttributeError(f"module 'tunewise' has no attribute {name!r}")

@@ -45,7 +45,7 @@ def init(path: Annotated[Path, typer.Argument(help="Where to write the config.")
 def train(config: ConfigArg, overrides: Overrides = None) -> None:
     """Fine-tune as configured; the run directory gets config, metrics, checkpoints and the adapter."""
     from tunewise.config import load_config
-    from tunewise.pipeline import train as train_run
+    from tunewise.run import train as train_run
 
     train_run(load_config(config, overrides), config)
 
@@ -73,7 +73,7 @@ def eval_(target: Annotated[str | None, typer.Argument(
               "--suite", help="Suite name or file (repeatable); replaces eval.suites.")] = None,
           limit: Annotated[int | None, typer.Option(help="Score at most N items of each suite.", min=1)] = None) -> None:
     """Base vs tuned: eval loss, perplexity, generations, and every suite with intervals."""
-    from tunewise.pipeline import evaluate
+    from tunewise.run import evaluate
 
     if target is not None and "=" in target:  # `tunewise eval model.name=X --suite ...`: no target
         overrides, target = [target, *(overrides or [])], None
@@ -84,7 +84,7 @@ def eval_(target: Annotated[str | None, typer.Argument(
 def run(config: ConfigArg, overrides: Overrides = None) -> None:
     """The main job: check and prepare the data, train, evaluate base vs tuned, write report.html."""
     from tunewise.config import load_config
-    from tunewise.pipeline import run as run_job
+    from tunewise.run import run as run_job
 
     run_job(load_config(config, overrides), config)
 
@@ -166,14 +166,14 @@ def data_preview(config: ConfigArg, overrides: Overrides = None,
     """Show rendered rows with the trained tokens highlighted, and truncation statistics."""
     from tunewise.config import load_config
     from tunewise.data import preview
-    from tunewise.pipeline import load_tokenizer_for, prepare_data
+    from tunewise.tasks import load_tokenizer_for, prepare_data
 
     if split not in ("train", "eval", "test"):
         raise TunewiseError(f"--split {split}: choose train, eval or test")
     cfg = load_config(config, overrides)
     tokenizer = load_tokenizer_for(cfg)
     prepared = prepare_data(cfg, tokenizer)
-    if cfg.task == "classification":  # a text and its label: no tokens are masked, so show the pairs
+    if prepared.classes:  # {text, label} rows: no tokens are masked, so show the pairs
         names = cfg.data.label_names or {}
         for row in getattr(prepared, split)[:rows]:
             label = prepared.classes[row.labels[0]]
@@ -229,7 +229,7 @@ def data_check(config: ConfigArg, overrides: Overrides = None) -> None:
     """The audit exactly as `train` runs it before the first step: on the prepared, split and rendered
     rows of CONFIG; exit 2 when a finding named in data.check.block_on is found."""
     from tunewise.config import load_config
-    from tunewise.pipeline import check_prepared, load_tokenizer_for, prepare_data
+    from tunewise.run import check_prepared, load_tokenizer_for, prepare_data
 
     cfg = load_config(config, overrides)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(

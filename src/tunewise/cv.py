@@ -32,7 +32,6 @@ import json
 import random
 import shutil
 import statistics
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,20 +39,21 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from rich.table import Table
 
-from tunewise.config import Config, SplitConfig, dump_config
+from tunewise.config import Config, SplitConfig
 from tunewise.console import make_console
 from tunewise.errors import ConfigError, TunewiseError
+from tunewise.rundir import EvalSummary, RunDir, write_json, write_text
 
 if TYPE_CHECKING:
     from tunewise.data import Example
 
-__all__ = ["assign_folds", "cross_validate", "fold_metrics", "summarise_folds"]
+__all__ = ["assign_folds", "config_differences", "cross_validate", "fold_metrics", "summarise_folds"]
 
 console = make_console()
 
-PLAN_FILE = "cv_plan.json"
-SUMMARY_FILE = "cv_summary.json"
-CONFIG_FILE = "cv_config.yaml"
+PLAN_FILE = RunDir.CV_PLAN
+SUMMARY_FILE = RunDir.CV_SUMMARY
+CONFIG_FILE = RunDir.CV_CONFIG
 
 
 # --------------------------------------------------------------------------- folds
@@ -115,33 +115,7 @@ def fold_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     `.../tuned` and `.../delta` and, when the few-shot and retrieval baselines were scored,
     `baseline_loss/<variant>` and `baseline_loss/tuned_vs_<variant>` (tuned - variant).
     """
-    loss: dict[str, float] = {}
-    perplexity: dict[str, float] = {}
-    for side, value in summary.items():
-        if isinstance(value, dict) and "loss" in value:
-            loss[f"eval_loss/{side}"] = float(value["loss"])
-            if "perplexity" in value:
-                perplexity[f"perplexity/{side}"] = float(value["perplexity"])
-    if "delta_loss" in summary:
-        loss["eval_loss/delta"] = float(summary["delta_loss"])
-    out = {**loss, **perplexity}
-    # The cheaper alternatives (few-shot, retrieval), when scored: their loss is on the answer
-    # tokens every variant shares, a different token set from eval_loss, so it gets its own name.
-    baselines = summary.get("baselines")
-    rows = baselines.get("eval_rows") if isinstance(baselines, dict) else None
-    if isinstance(rows, dict):
-        for part, prefix in (("variants", "baseline_loss/"), ("tuned_vs", "baseline_loss/tuned_vs_")):
-            entries = rows.get(part)
-            for name, entry in entries.items() if isinstance(entries, dict) else ():
-                value = entry.get("loss", entry) if isinstance(entry, dict) else None
-                if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
-                    out[f"{prefix}{name}"] = float(value["value"])
-    for result in summary.get("suites") or []:
-        for part in ("base", "tuned", "delta"):
-            interval = result.get(part)
-            if isinstance(interval, dict) and interval.get("value") is not None:
-                out[f"suite/{result['name']}/{result['metric']}/{part}"] = float(interval["value"])
-    return out
+    return EvalSummary.from_dict(summary).metrics()
 
 
 def summarise_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]]:
@@ -187,6 +161,7 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
     """
     from tunewise.data import load_examples, write_rejects
     from tunewise.data.dedup import example_text, near_duplicate_clusters
+    from tunewise.run import config_text
 
     _check_folds(folds)
     if not 0 < dedup_threshold <= 1:
@@ -226,10 +201,10 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
     _check_once(config, examples)
     cv_dir = _cv_dir(config, config_path, resume, plan)
     cv_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, cv_dir / CONFIG_FILE)
-    _write_json(cv_dir / PLAN_FILE, plan)
+    write_text(cv_dir / CONFIG_FILE, config_text(config))
+    write_json(cv_dir / PLAN_FILE, plan)
     if rejects:
-        write_rejects(rejects, cv_dir / "rejects.jsonl")
+        write_rejects(rejects, cv_dir / RunDir.REJECTS)
     console.print(f"cross-validation directory: {cv_dir}")
 
     shape = "text" if examples[0].messages is None else "chat"
@@ -251,10 +226,10 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
 
     metrics = summarise_folds(per_fold)
     _print_summary(metrics, folds)
-    _write_json(cv_dir / SUMMARY_FILE, {
+    write_json(cv_dir / SUMMARY_FILE, {
         "folds": folds, "dedup_threshold": dedup_threshold, "seed": seed, "rows": len(examples),
         "groups": n_groups, "std": "sample standard deviation over folds (ddof=1)",
-        "fold_runs": [{"fold": i, "run": f"fold-{i}", "train_rows": len(examples) - sizes[i - 1],
+        "fold_runs": [{"fold": i, "run": RunDir(cv_dir).fold(i).name, "train_rows": len(examples) - sizes[i - 1],
                        "eval_rows": sizes[i - 1]} for i in range(1, folds + 1)],
         "metrics": metrics})
     console.print(f"cross-validation summary: {cv_dir / SUMMARY_FILE}")
@@ -265,7 +240,7 @@ def _check_once(config: Config, examples: Sequence[Example]) -> None:
     """The data check over all rows, before any fold trains (folds cannot leak: near duplicates
     share a fold); a blocking finding stops here rather than in fold 1."""
     from tunewise.data.check import check_data, suite_texts
-    from tunewise.pipeline import report_check
+    from tunewise.run import report_check
 
     if config.data.check.enabled:
         report_check(check_data(examples, {}, config, suites=suite_texts(config)))
@@ -286,13 +261,7 @@ def _cv_dir(config: Config, config_path: str | Path | None, resume: str | Path |
             raise TunewiseError(f"{path} already exists and is not a cross-validation directory; "
                                 f"choose another output.name")
     else:
-        stem = Path(config_path).stem if config_path else "run"
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path, n = base / f"{stem}-cv-{stamp}", 1
-        while path.exists():
-            n += 1
-            path = base / f"{stem}-cv-{stamp}-{n}"
-        return path
+        return RunDir.new(base, None, config_path, kind="cv").path
     if (path / PLAN_FILE).is_file():
         _check_same_plan(path, plan, config)
         console.print(f"continuing the cross-validation in {path}: finished folds are kept")
@@ -308,46 +277,49 @@ def _check_same_plan(path: Path, plan: dict[str, Any], config: Config) -> None:
                             f"resume with the same --folds, --dedup-threshold, data.split.seed and data, or start "
                             f"a new cross-validation without --resume")
     saved = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    differ = _differences(saved, config.model_dump(mode="json"))
+    differ = config_differences(saved, config.model_dump(mode="json"))
     if differ:
         raise TunewiseError(f"--resume {path}: the config differs from the one its finished folds were trained "
                             f"with ({', '.join(differ[:5])}); averaging folds trained differently would mislead. "
                             f"Use the same config and overrides, or start a new cross-validation")
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    # Where results go, and whether a fold resumes, do not change what a fold measures.
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Where two configs (as JSON trees) differ in what a run measures: `key.path: old -> new` per leaf.
+
+    `output` (where results go) and `train.resume` (whether a run continues) are not compared.
+    """
     if prefix in ("output", "train.resume"):
         return []
     if isinstance(old, dict) and isinstance(new, dict):
         return [d for key in dict.fromkeys([*old, *new])
-                for d in _differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)]
+                for d in config_differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)]
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
 def _run_fold(config: Config, config_path: str | Path | None, cv_dir: Path, i: int, shape: str,
               train_ex: list[Example], eval_ex: list[Example], *, suites: bool) -> dict[str, Any]:
     """Train and evaluate fold i, or pick up where an earlier attempt stopped; return its eval summary."""
-    from tunewise.pipeline import _compare_and_save, _train, evaluate
+    from tunewise.run import Run, evaluate
     from tunewise.tracking import default_mlflow_uri
     from tunewise.training.loop import last_checkpoint
 
-    run_dir = cv_dir / f"fold-{i}"
-    if (run_dir / "eval_summary.json").is_file():
-        console.print(f"fold {i} finished earlier: kept ({run_dir})")
-        return json.loads((run_dir / "eval_summary.json").read_text(encoding="utf-8"))
-    if (run_dir / "adapter").is_dir() and (run_dir / "train_summary.json").is_file():
+    run_dir = RunDir(cv_dir).fold(i)
+    if run_dir.eval_summary.is_file():
+        console.print(f"fold {i} finished earlier: kept ({run_dir.path})")
+        return run_dir.read_eval_summary().sections
+    if run_dir.is_trained():
         console.print(f"fold {i} trained earlier: evaluating it")
-        return evaluate(run_dir)
+        return evaluate(run_dir.path)
 
-    data_dir = cv_dir / "data" / f"fold-{i}"
+    data_dir = RunDir(cv_dir).fold_data(i)
     data_dir.mkdir(parents=True, exist_ok=True)
     train_file, eval_file = data_dir / "train.jsonl", data_dir / "eval.jsonl"
     _write_rows(train_ex, train_file)
     _write_rows(eval_ex, eval_file)
-    resume = last_checkpoint(run_dir / "checkpoints") is not None
+    resume = last_checkpoint(run_dir.checkpoints) is not None
     if run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)  # a start that wrote nothing resumable
+        shutil.rmtree(run_dir.path)  # a start that wrote nothing resumable
 
     fold_config = config.model_copy(update={
         "data": config.data.model_copy(update={
@@ -358,14 +330,16 @@ def _run_fold(config: Config, config_path: str | Path | None, cv_dir: Path, i: i
         "eval": config.eval if suites else config.eval.model_copy(update={"suites": []}),
         # Folds track into the same MLflow store as every other run of this output.dir.
         "output": config.output.model_copy(update={
-            "dir": str(cv_dir), "name": f"fold-{i}",
+            "dir": str(cv_dir), "name": run_dir.name,
             "mlflow_uri": config.output.mlflow_uri or default_mlflow_uri(config.output.dir)}),
     })
-    trained = _train(fold_config, config_path)
+    fold = Run(fold_config, config_path)
+    fold.fit()
+    fold.save()
     try:
-        return _compare_and_save(fold_config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
+        return fold.evaluate()  # the model and the rendered rows still in memory
     finally:
-        del trained
+        del fold
         gc.collect()
 
 
@@ -375,10 +349,6 @@ def _write_rows(examples: Sequence[Example], path: Path) -> None:
         for ex in examples:
             row = {"messages": list(ex.messages)} if ex.messages is not None else {"text": ex.text}
             f.write(json.dumps({**row, "source": ex.source}, ensure_ascii=False) + "\n")
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _print_summary(metrics: Mapping[str, Mapping[str, Any]], folds: int) -> None:

@@ -43,9 +43,11 @@ __all__ = [
     "ModelInfo",
     "alias_gguf_path",
     "convert_alias",
+    "friendly_errors",
     "list_models",
     "load_model",
     "load_tokenizer",
+    "local_only_files",
     "pull",
     "resolve_model",
     "tunewise_home",
@@ -404,7 +406,7 @@ def _hub_reachable() -> bool:
         return False
 
 
-def _local_only(target: str) -> bool:
+def local_only_files(target: str) -> bool:
     """True when a hub id must be served from the local cache alone (offline or unreachable)."""
     if Path(target).expanduser().exists():
         return False
@@ -421,7 +423,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 @contextlib.contextmanager
-def _friendly_errors(name: str, target: str, what: str) -> Iterator[None]:
+def friendly_errors(name: str, target: str, what: str) -> Iterator[None]:
     """Translate the hub's and transformers' load errors into one `ModelError` paragraph."""
     try:
         yield
@@ -461,7 +463,7 @@ def _explain(name: str, target: str, what: str, exc: BaseException) -> ModelErro
     offline_types = (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)
     message = str(exc).lower()
     if is_hub_id and (
-        _local_only(target)
+        local_only_files(target)
         or any(isinstance(c, offline_types) for c in causes)
         or "couldn't connect" in message
         or "offline mode" in message
@@ -506,12 +508,12 @@ def load_tokenizer(
     from transformers import AutoTokenizer
 
     target = resolve_model(name)
-    with _friendly_errors(name, target, "tokenizer"):
+    with friendly_errors(name, target, "tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(
             target,
             revision=revision,
             trust_remote_code=trust_remote_code,
-            local_files_only=_local_only(target),
+            local_files_only=local_only_files(target),
         )
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -552,12 +554,12 @@ def load_model(
 
         model_class = AutoModelForCausalLM
     target = resolve_model(name)
-    local_only = _local_only(target)
+    local_only = local_only_files(target)
     if local_only:
         # transformers 5.23's Auto classes look for a PEFT adapter_config.json without passing
         # local_files_only on, so that lookup alone would retry the network for ~25 s.
         kwargs["adapter_kwargs"] = {**kwargs.get("adapter_kwargs", {}), "local_files_only": True}
-    with _friendly_errors(name, target, "weights"):
+    with friendly_errors(name, target, "weights"):
         model = model_class.from_pretrained(
             target,
             revision=revision,
@@ -645,7 +647,7 @@ def pull(name: str, *, revision: str | None = None) -> Path:
     target = resolve_model(name)
     if target != name or Path(target).expanduser().is_dir():
         return Path(target)
-    if _local_only(target):
+    if local_only_files(target):
         why = "offline mode is on (HF_HUB_OFFLINE=1)" if _hub_offline() else "the hub is unreachable"
         raise ModelError(
             f"Cannot pull '{name}': {why}. Run `tunewise models pull {name}` on a machine with "
@@ -654,5 +656,5 @@ def pull(name: str, *, revision: str | None = None) -> Path:
         )
     from huggingface_hub import snapshot_download
 
-    with _friendly_errors(name, target, "files"):
+    with friendly_errors(name, target, "files"):
         return Path(snapshot_download(repo_id=name, revision=revision))

@@ -53,6 +53,8 @@ from tunewise.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from tunewise.run import Preflight
+
 __all__ = ["CALIBRATION", "MemoryEstimate", "ModelShape", "Plan", "estimate_memory", "flops_per_token", "plan",
            "print_plan"]
 
@@ -201,7 +203,7 @@ def _text_config(model: PreTrainedModel) -> Any:
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
-def model_shape(model: torch.nn.Module, *, quantized: bool = False) -> ModelShape:
+def model_shape(model: PreTrainedModel, *, quantized: bool = False) -> ModelShape:
     """Read a `ModelShape` from a model (real or on the meta device) after its method was applied.
 
     Args:
@@ -403,16 +405,16 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from tunewise.methods import METHODS
-    from tunewise.models import _friendly_errors, _local_only, resolve_model
+    from tunewise.models import friendly_errors, local_only_files, resolve_model
 
     kwargs = dict(load_kwargs)
     model_class = kwargs.pop("model_class", AutoModelForCausalLM)
     name = config.model.name
     target = resolve_model(name)
-    with _friendly_errors(name, target, "config"):
+    with friendly_errors(name, target, "config"):
         model_config = AutoConfig.from_pretrained(target, revision=config.model.revision,
                                                   trust_remote_code=config.model.trust_remote_code,
-                                                  local_files_only=_local_only(target), **kwargs)
+                                                  local_files_only=local_only_files(target), **kwargs)
     # A method that needs real weights (QLoRA quantizes them as they load) counts as the method
     # it puts on top: the same adapters.
     kind = "lora" if config.method.type == "qlora" else config.method.type
@@ -437,24 +439,28 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
     return METHODS[kind](model, config.method), "loaded model (the method does not run on the meta device)"
 
 
-def plan(config: Config, *, measure: bool = False) -> Plan:
+def plan(config: Config, *, measure: bool = False, preflight: Preflight | None = None) -> Plan:
     """Count, estimate and check a run without training it.
 
     Args:
         measure: also load the model and run three real training steps on the longest rows; the
             measured peak memory and throughput replace the estimates.
+        preflight: what `Run.preflight` found for this config (its tokenizer and prepared data are
+            used, and its method check stands); None loads, checks and prepares them here.
 
     Raises:
         ConfigError: settings that cannot work together, found from the data and config.json.
     """
     from tunewise.methods import check_method, count_parameters
-    from tunewise.pipeline import load_tokenizer_for, prepare_data
-    from tunewise.tasks import model_load_kwargs
+    from tunewise.tasks import load_tokenizer_for, model_load_kwargs, prepare_data, task_of
     from tunewise.training.loop import check_training, planned_steps, resolve_precision
 
-    tokenizer = load_tokenizer_for(config)
-    check_method(config)
-    data = prepare_data(config, tokenizer)
+    if preflight is not None:
+        tokenizer, data = preflight.tokenizer, preflight.data
+    else:
+        tokenizer = load_tokenizer_for(config)
+        check_method(config, task_of(config).model_class())
+        data = prepare_data(config, tokenizer)
     train = config.train
     check_training(train, train_rows=len(data.train), eval_rows=len(data.eval))
     precision = resolve_precision(train.precision)
@@ -502,9 +508,9 @@ def plan(config: Config, *, measure: bool = False) -> Plan:
         result.tokens_per_s = result.measured.tokens_per_s
         result.throughput_from = f"measured: {result.measured.steps} steps on the longest rows"
     if precision == "bf16" and device == "cpu" and train.precision == "bf16":
-        from tunewise.training.loop import _cpu_has_bf16
+        from tunewise.training.loop import cpu_has_bf16
 
-        if not _cpu_has_bf16():
+        if not cpu_has_bf16():
             warnings.append("train.precision: bf16 on a CPU without AVX512-BF16/AMX is emulated and slower "
                             "than fp32; use precision auto or fp32")
     if train.eval_every and data.eval and train.eval_every > steps:
@@ -565,8 +571,9 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
 
     from tunewise.methods import METHODS, load_kwargs
     from tunewise.models import load_model
+    from tunewise.rundir import RunDir
     from tunewise.tasks import collator_for
-    from tunewise.training.loop import _peak_rss_mb, fit
+    from tunewise.training.loop import fit, peak_rss_mb
 
     train = config.train
     steps = 3
@@ -588,7 +595,7 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
         result = fit(model, tokenizer, longest, [], quick, Path(tmp), resume=False,
                      collator=collator_for(config, tokenizer.pad_token_id))
         wall = time.monotonic() - started
-        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        records = [json.loads(line) for line in RunDir(tmp).metrics.read_text().splitlines()]
     logged = [r for r in records if "loss" in r]
     # From the end of step 1 on: the first step pays for allocation and kernel warm-up.
     if len(logged) >= 2 and logged[-1]["elapsed_s"] > logged[0]["elapsed_s"]:
@@ -596,7 +603,7 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
     else:
         rate = result.tokens_per_s
     peak = (float(torch.cuda.max_memory_allocated()) + CALIBRATION["runtime_bytes_cuda"]
-            if torch.cuda.is_available() else _peak_rss_mb() * 1024**2)
+            if torch.cuda.is_available() else peak_rss_mb() * 1024**2)
     return Measured(steps=result.steps, tokens_per_s=rate, peak_bytes=peak, wall_s=wall)
 
 

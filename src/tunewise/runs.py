@@ -19,6 +19,7 @@ from rich.table import Table
 
 from tunewise.errors import TunewiseError
 from tunewise.report import PITFALLS, RunRecord, judge, load_run
+from tunewise.rundir import RunDir
 from tunewise.tracking import mlflow_run_id
 
 __all__ = ["RunRow", "SuiteChange", "find_runs", "print_runs", "runs_folder"]
@@ -119,7 +120,7 @@ def _started(run_dir: Path) -> float:
             return time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
         except ValueError:
             pass
-    return (run_dir / "config.yaml").stat().st_mtime
+    return RunDir(run_dir).config.stat().st_mtime
 
 
 def _status(run: RunRecord) -> str:
@@ -147,7 +148,7 @@ def _suites(run: RunRecord) -> list[SuiteChange]:
     changes = []
     for role in _SHOWN_ROLES:
         for suite in run.suites(role) or []:
-            delta = suite.get("delta") if isinstance(suite.get("delta"), dict) else {}
+            delta: dict[str, Any] = suite["delta"] if isinstance(suite.get("delta"), dict) else {}
             changes.append(SuiteChange(name=str(suite.get("name", "?")), role=role, metric=str(suite.get("metric", "?")),
                                        delta=_number(delta.get("value")), low=_number(delta.get("low")),
                                        high=_number(delta.get("high")), judgement=judge(suite)))
@@ -155,9 +156,9 @@ def _suites(run: RunRecord) -> list[SuiteChange]:
 
 
 def _row(run: RunRecord, started: float) -> RunRow:
-    model = run.config.get("model") if isinstance(run.config.get("model"), dict) else {}
-    method = run.config.get("method") if isinstance(run.config.get("method"), dict) else {}
-    report = run.dir / "report.html"
+    model: dict[str, Any] = run.config["model"] if isinstance(run.config.get("model"), dict) else {}
+    method: dict[str, Any] = run.config["method"] if isinstance(run.config.get("method"), dict) else {}
+    report = RunDir(run.dir).report
     return RunRow(
         name=run.dir.name,
         path=str(run.dir),
@@ -187,14 +188,14 @@ def find_runs(folder: str | Path) -> tuple[list[RunRow], list[tuple[str, str]]]:
         The runs, and (path, reason) for each folder skipped.
     """
     folder = Path(folder)
-    candidates = [folder] if (folder / "config.yaml").is_file() else sorted(
+    candidates = [folder] if RunDir(folder).is_run() else sorted(
         p for p in folder.iterdir() if p.is_dir() and p.name not in _NOT_RUNS and not p.name.startswith("."))
     found: list[tuple[float, RunRow]] = []
     skipped: list[tuple[str, str]] = []
     for path in candidates:
-        if not (path / "config.yaml").is_file():
+        if not RunDir(path).is_run():
             try:
-                inner = sum(1 for p in path.iterdir() if (p / "config.yaml").is_file())
+                inner = sum(1 for p in path.iterdir() if RunDir(p).is_run())
             except OSError:
                 inner = 0
             if inner:  # a cross-validation folder: one run per fold
@@ -242,7 +243,7 @@ def print_runs(rows: list[RunRow], skipped: list[tuple[str, str]], folder: Path,
                    f"[dim]{row.method}[/]" if row.method else ""]
             status = [row.status, f"{row.steps} steps" if row.steps is not None else "",
                       f"{row.tokens_per_s:.0f} tok/s" if row.tokens_per_s is not None else "",
-                      "report.html" if row.report else ""]
+                      RunDir.REPORT if row.report else ""]
             loss = ("—" if row.eval_loss_base is None or row.eval_loss_tuned is None
                     else f"{row.eval_loss_base:.3f}\n→ {row.eval_loss_tuned:.3f}")
             suites = "\n".join(_suite_line(s) for s in row.suites) or "—"

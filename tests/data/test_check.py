@@ -9,7 +9,7 @@ import pytest
 
 from tunewise.config import load_config
 from tunewise.errors import TunewiseError
-from tunewise.pipeline import check_prepared, load_tokenizer_for, prepare_data, train
+from tunewise.run import check_prepared, load_tokenizer_for, prepare_data, train
 
 TOPICS = ["volcanoes", "tides", "glaciers", "deserts", "rainforests", "earthquakes", "rivers", "coral reefs",
           "comets", "auroras", "monsoons", "caves"]

@@ -209,8 +209,8 @@ def test_bad_baseline_settings_name_their_keys(tmp_path: Path) -> None:
 
 
 def test_eval_writes_the_baselines_and_the_report_answers_the_question(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from tunewise.pipeline import evaluate, train
     from tunewise.report import build_report
+    from tunewise.run import evaluate, train
 
     rows = [{"messages": [{"role": "user", "content": f"What is the capital of country {i}?"},
                           {"role": "assistant", "content": f"The capital is city {i}."}]} for i in range(24)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunewise.config import load_config
-from tunewise.pipeline import train
+from tunewise.run import train
 
 pytestmark = pytest.mark.integration
 

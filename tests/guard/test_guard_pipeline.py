@@ -9,7 +9,7 @@ import pytest
 
 from tunewise.config import load_config
 from tunewise.errors import ConfigError, DataError
-from tunewise.pipeline import train
+from tunewise.run import train
 
 from guard_helpers import write_jsonl
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tunewise.config import load_config
-from tunewise.pipeline import train
 from tunewise.report import build_report
+from tunewise.run import train
 
 FACTS = [("What colour is the sky?", "The sky is blue."), ("What do bees make?", "Bees make honey."),
          ("How many legs does a spider have?", "Eight."), ("What is frozen water?", "Ice.")]

@@ -136,7 +136,7 @@ def test_valid_settings_pass_the_check(config_only_dir: Path) -> None:
 
 def test_training_stops_on_a_shape_problem_before_the_model_loads(tmp_path: Path, monkeypatch) -> None:
     import tunewise.models
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     model_dir = save_tiny_model(tmp_path / "tiny")
     (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '

@@ -13,10 +13,18 @@ from safetensors.torch import load_file
 from tunewise.config import load_config
 from tunewise.evaluation.compare import loss_on, side
 from tunewise.models import load_model
-from tunewise.pipeline import _compare_and_save, _train, evaluate
+from tunewise.run import Run, evaluate
 
 FACTS = [("What do bees make?", "Bees make honey."), ("What colour is the sky?", "The sky is blue."),
          ("How many legs does a spider have?", "A spider has eight legs.")]
+
+
+def trained_run(config, config_path):
+    """Train and save one run through the public API; the `Run` keeps the model, tokenizer and data."""
+    job = Run(config, config_path)
+    job.fit()
+    job.save()
+    return job
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +57,8 @@ def run_config(tmp_path: Path, model_dir: Path) -> Path:
 ])
 def test_in_memory_comparison_equals_a_fresh_evaluate(run_config: Path, name: str, overrides: list[str]) -> None:
     config = load_config(run_config, overrides)
-    trained = _train(config, run_config)
-    in_memory = _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
+    trained = trained_run(config, run_config)
+    in_memory = trained.evaluate()
     fresh = evaluate(trained.run_dir)
     assert fresh["base"] == in_memory["base"] and fresh["tuned"] == in_memory["tuned"]
     assert fresh["generations"] == in_memory["generations"]
@@ -60,7 +68,7 @@ def test_in_memory_comparison_equals_a_fresh_evaluate(run_config: Path, name: st
 
 
 def test_freeze_saves_only_the_changed_tensors_and_base_is_the_plain_model(run_config: Path, model_dir: Path) -> None:
-    trained = _train(load_config(run_config, ["method.type=freeze", "method.top_k=1"]), run_config)
+    trained = trained_run(load_config(run_config, ["method.type=freeze", "method.top_k=1"]), run_config)
     adapter = trained.run_dir / "adapter"
     saved = load_file(adapter / "tuned_parameters.safetensors")
     assert set(saved) == {n for n, _ in trained.model.named_parameters() if n.startswith("model.layers.3.")}
@@ -73,7 +81,7 @@ def test_freeze_saves_only_the_changed_tensors_and_base_is_the_plain_model(run_c
 
 
 def test_full_saves_a_model_that_loads_on_its_own(run_config: Path) -> None:
-    trained = _train(load_config(run_config, ["method.type=full", "train.lr=0.001"]), run_config)
+    trained = trained_run(load_config(run_config, ["method.type=full", "train.lr=0.001"]), run_config)
     alone = load_model(str(trained.run_dir / "adapter"))
     tuned = dict(trained.model.named_parameters())
     assert all(torch.equal(p, tuned[n]) for n, p in alone.named_parameters())
@@ -87,8 +95,8 @@ def test_qlora_in_memory_comparison_equals_a_fresh_evaluate(run_config: Path, tm
     # bitsandbytes quantizes in blocks of 64 inputs: the tiny model needs a hidden size of 64.
     model_dir = save_tiny_model(tmp_path / "tiny64", num_hidden_layers=2, hidden_size=64, intermediate_size=128)
     config = load_config(run_config, ["method.type=qlora", "method.r=4", f"model.name={model_dir}"])
-    trained = _train(config, run_config)
-    in_memory = _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
+    trained = trained_run(config, run_config)
+    in_memory = trained.evaluate()
     fresh = evaluate(trained.run_dir)
     assert fresh["base"] == in_memory["base"] and fresh["tuned"] == in_memory["tuned"]
     assert in_memory["tuned"]["loss"] < in_memory["base"]["loss"]

@@ -67,10 +67,12 @@ def measured() -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize("label", list(VARIANTS))
 def test_method_trains_on_the_default_model(run_config: Path, measured: dict, label: str) -> None:
-    from tunewise.pipeline import _train
+    from tunewise.run import Run
 
     config = load_config(run_config, [*VARIANTS[label], f"output.name={re.sub(r'[^a-z0-9]+', '-', label)}"])
-    trained = _train(config, run_config)
+    trained = Run(config, run_config)
+    trained.fit()
+    trained.save()
     summary = json.loads((trained.run_dir / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["train_loss"] is not None and summary["train_loss"] > 0
     measured[label] = (summary["trainable_parameters"], summary["total_parameters"])

@@ -58,7 +58,7 @@ def test_rows_need_text_and_label(tmp_path: Path) -> None:
 
 
 def test_incompatible_data_is_a_config_error_before_the_model_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     write_jsonl(tmp_path / "train.jsonl", toy_rows(40))
     write_jsonl(tmp_path / "eval.jsonl", [{"text": "meh so so", "label": "neutral"}, *toy_rows(4)])
@@ -92,7 +92,7 @@ def test_collator_gives_one_label_per_row() -> None:
 
 
 def test_head_learns_a_separable_task_and_eval_reloads_it(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from tunewise.pipeline import evaluate, run
+    from tunewise.run import evaluate, run
 
     write_jsonl(tmp_path / "train.jsonl", toy_rows(96))
     write_jsonl(tmp_path / "suite.jsonl", toy_rows(10, seed=7))
@@ -130,11 +130,13 @@ def test_head_learns_a_separable_task_and_eval_reloads_it(tmp_path: Path, tiny_m
 
 def test_a_trained_head_predicts_what_the_tuned_model_says(tmp_path: Path, tiny_model_dir: Path) -> None:
     """The predictions scored are the argmax of the head's logits on each unpadded row."""
-    from tunewise.pipeline import _train
+    from tunewise.run import Run
     from tunewise.tasks.classification import predict
 
     write_jsonl(tmp_path / "train.jsonl", toy_rows(40))
-    trained = _train(load_config(config_file(tmp_path, tiny_model_dir), ["train.max_steps=2"]), None)
+    trained = Run(load_config(config_file(tmp_path, tiny_model_dir), ["train.max_steps=2"]))
+    trained.fit()
+    trained.save()
     rows = trained.data.eval
     batched = predict(trained.model, rows, pad_id=trained.tokenizer.pad_token_id, batch_size=3)
     with torch.no_grad():
@@ -145,7 +147,7 @@ def test_a_trained_head_predicts_what_the_tuned_model_says(tmp_path: Path, tiny_
 @pytest.mark.integration
 def test_sst2_with_the_default_model_reports_accuracy_with_an_interval(tmp_path: Path, default_model_dir: Path) -> None:
     """A few steps on SST-2 (Kim 2014 split, `<label> <sentence>` lines): converted to {text, label} in tmp."""
-    from tunewise.pipeline import run
+    from tunewise.run import run
 
     def convert(name: str, n: int) -> Path:
         lines = (SHARED_DATA / "sst2" / name).read_text(encoding="utf-8").splitlines()[:n]

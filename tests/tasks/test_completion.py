@@ -66,7 +66,7 @@ def _config(tmp_path: Path, tiny_model_dir: Path, task: str, rows: list[dict]) -
 def test_completion_run_trains_on_all_tokens_and_evaluates(tmp_path: Path, tiny_model_dir: Path) -> None:
     import json
 
-    from tunewise.pipeline import run
+    from tunewise.run import run
 
     config = _config(tmp_path, tiny_model_dir, "completion", [{"text": LONG}] * 3 + [{"text": "A short one."}] * 5)
     run_dir = run(load_config(config), config)
@@ -78,7 +78,7 @@ def test_completion_run_trains_on_all_tokens_and_evaluates(tmp_path: Path, tiny_
 
 
 def test_task_and_rows_must_agree_before_the_model_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     chat = _config(tmp_path, tiny_model_dir, "completion", chat_rows(FACTS, 8))
     with pytest.raises(ConfigError, match="task: completion trains on plain text.*set task: chat"):

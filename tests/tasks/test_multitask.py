@@ -70,7 +70,7 @@ def test_mixture_config_errors_name_the_problem(tmp_path: Path) -> None:
 
 def test_a_mixture_run_reports_every_dataset_base_vs_tuned(tmp_path: Path, tiny_model_dir: Path) -> None:
     from tunewise.evaluation.compare import loss_on
-    from tunewise.pipeline import load_tokenizer_for, prepare_data, run
+    from tunewise.run import load_tokenizer_for, prepare_data, run
 
     write_jsonl(tmp_path / "facts.jsonl", chat_rows(FACTS, 12))
     write_jsonl(tmp_path / "capitals.jsonl", chat_rows(CAPITALS, 24))

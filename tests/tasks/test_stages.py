@@ -12,7 +12,7 @@ import pytest
 
 from tunewise.config import load_config, resolve_stage
 from tunewise.errors import ConfigError
-from tunewise.tasks.stages import summarise
+from tunewise.run.stages import summarise
 from tasks_helpers import CAPITALS, FACTS, TINY_RUN, chat_rows, write_jsonl
 
 
@@ -79,7 +79,7 @@ def test_two_stages_print_the_table_and_it_equals_direct_evaluations(tmp_path: P
 
     from tunewise.evaluation.compare import loss_on
     from tunewise.models import load_model
-    from tunewise.pipeline import load_tokenizer_for, prepare_data
+    from tunewise.run import load_tokenizer_for, prepare_data
 
     write_jsonl(tmp_path / "facts.jsonl", chat_rows(FACTS, 16))
     write_jsonl(tmp_path / "capitals.jsonl", chat_rows(CAPITALS, 16))

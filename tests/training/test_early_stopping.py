@@ -103,7 +103,7 @@ def stopping_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 def test_the_saved_adapter_is_the_best_checkpoint(stopping_config: Path) -> None:
     from tunewise.config import load_config
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     run_dir = train(load_config(stopping_config), stopping_config)
     summary = json.loads((run_dir / "train_summary.json").read_text())
@@ -122,7 +122,7 @@ def test_early_stopping_without_eval_rows_fails_before_the_model_loads(stopping_
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from tunewise import models
     from tunewise.config import load_config
-    from tunewise.pipeline import train
+    from tunewise.run import train
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(ConfigError, match="train.early_stopping: there are no eval rows"):

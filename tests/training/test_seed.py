@@ -8,7 +8,7 @@ from pathlib import Path
 from fitting import write_run_config
 
 from tunewise.config import load_config
-from tunewise.pipeline import train
+from tunewise.run import train
 
 
 def loss_curve(config: Path, *overrides: str) -> list[float]:

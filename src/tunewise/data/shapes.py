@@ -49,8 +49,11 @@ __all__ = [
     "BadRow",
     "Example",
     "Reject",
+    "check_renames",
     "detect_shape",
     "load_examples",
+    "rename_columns",
+    "required_str",
     "split_examples",
     "to_example",
     "write_rejects",
@@ -245,9 +248,9 @@ def _sharegpt(source: str, data: Mapping[str, Any]) -> Example:
 
 
 def _alpaca(source: str, data: Mapping[str, Any]) -> Example:
-    instruction = _required_str(data, "instruction")
+    instruction = required_str(data, "instruction")
     extra = _optional_str(data, "input")
-    output = _required_str(data, "output")
+    output = required_str(data, "output")
     messages: list[dict[str, str]] = []
     system = _optional_str(data, "system")
     if system:
@@ -291,7 +294,7 @@ def _prompt_completion(source: str, data: Mapping[str, Any]) -> Example:
 
 
 def _text(source: str, data: Mapping[str, Any]) -> Example:
-    return Example(source, text=_required_str(data, "text"))
+    return Example(source, text=required_str(data, "text"))
 
 
 _CONVERTERS = {
@@ -305,7 +308,12 @@ _CONVERTERS = {
 
 
 
-def _required_str(data: Mapping[str, Any], key: str) -> str:
+def required_str(data: Mapping[str, Any], key: str) -> str:
+    """The string at `key` of a row.
+
+    Raises:
+        BadRow: the key is missing, or its value is not a string or is empty.
+    """
     if key not in data or data[key] is None:
         raise BadRow(f"missing key `{key}`")
     value = data[key]
@@ -426,16 +434,16 @@ def load_examples(
     head = list(islice(rows, _DETECT_SAMPLE))
     renames = dict(columns or {})
     if renames:
-        _check_renames(head, renames, path)
+        check_renames(head, renames, path)
     detected = shape == "auto"
     if detected:
-        shape = detect_shape([_rename(r.data, renames) for r in head], path)
+        shape = detect_shape([rename_columns(r.data, renames) for r in head], path)
 
     examples: list[Example] = []
     rejects: list[Reject] = []
     for row in chain(head, rows):
         try:
-            examples.append(to_example(Row(row.source, _rename(row.data, renames)), shape))
+            examples.append(to_example(Row(row.source, rename_columns(row.data, renames)), shape))
         except BadRow as e:
             if on_bad_rows == "error":
                 how = "detected from its columns" if detected else "set by data.shape"
@@ -455,7 +463,8 @@ def load_examples(
     return examples, rejects
 
 
-def _check_renames(head: list[Row], renames: Mapping[str, str], path: str | Path) -> None:
+def check_renames(head: list[Row], renames: Mapping[str, str], path: str | Path) -> None:
+    """Raise a ConfigError when `data.columns` names a column the first rows lack, or would overwrite one."""
     keys: set[str] = set()
     for r in head:
         keys.update(r.data)
@@ -472,7 +481,8 @@ def _check_renames(head: list[Row], renames: Mapping[str, str], path: str | Path
         raise ConfigError(problems)
 
 
-def _rename(data: dict[str, Any], renames: Mapping[str, str]) -> dict[str, Any]:
+def rename_columns(data: dict[str, Any], renames: Mapping[str, str]) -> dict[str, Any]:
+    """The row with its columns renamed by `data.columns` (`{old: new}`)."""
     if not renames:
         return data
     return {renames.get(k, k): v for k, v in data.items()}

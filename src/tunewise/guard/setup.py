@@ -76,9 +76,11 @@ def plan_guard(config: Config, tokenizer: PreTrainedTokenizerBase) -> GuardPlan:
         return plan
     assert reg.general is not None  # the schema requires it when a guard needs it
     examples, _ = load_examples(reg.general, on_bad_rows=config.data.on_bad_rows)
+    from tunewise.tasks import task_of
+
     plain = examples[0].text is not None
-    if plain != (config.task == "completion"):
-        wanted = "plain-text {text}" if config.task == "completion" else "chat (messages, alpaca, prompt/completion...)"
+    if plain != bool(task_of(config).plain_text):  # the general rows are of the kind the task trains on
+        wanted = "plain-text {text}" if task_of(config).plain_text else "chat (messages, alpaca, prompt/completion...)"
         raise DataError(f"{reg.general}: regularize.general holds {'plain text' if plain else 'chat rows'}, but task "
                         f"{config.task} trains on {wanted} rows; give general rows of the same kind as data.train")
     plan.general_examples = examples
@@ -86,14 +88,9 @@ def plan_guard(config: Config, tokenizer: PreTrainedTokenizerBase) -> GuardPlan:
 
 
 def _render(config: Config, examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> list[Rendered]:
-    if config.task == "completion":
-        from tunewise.tasks.completion import render_documents
+    from tunewise.tasks import task_of
 
-        rows, _, _ = render_documents(examples, tokenizer, max_length=config.data.max_length)
-    else:
-        from tunewise.data import render_all
-
-        rows, _, _ = render_all(examples, tokenizer, train_on=config.data.train_on, max_length=config.data.max_length)
+    rows, _, _ = task_of(config).render(examples, tokenizer, config.data)  # as the task renders its own rows
     return rows
 
 

@@ -49,8 +49,12 @@ def _target_problems(model: PreTrainedModel, targets: str | list[str] | None, ke
             f"{', '.join(linear_module_names(model))} (or use all-linear)"]
 
 
-def method_problems(config: Config, model: PreTrainedModel) -> list[str]:
-    """Every problem of `config.method` on this model (real or on the meta device), one line each."""
+def method_problems(config: Config, model: PreTrainedModel, *, head: bool = False) -> list[str]:
+    """Every problem of `config.method` on this model (real or on the meta device), one line each.
+
+    Args:
+        head: the model carries a new task head that reads each row's last real token (a classifier).
+    """
     from tunewise.methods.freeze import matched_parameters
     from tunewise.methods.layout import layout
 
@@ -58,7 +62,7 @@ def method_problems(config: Config, model: PreTrainedModel) -> list[str]:
     method = config.method
     problems: list[str] = []
     kind = method.type
-    if kind in ("prompt", "ptuning") and config.task == "classification":
+    if kind in ("prompt", "ptuning") and head:
         # The head reads each row's last non-padding token, found from input_ids; these methods hand
         # the model embeddings instead (virtual tokens in front), so padded rows would be classified
         # from a padding position. Prefix tuning passes input_ids on and works.
@@ -106,15 +110,11 @@ def check_method(config: Config, model_class: Any = None) -> None:
     """Raise one ConfigError with every method problem, judged from the model's config.json alone.
 
     Args:
-        model_class: the Auto class the run will load with (a classification head's, say);
+        model_class: the Auto class the run will load with (the task's: a classification head's, say);
             causal LM when None.
     """
     from tunewise.methods.layout import meta_model
 
-    if model_class is None and config.task == "classification":
-        from transformers import AutoModelForSequenceClassification
-
-        model_class = AutoModelForSequenceClassification  # the label count does not change the checks
-    problems = method_problems(config, meta_model(config, model_class))
+    problems = method_problems(config, meta_model(config, model_class), head=model_class is not None)
     if problems:
         raise ConfigError(problems)

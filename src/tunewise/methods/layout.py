@@ -81,7 +81,7 @@ def meta_model(config: Config, model_class: Any = None) -> PreTrainedModel:
     import torch
     from transformers import AutoConfig
 
-    from tunewise.models import _friendly_errors, _local_only, resolve_model
+    from tunewise.models import friendly_errors, local_only_files, resolve_model
 
     if model_class is None:
         from transformers import AutoModelForCausalLM
@@ -89,9 +89,9 @@ def meta_model(config: Config, model_class: Any = None) -> PreTrainedModel:
         model_class = AutoModelForCausalLM
     name = config.model.name
     target = resolve_model(name)
-    with _friendly_errors(name, target, "config"):
+    with friendly_errors(name, target, "config"):
         model_config = AutoConfig.from_pretrained(target, revision=config.model.revision,
                                                   trust_remote_code=config.model.trust_remote_code,
-                                                  local_files_only=_local_only(target))
+                                                  local_files_only=local_only_files(target))
     with torch.device("meta"):
         return model_class.from_config(model_config, trust_remote_code=config.model.trust_remote_code)

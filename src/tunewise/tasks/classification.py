@@ -46,19 +46,20 @@ from tunewise.data.shapes import BadRow, Example, Reject
 from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
 from tunewise.errors import ConfigError, DataError, TunewiseError
 from tunewise.inference import device_of, eval_mode
+from tunewise.rundir import RunDir, write_json
+from tunewise.tasks.base import Prepared, load_tokenizer, row_counts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from tunewise.config import Config
-    from tunewise.pipeline import Prepared
+    from tunewise.config import Config, DataConfig
 
-__all__ = ["LABELS_FILE", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs", "label_order",
-           "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
+__all__ = ["LABELS_FILE", "TASK", "ClassificationTask", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs",
+           "label_order", "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
 
 console = make_console()
 
-LABELS_FILE = "labels.json"
+LABELS_FILE = RunDir.LABELS
 """In the run directory: the labels in class-id order and their names."""
 _METRICS = ("accuracy", "f1_macro")
 _DETECT_SAMPLE = 100
@@ -96,14 +97,14 @@ def load_labeled(path: str, *, columns: dict[str, str] | None = None,
         DataError: a row is malformed and `on_bad_rows` is `error`, or no row is usable.
     """
     from tunewise.data.io import read_rows
-    from tunewise.data.shapes import _check_renames, _rename, _required_str
+    from tunewise.data.shapes import check_renames, rename_columns, required_str
 
     rows = read_rows(path)
     head = list(islice(rows, _DETECT_SAMPLE))
     renames = dict(columns or {})
     if renames:
-        _check_renames(head, renames, path)
-    keys = set().union(*(_rename(r.data, renames).keys() for r in head))
+        check_renames(head, renames, path)
+    keys = set().union(*(rename_columns(r.data, renames).keys() for r in head))
     if not {"text", "label"} <= keys:
         hint = (" They look like chat data: fine-tune on them with task: chat." if keys & {"messages", "conversations",
                                                                                            "instruction", "prompt"}
@@ -114,9 +115,9 @@ def load_labeled(path: str, *, columns: dict[str, str] | None = None,
     out: list[Labeled] = []
     rejects: list[Reject] = []
     for row in chain(head, rows):
-        data = _rename(row.data, renames)
+        data = rename_columns(row.data, renames)
         try:
-            out.append(Labeled(row.source, _required_str(data, "text"), _label(data.get("label"))))
+            out.append(Labeled(row.source, required_str(data, "text"), _label(data.get("label"))))
         except BadRow as bad:
             if on_bad_rows == "error":
                 raise DataError(f"{row.source}: {bad.reason}. Fix this row, or set `data.on_bad_rows: skip` to "
@@ -170,7 +171,6 @@ def prepare_classification(config: Config, tokenizer: PreTrainedTokenizerBase) -
             classification suite or has unknown labels.
     """
     from tunewise.data import split_examples
-    from tunewise.pipeline import Prepared
 
     data = config.data
     if not data.train:
@@ -255,7 +255,7 @@ def write_labels(run_dir: Path, config: Config, classes: Sequence[str]) -> None:
     """`labels.json`: the labels in class-id order and their names, beside the adapter."""
     names = config.data.label_names or {}
     payload = {"labels": list(classes), "names": {c: names.get(c, c) for c in classes}}
-    (run_dir / LABELS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_json(run_dir / LABELS_FILE, payload, default=None)
 
 
 def check_labels(run_dir: Path, classes: Sequence[str]) -> None:
@@ -352,7 +352,7 @@ def prompt_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 # --------------------------------------------------------------------------- evaluation
 
 
-def _metrics(pred: Sequence[int], gold: Sequence[int]) -> dict[str, Any]:
+def _metrics(pred: Sequence[int] | np.ndarray, gold: Sequence[int] | np.ndarray) -> dict[str, Any]:
     from tunewise.evaluation.metrics import get_metric
 
     p, g = [str(int(x)) for x in pred], [str(int(x)) for x in gold]
@@ -380,7 +380,7 @@ class _Scored:
 
         if "tuned" not in self.scores:
             return {}
-        out = {}
+        out: dict[str, Any] = {}
         for v, s in self.scores.items():
             if v != "tuned":
                 out[v] = {}
@@ -432,11 +432,11 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
     """Score the fine-tuned head and the baselines on the eval rows and classification suites.
 
     Args:
-        run_dir: where `eval_summary.json` goes; None scores the baselines alone (no tuned model).
+        run_dir: the trained run; None scores the baselines alone (no tuned model).
         model: the trained classifier; None when there is none yet.
 
     Returns:
-        The summary written to `eval_summary.json` (see the module docstring).
+        The summary `eval_summary.json` holds (see the module docstring); the caller writes it.
     """
     from tunewise.evaluation.baselines import ShotPool
     from tunewise.evaluation.suite import load_suite
@@ -516,13 +516,6 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
     if measures:
         summary["baselines"] = {**pool.describe(), "eval_rows": None, "suites": measures, "notes": notes}
     _print(summary, config.eval.confidence)
-    if run_dir is not None:
-        from tunewise.tracking import log_eval
-
-        path = run_dir / "eval_summary.json"
-        path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-        console.print(f"eval summary: {path}")
-        log_eval(config, run_dir, summary)
     return summary
 
 
@@ -559,3 +552,76 @@ def _print(summary: dict[str, Any], confidence: float) -> None:
         console.print(f"[{'green' if beat else 'red'}]{line}[/]", highlight=False)
     for note in block["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+class ClassificationTask:
+    """`task: classification`: a sequence-classification head on the base model for {text, label} rows."""
+
+    name = "classification"
+    description = "a classification head on the base model for {text, label} rows"
+    plain_text: bool | None = None
+    head = True
+
+    def load_tokenizer(self, config: Config) -> PreTrainedTokenizerBase:
+        return load_tokenizer(config, chat_template=False)
+
+    def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
+        return prepare_classification(config, tokenizer)
+
+    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+        # {text, label} rows are rendered against the label set, which only `prepare` knows; no other
+        # rows of this kind exist (the config refuses the guards that read general rows).
+        raise TunewiseError("task classification renders its rows in prepare(), with the label set")
+
+    def model_class(self) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification  # the label count does not change the method checks
+
+    def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
+        if data is None or not data.classes:
+            raise ValueError("a classification model needs the label set of the prepared data")
+        return head_kwargs(data.classes)
+
+    def check_model(self, config: Config, model: Any) -> None:
+        """Raise when the new head would stay frozen (and so random) under the method.
+
+        Raises:
+            ConfigError: naming the method setting that trains it.
+        """
+        heads = [(name, p) for name, p in model.named_parameters()
+                 if {"score", "classifier"} & set(name.split("."))]
+        if heads and not any(p.requires_grad for _, p in heads):
+            hint = ("set method.train_head: true (the head is the new score layer here)"
+                    if config.method.type in ("freeze", "gradual_unfreeze") else "use lora, ia3 or full")
+            raise ConfigError([f"method.type: {config.method.type} leaves the new classification head frozen, so "
+                               f"it would stay random; {hint}"])
+
+    def collator(self, pad_id: int) -> Any:
+        # Padded lengths in multiples of 8 suit GPU tensor cores, as the training loop's own collator does.
+        return LabelCollator(pad_id=pad_id, multiple_of=8 if torch.cuda.is_available() else 1)
+
+    def describe_data(self, config: Config, data: Prepared) -> str:
+        rows, aside = row_counts(data)
+        counts = Counter(row.labels[0] for row in data.train)
+        names = config.data.label_names or {}
+        shares = ", ".join(f"{names.get(c, c)} {100 * counts[i] / len(data.train):.0f}%"
+                           for i, c in enumerate(data.classes))
+        return f"{rows}{aside}; {len(data.classes)} labels in training: {shares}"
+
+    def check_saved(self, run_dir: Path, data: Prepared) -> None:
+        check_labels(run_dir, data.classes)  # the saved head's labels must be the data's
+
+    def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
+        write_labels(run_dir, config, data.classes)
+
+    def evaluate(self, config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
+                 data: Prepared | None) -> dict[str, Any]:
+        # A head, not a language model: accuracy and F1 against the majority and prompting baselines.
+        if data is None:
+            raise ValueError("a classification evaluation needs its prepared data")
+        return evaluate_classifier(config, run_dir, model, tokenizer, data)
+
+
+TASK = ClassificationTask()

@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunewise.data.templates import RenderStats
+from tunewise.tasks.base import Prepared
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from tunewise.config import Config, MixingConfig
     from tunewise.data import Example, Rendered
-    from tunewise.pipeline import Prepared
 
 __all__ = ["dataset_losses", "describe_mixture", "mixture_probabilities", "prepare_mixture", "print_datasets",
            "rows_stats", "sample_mixture", "select_eval"]
@@ -116,21 +114,22 @@ def rows_stats(rows: Sequence[Rendered], parts: Sequence[RenderStats]) -> Render
         length_p50=rank(0.5), length_p95=rank(0.95), length_max=lengths[-1] if lengths else 0)
 
 
-def prepare_mixture(config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
+def prepare_mixture(config: Config, prepare_one: Callable[[Config], Prepared]) -> Prepared:
     """Prepare every dataset of `data.datasets` as its own `data.train`, then draw the mixture.
+
+    Args:
+        prepare_one: prepares a config whose `data.train` is one dataset (the task's own preparation).
 
     Returns:
         `Prepared` with the mixed training rows, the eval and test rows of every dataset in
         dataset order (`eval_parts` says how many each), and `mixture` describing the draw.
     """
-    from tunewise.pipeline import Prepared, prepare_data
-
     data = config.data
     parts: list[Prepared] = []
     for dataset in data.datasets:
         one = config.model_copy(update={"data": data.model_copy(update={
             "train": dataset.train, "eval": dataset.eval, "test": None, "datasets": []})})
-        parts.append(prepare_data(one, tokenizer))
+        parts.append(prepare_one(one))
     sizes = [len(p.train) for p in parts]
     probabilities = mixture_probabilities(sizes, data.mixing, [d.weight for d in data.datasets])
     drawn = sample_mixture(sizes, probabilities, sum(sizes), data.mixing.seed)

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from tunewise.data import Rendered
     from tunewise.training.terms import LossTerm
 
-__all__ = ["FitResult", "check_training", "fit", "last_checkpoint", "planned_steps", "resolve_precision"]
+__all__ = ["FitResult", "check_training", "cpu_has_bf16", "fit", "last_checkpoint", "peak_rss_mb", "planned_steps",
+           "resolve_precision"]
 
 console = make_console()
 
@@ -69,7 +70,8 @@ class FitResult:
     """CPU time of the process while training (all threads): steadier than wall time on a busy machine."""
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), so bf16 autocast pays off."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -87,7 +89,7 @@ def resolve_precision(precision: str) -> str:
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if _cpu_has_bf16() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -110,7 +112,8 @@ class _RowDataset(torch.utils.data.Dataset):
         return {"input_ids": row.input_ids, "labels": row.labels}
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MB."""
     # ru_maxrss is KiB on Linux, bytes on macOS.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -299,7 +302,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
         tokens_seen=tokens,
         wall_s=wall,
         tokens_per_s=(tokens - seen_before) / wall if wall > 0 else 0.0,
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
         checkpoint=str(newest) if newest else None,
         best_checkpoint=state.best_model_checkpoint if early else None,
         best_metric=float(state.best_metric) if early and state.best_metric is not None else None,

@@ -20,6 +20,7 @@ from typing import Any
 
 from tunewise.config import Config, TuneObjective
 from tunewise.errors import ConfigError, TunewiseError
+from tunewise.rundir import EvalSummary
 
 __all__ = ["MINIMIZED", "check_objectives", "directions", "forgetting", "objective_values", "trial_metrics"]
 
@@ -84,16 +85,14 @@ def forgetting(summary: Mapping[str, Any]) -> float | None:
     """Mean over the general suites of how much worse tuned is than base (None: no general suite scored)."""
     from tunewise.report import harm
 
-    harms = [harm(s) for s in summary.get("suites") or [] if isinstance(s, dict) and s.get("role") == "general"]
-    harms = [h for h in harms if h is not None]
+    found = [harm(s) for s in summary.get("suites") or [] if isinstance(s, dict) and s.get("role") == "general"]
+    harms = [h for h in found if h is not None]
     return sum(harms) / len(harms) if harms else None
 
 
 def trial_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """Every number a trial can be scored on: `cv_summary.json`'s names plus the short ones above."""
-    from tunewise.cv import fold_metrics
-
-    out = fold_metrics(summary)
+    out = EvalSummary.from_dict(summary).metrics()
     if "eval_loss/tuned" in out:
         out["eval_loss"] = out["eval_loss/tuned"]
     if "perplexity/tuned" in out:

@@ -7,9 +7,9 @@ Top to bottom, `tune()`:
 2. opens the study: `sqlite:///<search dir>/study.db` by default or `tune.storage` (any SQLAlchemy
    URL), named after the search directory; an existing study of that name is continued;
 3. runs trials — in this process, or in `--workers N` local processes sharing the study. A trial
-   draws its values, trains (`pipeline._train`, the evals during training reported to the pruner),
-   evaluates base vs tuned (`pipeline._compare_and_save`) and writes its report card, in the
-   run directory `<search dir>/trial-<n>/`. A trial that raises (bad combination, out of memory,
+   draws its values, trains (`tunewise.run.Run.fit`, the evals during training reported to the
+   pruner), evaluates base vs tuned (`Run.evaluate`) and writes its report card, in the run
+   directory `<search dir>/trial-<n>/`. A trial that raises (bad combination, out of memory,
    NaN loss) is recorded as failed and the study goes on;
 4. prints the trials and the best trial (one objective) or the Pareto front (two), writes the best
    config as YAML ready for `tunewise train`, `tune_summary.json`, and the search report
@@ -23,7 +23,6 @@ values; a worker that died without a word is found by its missing heartbeat and 
 from __future__ import annotations
 
 import gc
-import json
 import multiprocessing
 import os
 import shutil
@@ -37,6 +36,7 @@ from pydantic import ValidationError
 from tunewise.config import Config, describe_error, dump_config, key_lines
 from tunewise.console import make_console
 from tunewise.errors import ConfigError, TunewiseError
+from tunewise.rundir import write_json
 from tunewise.tune.objectives import check_objectives, directions, objective_values, trial_metrics
 from tunewise.tune.space import apply_params, check_space, sample_params
 from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name, storage_url
@@ -96,8 +96,8 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
     """One trial: draw, train (pruner and NaN guard watching), evaluate, score."""
     import optuna
 
-    from tunewise.pipeline import _compare_and_save, _train
     from tunewise.report import build_report
+    from tunewise.run import Run
     from tunewise.tune.callbacks import TrialCallback
 
     tune = base.tune
@@ -108,7 +108,7 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
     trial.set_user_attr("params", params)  # as the config takes them (Optuna keeps a list choice as JSON text)
     console.rule(f"trial {trial.number}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
     record: dict[str, Any] = {"number": trial.number, "params": params, "state": "RUNNING"}
-    trained = None
+    job = None
     try:
         config = trial_config(base, params, run_dir)
         if run_dir.exists():
@@ -117,7 +117,9 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
         sign = 1.0 if (tune.prune_mode == "min") == (first == "minimize") else -1.0
         prunes = len(tune.objectives) == 1 and pruner_name(tune) != "none"
         guard = TrialCallback(trial if prunes else None, tune.prune_metric, sign)
-        trained = _train(config, search.config_path, callbacks=[guard])
+        job = Run(config, search.config_path)
+        job.fit(callbacks=[guard])
+        trained_dir = job.save()
         if guard.diverged_at is not None:
             raise TunewiseError(f"the training loss became {guard.diverged_value} at step {guard.diverged_at} "
                                 f"(diverged; a lower train.lr or a smaller max_grad_norm may help)")
@@ -127,8 +129,8 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
             console.print(f"trial {trial.number} pruned at step {guard.pruned_at}: its {tune.prune_metric} "
                           f"{guard.reported[-1][1]:.4f} trails the other trials'", highlight=False)
             raise optuna.TrialPruned(f"pruned at step {guard.pruned_at}")
-        summary = _compare_and_save(config, trained.run_dir, trained.model, trained.tokenizer, trained.data)
-        build_report(trained.run_dir)
+        summary = job.evaluate()
+        build_report(trained_dir)
         metrics = trial_metrics(summary)
         trial.set_user_attr("metrics", metrics)
         values = objective_values(summary, tune.objectives)
@@ -151,8 +153,8 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
         raise
     finally:
         if run_dir.is_dir():
-            (run_dir / TRIAL_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-        del trained  # the next trial loads its own model (Optuna collects garbage after each trial)
+            write_json(run_dir / TRIAL_FILE, record)
+        del job  # the next trial loads its own model (Optuna collects garbage after each trial)
 
 
 def _counted(study: optuna.Study) -> int:
@@ -180,7 +182,7 @@ def _optimize(search: Search, trials: int, timeout: float | None) -> None:
     """Run trials in this process until the study holds `trials` trials or `timeout` passes."""
     # torch, transformers' Trainer, peft: imported before the freeze below (a spawned worker starts bare).
     import tunewise.methods  # noqa: F401
-    import tunewise.pipeline  # noqa: F401
+    import tunewise.run  # noqa: F401
     import tunewise.training.loop  # noqa: F401
 
     base = search.typed
@@ -227,7 +229,7 @@ def _retry_interrupted(study: optuna.Study) -> int:
 
 def _check_resumable(directory: Path, config: Config) -> None:
     """A search continues only with the config its trials were run with (the budget may change)."""
-    from tunewise.cv import _differences
+    from tunewise.cv import config_differences
 
     saved_file = directory / CONFIG_FILE
     if not saved_file.is_file():
@@ -239,7 +241,7 @@ def _check_resumable(directory: Path, config: Config) -> None:
         tree.get("train", {}).pop("resume", None)
         for key in ("trials", "timeout", "workers"):
             tree.get("tune", {}).pop(key, None)
-    differ = _differences(saved, now)
+    differ = config_differences(saved, now)
     if differ:
         raise TunewiseError(f"{directory} holds a search run with another config ({', '.join(differ[:5])}); "
                             f"trials of different searches would be compared as one. Use the same config, or set "
@@ -291,7 +293,7 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
         ConfigError: the space or objectives are invalid (before any trial runs).
         TunewiseError: the data or storage are unusable, or the directory holds another search.
     """
-    from tunewise.pipeline import check_prepared, load_tokenizer_for, prepare_data
+    from tunewise.run import check_prepared, load_tokenizer_for, prepare_data
     from tunewise.tune.report import write_results
 
     import_optuna()  # before any work: without the `tune` extra, say so at once

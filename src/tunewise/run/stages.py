@@ -39,8 +39,6 @@ Layout of the run:
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,24 +47,26 @@ from rich.table import Table
 
 from tunewise.console import make_console
 from tunewise.errors import TunewiseError
+from tunewise.run._run import Run, check_prepared, config_text
+from tunewise.rundir import RunDir, write_json, write_text
+from tunewise.tasks import Prepared, load_tokenizer_for, prepare_data
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from tunewise.config import Config
-    from tunewise.pipeline import Prepared
 
 __all__ = ["CONFIG_FILE", "SUMMARY_FILE", "print_table", "run_stages", "stage_dir_name", "summarise"]
 
 console = make_console()
 
-CONFIG_FILE = "stages_config.yaml"
-SUMMARY_FILE = "stages_summary.json"
+CONFIG_FILE = RunDir.STAGES_CONFIG
+SUMMARY_FILE = RunDir.STAGES_SUMMARY
 
 
 def stage_dir_name(index: int, name: str) -> str:
     """The run subdirectory of stage `index` (0-based): `1-general`, `2-medical`, ..."""
-    return f"{index + 1}-{name}"
+    return RunDir.stage_name(index, name)
 
 
 def _stage_configs(config: Config, top: Path) -> list[Config]:
@@ -83,20 +83,11 @@ def _stage_configs(config: Config, top: Path) -> list[Config]:
     return out
 
 
-def _top_dir(config: Config, config_path: str | Path | None) -> Path:
-    base = Path(config.output.dir)
-    if config.output.name:
-        path = base / config.output.name
-        if path.exists() and any(path.iterdir()):
-            raise TunewiseError(f"run directory {path} already exists; choose another output.name")
-        return path
-    stem = Path(config_path).stem if config_path else "run"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, n = base / f"{stem}-{stamp}", 1
-    while path.exists():
-        n += 1
-        path = base / f"{stem}-{stamp}-{n}"
-    return path
+def _top_dir(config: Config, config_path: str | Path | None) -> RunDir:
+    top = RunDir.new(config.output.dir, config.output.name, config_path)
+    if config.output.name and top.exists() and any(top.path.iterdir()):
+        raise TunewiseError(f"run directory {top.path} already exists; choose another output.name")
+    return top
 
 
 def summarise(names: Sequence[str], losses: Sequence[Sequence[float | None]],
@@ -170,11 +161,8 @@ def run_stages(config: Config, config_path: str | Path | None = None, *, evaluat
     Returns:
         The run directory holding one subdirectory per stage.
     """
-    from tunewise.config import dump_config
-    from tunewise.pipeline import _compare_and_save, _train, check_prepared, load_tokenizer_for, prepare_data
-
     top = _top_dir(config, config_path)
-    stages = _stage_configs(config, top)
+    stages = _stage_configs(config, top.path)
     names = [s.name for s in config.stages]
     tokenizer = load_tokenizer_for(config)
     prepared, checks = [], []
@@ -187,34 +175,37 @@ def run_stages(config: Config, config_path: str | Path | None = None, *, evaluat
         prepared.append(data)
         checks.append(check_prepared(stage, data))
 
-    top.mkdir(parents=True, exist_ok=True)
-    dump_config(config, top / CONFIG_FILE)
-    console.print(f"sequential run: {len(stages)} stages in {top}")
+    top.mkdir()
+    write_text(top.stages_config, config_text(config))
+    console.print(f"sequential run: {len(stages)} stages in {top.path}")
     losses: list[list[float | None]] = []
     model = None
     for k, (name, stage, data) in enumerate(zip(names, stages, prepared)):
         console.rule(f"stage {k + 1}/{len(stages)}: {name}")
+        # One model throughout: each stage trains on from the weights the one before left.
+        job = Run(stage, config_path, model=model, data=data, check=checks[k])
         try:
-            trained = _train(stage, config_path, model=model, data=data, check=checks[k])
+            job.fit()
+            job.save()
         except KeyboardInterrupt:
-            done = f"stages {', '.join(names[:k])} finished and kept in {top}; " if k else ""
+            done = f"stages {', '.join(names[:k])} finished and kept in {top.path}; " if k else ""
             console.print(f"[yellow]Sequential run stopped in stage {name}; {done}resuming a sequential run is not "
                           f"supported yet: run it again to start over.[/]", highlight=False)
             raise
-        model = trained.model
+        model = job.model
         if k == 0:  # the base model, on every stage's eval rows: row 0 of the table
             losses.append(list(_losses(model, tokenizer, prepared, config, "base")))
         losses.append([*_losses(model, tokenizer, prepared[:k + 1], config, "tuned"), *[None] * (len(stages) - k - 1)])
         summary = summarise(names, losses, [len(p.eval) for p in prepared])
-        (top / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json(top.stages_summary, summary, default=None)
         if evaluate:
-            _compare_and_save(stage, trained.run_dir, model, tokenizer, data)
+            job.evaluate()
     print_table(summary)
-    console.print(f"stages summary: {top / SUMMARY_FILE}")
+    console.print(f"stages summary: {top.stages_summary}")
     if evaluate:
         from tunewise.report import build_report
 
         # Built last: each stage's report shows the whole stages table.
-        reports = [build_report(top / stage_dir_name(i, name)) for i, name in enumerate(names)]
+        reports = [build_report(top.stage(i, name).path) for i, name in enumerate(names)]
         console.print(f"report cards: {', '.join(str(r) for r in reports)}")
-    return top
+    return top.path
