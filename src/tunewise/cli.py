@@ -205,9 +205,10 @@ def data_audit(targets: AuditTargets,
     """Audit training data: duplicates, leakage, contamination, lengths, repetition, PII and secrets,
     toxicity, label balance, format errors, demographic terms; exit 2 on a data.check.block_on finding."""
     from tunewise.data.audit import audit_command
+    from tunewise.evaluation.suite import suite_texts
 
     audit_command(targets, eval_files=eval_file or [], test_files=test_file or [], model=model, out=out,
-                  console=console)
+                  console=console, suites=suite_texts)
 
 
 @data_app.command("clean")
@@ -220,8 +221,9 @@ def data_clean(targets: AuditTargets,
     """Remove duplicates (one row per cluster) and the rows data.clean.drop names, redact personal data
     with <EMAIL>-style placeholders; every removed or changed row goes to rejects.jsonl with its reason."""
     from tunewise.data.clean import clean_command
+    from tunewise.evaluation.suite import suite_texts
 
-    clean_command(targets, out=out, model=model, console=console)
+    clean_command(targets, out=out, model=model, console=console, suites=suite_texts)
 
 
 @data_app.command("check")

@@ -239,7 +239,8 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
 def _check_once(config: Config, examples: Sequence[Example]) -> None:
     """The data check over all rows, before any fold trains (folds cannot leak: near duplicates
     share a fold); a blocking finding stops here rather than in fold 1."""
-    from tunewise.data.check import check_data, suite_texts
+    from tunewise.data.check import check_data
+    from tunewise.evaluation.suite import suite_texts
     from tunewise.run import report_check
 
     if config.data.check.enabled:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tunewise.config import Config
-from tunewise.data.check import suite_texts
+from tunewise.evaluation.suite import suite_texts
 from tunewise.errors import DataError
 from tunewise.guard.synth import model_fingerprint, read_prompts, synthesize
 from tunewise.testing import tiny_model, tiny_tokenizer

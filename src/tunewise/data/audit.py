@@ -57,8 +57,12 @@ if TYPE_CHECKING:
 
     from tunewise.config import CheckConfig, Config
 
-__all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "audit", "audit_files", "file_items",
-           "items_from_examples", "print_audit", "read_items", "suite_texts"]
+__all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "SuiteTexts", "audit", "audit_files", "file_items",
+           "items_from_examples", "print_audit", "read_items"]
+
+SuiteTexts = Callable[["Config"], Sequence[tuple[str, list[str]]]]
+"""What gives the eval suites' texts of a config, for the contamination check: the evaluation layer's
+`tunewise.evaluation.suite.suite_texts`, passed in by the caller (data sits below evaluation)."""
 
 AUDIT_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
                "too_long", "truncated", "repetition", "boilerplate", "non_text", "pii", "secrets", "toxicity",
@@ -832,29 +836,6 @@ def _print_skipped(result: Audit, console: Console) -> None:
 # --------------------------------------------------------------------------- the commands
 
 
-def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
-    """(suite name, item texts) for each configured suite, in the words a training row could
-    have copied: the question with its right answer, the prompt, the text. Bias pairs are
-    sentences about groups, not answers, and are left out. Loading the suites here also means a
-    bad suite file stops the run before training, not after it.
-    """
-    from tunewise.evaluation.suite import load_suite
-
-    out = []
-    for spec in config.eval.suites:
-        suite = load_suite(spec.name, limit=spec.limit, columns=spec.columns)
-        if suite.kind == "multiple_choice":
-            texts = [f"{it['query']} {it['choices'][it['gold']]}" for it in suite.items]
-        elif suite.kind in ("generation", "safety"):
-            texts = [it["prompt"] for it in suite.items]
-        elif suite.kind == "classification":
-            texts = [it["text"] for it in suite.items]
-        else:
-            continue
-        out.append((suite.name, texts))
-    return out
-
-
 def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
     """Lengths of texts in `tokenizer`'s tokens (no special tokens), in one batched call."""
     def count(texts: list[str]) -> list[int]:
@@ -913,8 +894,14 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
 
 
 def audit_command(targets: Sequence[str], *, eval_files: Sequence[str] = (), test_files: Sequence[str] = (),
-                  model: str | None = None, out: str | Path = "audit.json", console: Console) -> Audit:
-    """`tunewise data audit`: audit, print the table, write `out`; raise on a blocking finding."""
+                  model: str | None = None, out: str | Path = "audit.json", console: Console,
+                  suites: SuiteTexts | None = None) -> Audit:
+    """`tunewise data audit`: audit, print the table, write `out`; raise on a blocking finding.
+
+    Args:
+        suites: the eval suites' texts for the contamination check, from the resolved config
+            (`tunewise.evaluation.suite.suite_texts`); None checks no suite.
+    """
     from tunewise.errors import TunewiseError
     from tunewise.models import load_tokenizer
 
@@ -922,7 +909,7 @@ def audit_command(targets: Sequence[str], *, eval_files: Sequence[str] = (), tes
     tokenizer = load_tokenizer(model or config.model.name, revision=config.model.revision,
                                trust_remote_code=config.model.trust_remote_code)
     result = audit_files(files, config.data.check, shape=config.data.shape, columns=config.data.columns,
-                         suites=suite_texts(config), count_tokens=token_counter(tokenizer),
+                         suites=suites(config) if suites else (), count_tokens=token_counter(tokenizer),
                          max_length=config.data.max_length)
     print_audit(result, console)
     console.print(f"wrote {result.write(out)}", highlight=False)

@@ -4,7 +4,7 @@
 `check_data` on the rows they are about to train on, so the rendered lengths (and truncation)
 are those of the chat template and `data.max_length`.
 
-    check = check_data(train, {"eval": eval_rows}, config, suites=suite_texts(config))
+    check = check_data(train, {"eval": eval_rows}, config, suites=suite_texts(config))  # evaluation.suite
     check.findings      # [Finding(kind="eval_leakage", count=3, ...)]
     check.blocking      # the findings named in data.check.block_on
 """
@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from tunewise.data.audit import AUDIT_KINDS, Audit, Finding, Source, audit, items_from_examples, suite_texts
+from tunewise.data.audit import AUDIT_KINDS, Audit, Finding, Source, audit, items_from_examples
 
 if TYPE_CHECKING:
     from tunewise.config import Config
     from tunewise.data.shapes import Example
 
-__all__ = ["CHECK_KINDS", "DataCheck", "Finding", "check_data", "suite_texts"]
+__all__ = ["CHECK_KINDS", "DataCheck", "Finding", "check_data"]
 
 CHECK_KINDS = AUDIT_KINDS
 """Every finding the check (the audit) can report: the values `data.check.block_on` accepts."""

@@ -49,6 +49,7 @@ from tunewise.errors import TunewiseError
 
 if TYPE_CHECKING:
     from tunewise.config import CheckConfig, CleanConfig
+    from tunewise.data.audit import SuiteTexts
 
 __all__ = ["CleanResult", "clean_command", "clean_files", "output_name", "redact_row"]
 
@@ -310,12 +311,16 @@ def _drop_duplicates(dedup: StreamDeduper, rows: list[int], sources: list[str],
 
 
 def clean_command(targets: Sequence[str], *, out: str | Path = "clean", model: str | None = None,
-                  console: Any) -> CleanResult:
-    """`tunewise data clean`: clean a config's data files or the given files into `out`, print a summary."""
+                  console: Any, suites: SuiteTexts | None = None) -> CleanResult:
+    """`tunewise data clean`: clean a config's data files or the given files into `out`, print a summary.
+
+    Args:
+        suites: the eval suites' texts for the contamination filter, from the resolved config
+            (`tunewise.evaluation.suite.suite_texts`); None filters against no suite.
+    """
     from rich.table import Table
 
     from tunewise.data.audit import resolve_targets, token_counter
-    from tunewise.data.check import suite_texts
 
     config, files = resolve_targets(targets)
     paths = [p for split in ("train", "eval", "test") for p in files.get(split, [])]
@@ -326,10 +331,10 @@ def clean_command(targets: Sequence[str], *, out: str | Path = "clean", model: s
 
         count_tokens = token_counter(load_tokenizer(model or config.model.name, revision=config.model.revision,
                                                     trust_remote_code=config.model.trust_remote_code))
-    suites = suite_texts(config) if "contamination" in drop else ()
+    texts = suites(config) if suites and "contamination" in drop else ()
     result = clean_files(paths, out, config.data.clean, config.data.check, shape=config.data.shape,
                          columns=config.data.columns, count_tokens=count_tokens, max_length=config.data.max_length,
-                         suites=suites)
+                         suites=texts)
     table = Table(title=f"data clean: {result.rows_in} rows in = {result.rows_out} out + {result.removed} removed "
                         f"({result.changed} changed)", title_justify="left")
     table.add_column("reason")

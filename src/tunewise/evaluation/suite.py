@@ -48,10 +48,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunewise.data.io import read_rows, type_name
 from tunewise.errors import DataError
+
+if TYPE_CHECKING:
+    from tunewise.config import Config
 
 __all__ = [
     "BUILTIN_SUITES",
@@ -62,6 +65,7 @@ __all__ = [
     "SUITE_KINDS",
     "Suite",
     "load_suite",
+    "suite_texts",
 ]
 
 SUITE_KINDS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -410,3 +414,24 @@ def _gold(value: Any, count: int, where: str, textual: bool) -> int:
             f"0 and {count - 1} ('gold' counts from 0: 0 is the first choice)."
         )
     return value
+
+
+def suite_texts(config: Config) -> list[tuple[str, list[str]]]:
+    """(suite name, item texts) for each configured suite, in the words a training row could
+    have copied: the question with its right answer, the prompt, the text. Bias pairs are
+    sentences about groups, not answers, and are left out. Loading the suites here also means a
+    bad suite file stops the run before training, not after it.
+    """
+    out = []
+    for spec in config.eval.suites:
+        suite = load_suite(spec.name, limit=spec.limit, columns=spec.columns)
+        if suite.kind == "multiple_choice":
+            texts = [f"{it['query']} {it['choices'][it['gold']]}" for it in suite.items]
+        elif suite.kind in ("generation", "safety"):
+            texts = [it["prompt"] for it in suite.items]
+        elif suite.kind == "classification":
+            texts = [it["text"] for it in suite.items]
+        else:
+            continue
+        out.append((suite.name, texts))
+    return out

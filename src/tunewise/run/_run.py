@@ -52,7 +52,8 @@ def check_prepared(config: Config, data: Prepared, tokenizer: PreTrainedTokenize
     `data.check.enabled` is false.
     """
     from tunewise.data.audit import token_counter
-    from tunewise.data.check import check_data, suite_texts
+    from tunewise.data.check import check_data
+    from tunewise.evaluation.suite import suite_texts
 
     if not config.data.check.enabled:
         return None
