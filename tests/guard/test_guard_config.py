@@ -107,7 +107,7 @@ def test_the_guard_builds_rows_and_terms_from_a_general_file(tmp_path: Path, mon
     assert any(line.startswith("replay: 8 general rows") for line in lines)
 
 
-def test_wise_ft_errors_name_the_key_where_it_lives_under_regularize(tmp_path: Path) -> None:
+def test_wise_ft_errors_name_the_key_where_it_lives_under_guard(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
     file.write_text("task: classification\nguard:\n  wise_ft: {enabled: true}\n")
     with pytest.raises(ConfigError) as err:
@@ -115,7 +115,7 @@ def test_wise_ft_errors_name_the_key_where_it_lives_under_regularize(tmp_path: P
     [problem] = err.value.problems
     assert problem.startswith(f"guard.wise_ft.enabled ({file}:3): a classification head has no base value")
     assert "set guard.wise_ft.enabled: false" in problem
-    # WiSE-FT is a key of `guard`, never of `forgetting` (whose budgets it reads).
+    # WiSE-FT is a key of `guard`, never of the monitor's `guard.monitor` (whose budgets it reads).
     assert "guard.monitor.wise_ft" not in problem
     with pytest.raises(ConfigError, match=r"guard\.monitor\.wise_ft \(.*\): unknown key"):
         load_config(None, ["guard.monitor.wise_ft.enabled=true"])
