@@ -3,7 +3,7 @@
 Fine-tunes the default model (full fine-tuning) on a narrow task — SST-2 movie reviews cast as
 instructions answered with one label word (`../shared/data/sst2`), or with `--task pubmedqa`
 biomedical abstracts answered yes/no/maybe (`../shared/data/pubmedqa`) — at a learning rate that erodes
-general ability, once unguarded and once with each guard of `regularize:` and with a recommended
+general ability, once unguarded and once with each guard of `guard:` and with a recommended
 combination, all through `tunewise.run.train`. Every tuned model is then scored with the
 library's own evaluation (`tunewise.evaluation.suite_eval.evaluate_suites`):
 
@@ -86,18 +86,18 @@ def write_task_files(work: Path, task: str, train_rows: int, eval_rows: int) -> 
 
 VARIANTS: dict[str, list[str]] = {
     "none": [],
-    "replay": ["regularize.general=self", "regularize.replay.ratio=0.25"],
-    "ewc": ["regularize.general=self", "regularize.ewc.weight=0.1", "regularize.ewc.samples=32"],
-    "kl": ["regularize.kl.weight=1.0", "regularize.kl.on=batch"],
-    "l2sp": ["regularize.l2sp.weight=0.1"],
+    "replay": ["guard.general=self", "guard.replay.ratio=0.25"],
+    "ewc": ["guard.general=self", "guard.ewc.weight=0.1", "guard.ewc.samples=32"],
+    "kl": ["guard.kl.weight=1.0", "guard.kl.on=batch"],
+    "l2sp": ["guard.l2sp.weight=0.1"],
     # KL on general rows rather than on the batch: on the batch it holds the task's own answers to the
     # base model's, which is exactly what the fine-tune must change.
-    "replay+kl": ["regularize.general=self", "regularize.replay.ratio=0.25", "regularize.kl.weight=1.0",
-                  "regularize.kl.on=general", "regularize.kl.batch_size=2"],
+    "replay+kl": ["guard.general=self", "guard.replay.ratio=0.25", "guard.kl.weight=1.0",
+                  "guard.kl.on=general", "guard.kl.batch_size=2"],
     # The same two guards, harder: replay+kl kept the whole task gain in docs/forgetting.md's run
     # but not quite two thirds of the chat suite, so there was room to hold the model closer.
-    "recommended": ["regularize.general=self", "regularize.replay.ratio=0.4", "regularize.kl.weight=2.0",
-                    "regularize.kl.on=general", "regularize.kl.batch_size=4"],
+    "recommended": ["guard.general=self", "guard.replay.ratio=0.4", "guard.kl.weight=2.0",
+                    "guard.kl.on=general", "guard.kl.batch_size=4"],
 }
 
 
@@ -196,8 +196,8 @@ def main() -> int:
               "train.save_total_limit=1", "train.log_every=5", "train.warmup_ratio=0.05", "train.precision=fp32",
               "eval.suites=[]", "output.tracking=[]", f"output.dir={work / 'runs'}"]
     if args.synth_limit:
-        common.append(f"regularize.synth.limit={args.synth_limit}")
-    common.append(f"regularize.synth.max_new_tokens={args.synth_tokens}")
+        common.append(f"guard.synth.limit={args.synth_limit}")
+    common.append(f"guard.synth.max_new_tokens={args.synth_tokens}")
 
     base = load_model(model_dir)
     tokenizer = load_tokenizer_for(load_config(None, common))

@@ -156,6 +156,34 @@ def test_every_config_key_is_documented() -> None:
     assert not missing, f"docs/config.md lacks {missing}"
 
 
+def test_the_renamed_guard_sections_are_errors_that_name_the_new_keys(tmp_path: Path) -> None:
+    # regularize: became guard:, forgetting: became guard.monitor: (one name per concept, the forgetting guard).
+    path = write(tmp_path, "data: {train: t.jsonl}\n"
+                           "regularize:\n  kl: {weight: 1.0}\n  replay: {ratio: 0.2}\n"
+                           "forgetting: {enabled: true, budgets: {chat: 0.1}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [
+        f"regularize ({path}:2): was renamed guard: (same keys: guard.kl.weight, guard.replay.ratio)",
+        f"forgetting ({path}:5): was renamed guard.monitor: (same keys: guard.monitor.enabled, "
+        f"guard.monitor.budgets.chat)",
+    ]
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["regularize.kl.weight=1", "forgetting.action=stop"])
+    assert err.value.problems == [
+        "regularize (command-line override): was renamed guard: (same keys: guard.kl.weight)",
+        "forgetting (command-line override): was renamed guard.monitor: (same keys: guard.monitor.action)",
+    ]
+    # Nothing written under it: a few of the section's keys, so the message still shows where they went.
+    with pytest.raises(ConfigError, match=r"regularize .*: was renamed guard: \(same keys: guard\.general, "):
+        load_config(None, ["regularize=null"])
+    # The new keys hold the same settings.
+    config = load_config(None, ["guard.kl.weight=1", "guard.monitor.enabled=true", "guard.monitor.budgets.chat=0.1"])
+    assert config.guard.kl.weight == 1.0 and config.guard.monitor.enabled and config.guard.monitor.budgets == {
+        "chat": 0.1}
+    assert "regularize" not in Config.model_fields and "forgetting" not in Config.model_fields
+
+
 def test_suites_accept_names_paths_and_tables(tmp_path: Path) -> None:
     path = write(tmp_path, "data: {train: t.jsonl}\n"
                            "eval: {suites: [chat, my/suite.jsonl, {name: general_knowledge, limit: 50}]}\n")

@@ -115,9 +115,9 @@ def test_the_plan_knows_which_runs_take_the_fast_path(tmp_path: Path, tiny_model
     config = write_config(tmp_path, tiny_model_dir, "method: {type: lora, r: 4}\n")
     fast = plan(load_config(config, ["train.batch_size=8"]))
     assert 8 * fast.longest_row > 512 > fast.longest_row and fast.memory.pass_tokens == 512
-    for slow in ("train.packing=false", "train.neftune_alpha=5", "regularize.kl.weight=1"):
+    for slow in ("train.packing=false", "train.neftune_alpha=5", "guard.kl.weight=1"):
         assert plan(load_config(config, ["train.batch_size=8", slow])).memory.pass_tokens is None, slow
-    for kept in ("train.penalty.l2=0.01", "regularize.l2sp.weight=0.1"):
+    for kept in ("train.penalty.l2=0.01", "guard.l2sp.weight=0.1"):
         assert plan(load_config(config, ["train.batch_size=8", kept])).memory.pass_tokens == 512, kept
     assert plan(load_config(config, ["train.tokens_per_pass=8"])).memory.pass_tokens == fast.longest_row
 

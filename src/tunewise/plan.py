@@ -323,11 +323,11 @@ def takes_fast_path(config: Config, model: torch.nn.Module) -> bool:
     """Whether training `model` (already wrapped by its method) as `config` says runs on packed
     batches with the label-only loss — the same rule as `training.loop.fit`: a packable causal LM with
     a plain output head, `train.packing` on, no NEFTune, and no loss term that reads the batch's
-    logits (`regularize.kl.on` batch or both); penalties, EWC, L2-SP and KL on general rows keep it."""
+    logits (`guard.kl.on` batch or both); penalties, EWC, L2-SP and KL on general rows keep it."""
     from tunewise.training.loss import has_plain_head
     from tunewise.training.packing import can_pack
 
-    train, kl = config.train, config.regularize.kl
+    train, kl = config.train, config.guard.kl
     reads_logits = kl.weight > 0 and kl.on != "general"
     return bool(train.packing and train.neftune_alpha is None and not reads_logits and can_pack(model)
                 and has_plain_head(model))

@@ -35,7 +35,7 @@ def test_replay_self_ewc_and_kl_train_on_the_default_model(tmp_path: Path, defau
         "method: {type: lora, r: 4, alpha: 8, dropout: 0.0}\n"
         "train: {max_steps: 2, lr: 0.001, batch_size: 2, eval_every: 0, log_every: 1, warmup_ratio: 0.0, "
         "precision: fp32}\n"
-        "regularize:\n"
+        "guard:\n"
         "  general: self\n"
         "  synth: {prompts: prompts.jsonl, max_new_tokens: 48, batch_size: 4}\n"
         "  replay: {ratio: 0.25}\n"

@@ -30,7 +30,7 @@ def guarded(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatc
         "method: {type: full}\n"
         "train: {max_steps: 3, lr: 0.001, batch_size: 4, eval_every: 0, log_every: 1, warmup_ratio: 0.0, "
         "precision: fp32}\n"
-        "regularize:\n"
+        "guard:\n"
         "  general: general.jsonl\n"
         "  replay: {ratio: 0.25}\n"
         "  ewc: {weight: 1.0, samples: 4}\n"
@@ -62,5 +62,5 @@ def test_a_bad_general_file_stops_before_the_run_directory_exists(guarded: Path,
 
 
 def test_a_missing_general_source_is_a_config_error(guarded: Path) -> None:
-    with pytest.raises(ConfigError, match="regularize.general: self"):
-        load_config(guarded, ["regularize.general=null"])
+    with pytest.raises(ConfigError, match="guard.general: self"):
+        load_config(guarded, ["guard.general=null"])

@@ -1,6 +1,6 @@
 """The forgetting monitor on tiny models: budgets, the deltas it adds to every eval's log, what
 `warn`, `stop` and `rollback` do on a constructed drop, the KL probe's invariants, and the
-config errors of the `forgetting` section."""
+config errors of the `guard.monitor` section."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from tunewise.config import ForgettingConfig, load_config, suite_key
+from tunewise.config import MonitorConfig, load_config, suite_key
 from tunewise.errors import ConfigError, DataError
 from tunewise.guard.monitor import (FORGETTING_FILE, ForgettingMonitor, Probe, ProbeScores, breaches, load_prompts,
                                     restore_weights, snapshot_weights)
@@ -55,7 +55,7 @@ def monitored(tmp_path: Path, probe: ScriptedProbe, *, action: str, budgets: dic
               steps: int = 8) -> tuple[Any, list[dict[str, Any]], torch.nn.Module, WeightsAtEval]:
     """Train a tiny LoRA model `steps` steps, evaluating every 2, under a monitor fed by `probe`;
     forgetting.json goes to tmp_path/monitored."""
-    config = ForgettingConfig(enabled=True, budgets=budgets, action=action)
+    config = MonitorConfig(enabled=True, budgets=budgets, action=action)
     model = lora_model()
     weights = WeightsAtEval()
     monitor = ForgettingMonitor(probe, config, tmp_path / "monitored", log=lambda _: None)  # type: ignore[arg-type]
@@ -78,7 +78,7 @@ def test_breaches_are_drops_past_the_budget_and_kl_past_its_own() -> None:
 
 def test_each_eval_log_carries_scores_deltas_and_the_record_is_written(tmp_path: Path) -> None:
     probe = ScriptedProbe([0.8, 0.7, 0.75, 0.6])
-    config = ForgettingConfig(enabled=True)
+    config = MonitorConfig(enabled=True)
     monitor = ForgettingMonitor(probe, config, tmp_path, log=lambda _: None)  # type: ignore[arg-type]
     result, records = run(tmp_path, train_config(max_steps=8, eval_every=2), eval_rows=4, monitors=[monitor])
     evals = [r for r in records if "eval_loss" in r]
@@ -124,7 +124,7 @@ def test_rollback_restores_the_best_eval_within_budget(tmp_path: Path) -> None:
 def test_rollback_with_no_eval_within_budget_restores_the_starting_weights(tmp_path: Path) -> None:
     model = lora_model()
     start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    config = ForgettingConfig(enabled=True, budgets={"chat": 0.05}, action="rollback")
+    config = MonitorConfig(enabled=True, budgets={"chat": 0.05}, action="rollback")
     probe = ScriptedProbe([0.5] * 4)
     monitor = ForgettingMonitor(probe, config, tmp_path, log=lambda _: None)  # type: ignore[arg-type]
     run(tmp_path, train_config(max_steps=4, eval_every=2), model=model, eval_rows=4, monitors=[monitor])
@@ -159,7 +159,7 @@ def test_snapshot_and_restore_round_trip() -> None:
 
 
 def _probe(**settings: Any) -> Probe:
-    config = ForgettingConfig(enabled=True, limit=4, kl_limit=3, max_new_tokens=4, **settings)
+    config = MonitorConfig(enabled=True, limit=4, kl_limit=3, max_new_tokens=4, **settings)
     return Probe(config, tiny_tokenizer(), batch_size=2)
 
 
@@ -185,7 +185,7 @@ def test_probe_scores_multiple_choice_files_and_names_them_by_stem(tmp_path: Pat
     probe = _probe(suites=[{"name": str(suite)}], kl=False)
     scores = probe.measure_base(tiny_model())
     assert list(scores.values) == ["my_mc"] == [suite_key(str(suite))] and 0.0 <= scores.values["my_mc"] <= 1.0
-    assert probe.describe()["my_mc"]["n"] == 4  # forgetting.limit
+    assert probe.describe()["my_mc"]["n"] == 4  # guard.monitor.limit
 
 
 def test_the_monitor_scores_a_suite_exactly_as_eval_does() -> None:
@@ -203,7 +203,7 @@ def test_the_monitor_scores_a_suite_exactly_as_eval_does() -> None:
 
 
 def test_a_suite_that_is_no_general_probe_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"forgetting\.suites\.0 \(safety\)"):
+    with pytest.raises(ConfigError, match=r"guard\.monitor\.suites\.0 \(safety\)"):
         _probe(suites=["safety"])
 
 
@@ -215,22 +215,25 @@ def test_neutral_prompts_builtin_and_bad_files(tmp_path: Path) -> None:
     bad.write_text('{"prompt": "Hello there"}\n{"text": "no prompt key"}\n')
     with pytest.raises(DataError, match=r"prompts\.jsonl:2"):
         load_prompts(str(bad), None)
-    with pytest.raises(DataError, match="forgetting.prompts"):
+    with pytest.raises(DataError, match="guard.monitor.prompts"):
         load_prompts(str(tmp_path / "missing.jsonl"), None)
 
 
 @pytest.mark.parametrize(("overrides", "key", "message"), [
-    (["forgetting.enabled=true", "forgetting.budgets.arc_easy_test=0.05"], "forgetting.budgets.arc_easy_test",
-     "no such suite in forgetting.suites (general_knowledge, chat)"),
-    (["forgetting.enabled=true", "forgetting.kl=false", "forgetting.budgets.kl=0.1"], "forgetting.budgets.kl",
-     "the KL is not measured"),
-    (["forgetting.enabled=true", "forgetting.action=rollback"], "forgetting.action", "forgetting.budgets is empty"),
-    (["forgetting.budgets.chat=0.1"], "forgetting.enabled", "set forgetting.enabled: true"),
-    (["forgetting.enabled=true", "forgetting.action=stop", "forgetting.budgets.chat=0.1", "train.eval_every=0"],
-     "forgetting.action", "train.eval_every is 0"),
-    (["forgetting.enabled=true", "forgetting.action=explode"], "forgetting.action", "'warn', 'stop' or 'rollback'"),
-    (["forgetting.enabled=true", "forgetting.budgets.chat=-0.1"], "forgetting.budgets.chat", "greater than or equal"),
-    (["forgetting.enabled=true", "task=classification"], "forgetting.enabled", "classification"),
+    (["guard.monitor.enabled=true", "guard.monitor.budgets.arc_easy_test=0.05"],
+     "guard.monitor.budgets.arc_easy_test", "no such suite in guard.monitor.suites (general_knowledge, chat)"),
+    (["guard.monitor.enabled=true", "guard.monitor.kl=false", "guard.monitor.budgets.kl=0.1"],
+     "guard.monitor.budgets.kl", "the KL is not measured"),
+    (["guard.monitor.enabled=true", "guard.monitor.action=rollback"], "guard.monitor.action",
+     "guard.monitor.budgets is empty"),
+    (["guard.monitor.budgets.chat=0.1"], "guard.monitor.enabled", "set guard.monitor.enabled: true"),
+    (["guard.monitor.enabled=true", "guard.monitor.action=stop", "guard.monitor.budgets.chat=0.1",
+      "train.eval_every=0"], "guard.monitor.action", "train.eval_every is 0"),
+    (["guard.monitor.enabled=true", "guard.monitor.action=explode"], "guard.monitor.action",
+     "'warn', 'stop' or 'rollback'"),
+    (["guard.monitor.enabled=true", "guard.monitor.budgets.chat=-0.1"], "guard.monitor.budgets.chat",
+     "greater than or equal"),
+    (["guard.monitor.enabled=true", "task=classification"], "guard.monitor.enabled", "classification"),
 ])
 def test_forgetting_config_errors_name_the_key(overrides: list[str], key: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -242,20 +245,21 @@ def test_forgetting_config_errors_name_the_key(overrides: list[str], key: str, m
 def test_budgets_on_file_suites_use_the_file_stem_and_paths_anchor_at_the_config(tmp_path: Path) -> None:
     config_file = tmp_path / "run.yaml"
     config_file.write_text("data: {train: t.jsonl}\n"
-                           "forgetting:\n  enabled: true\n  suites: [general_knowledge, data/arc_easy_test.jsonl]\n"
-                           "  prompts: my_prompts.jsonl\n  budgets: {arc_easy_test: 0.05, kl: 0.2}\n"
-                           "  action: rollback\n")
+                           "guard:\n  monitor:\n    enabled: true\n"
+                           "    suites: [general_knowledge, data/arc_easy_test.jsonl]\n"
+                           "    prompts: my_prompts.jsonl\n    budgets: {arc_easy_test: 0.05, kl: 0.2}\n"
+                           "    action: rollback\n")
     config = load_config(config_file)
-    assert config.forgetting.suites[1].name == str(tmp_path / "data" / "arc_easy_test.jsonl")
-    assert config.forgetting.prompts == str(tmp_path / "my_prompts.jsonl")
+    assert config.guard.monitor.suites[1].name == str(tmp_path / "data" / "arc_easy_test.jsonl")
+    assert config.guard.monitor.prompts == str(tmp_path / "my_prompts.jsonl")
     # An unknown budget is blamed on its line of the file.
-    config_file.write_text("data: {train: t.jsonl}\nforgetting:\n  enabled: true\n  budgets: {arc: 0.05}\n")
-    with pytest.raises(ConfigError, match=r"forgetting\.budgets\.arc \(.*run\.yaml:4\)"):
+    config_file.write_text("data: {train: t.jsonl}\nguard:\n  monitor:\n    enabled: true\n    budgets: {arc: 0.05}\n")
+    with pytest.raises(ConfigError, match=r"guard\.monitor\.budgets\.arc \(.*run\.yaml:5\)"):
         load_config(config_file)
 
 
 def test_the_monitor_is_off_by_default_and_for_classification() -> None:
-    assert not load_config(None, ["data.train=t.jsonl"]).forgetting.enabled
+    assert not load_config(None, ["data.train=t.jsonl"]).guard.monitor.enabled
     config = load_config(None, ["data.train=t.jsonl", "task=classification"])
-    assert not config.forgetting.enabled
+    assert not config.guard.monitor.enabled
 

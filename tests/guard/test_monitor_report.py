@@ -31,9 +31,9 @@ def config_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
         "train: {max_steps: 6, lr: 0.05, batch_size: 4, eval_every: 2, save_every: 100, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
         "eval: {generations: 0, suites: [], batch_size: 4}\n"
-        "forgetting: {enabled: true, limit: 4, kl_limit: 3, max_new_tokens: 4, budgets: {kl: 0.0}, "
-        "action: rollback}\n"
-        "regularize: {wise_ft: {enabled: true, alphas: [0.0, 0.5, 1.0]}}\n"
+        "guard:\n"
+        "  monitor: {enabled: true, limit: 4, kl_limit: 3, max_new_tokens: 4, budgets: {kl: 0.0}, action: rollback}\n"
+        "  wise_ft: {enabled: true, alphas: [0.0, 0.5, 1.0]}\n"
         f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
     return path
 

@@ -167,17 +167,17 @@ def test_sweep_picks_by_the_rule_and_leaves_the_model_at_that_alpha(monkeypatch:
 ])
 def test_wise_ft_refuses_methods_without_a_base_value(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(None, ["data.train=t.jsonl", "regularize.wise_ft.enabled=true", *overrides])
-    assert "regularize.wise_ft.enabled" in str(err.value) and message in str(err.value)
+        load_config(None, ["data.train=t.jsonl", "guard.wise_ft.enabled=true", *overrides])
+    assert "guard.wise_ft.enabled" in str(err.value) and message in str(err.value)
 
 
 def test_wise_ft_alphas_must_lie_between_zero_and_one() -> None:
-    with pytest.raises(ConfigError, match=r"regularize\.wise_ft\.alphas"):
-        load_config(None, ["data.train=t.jsonl", "regularize.wise_ft.alphas=[0.5, 1.5]"])
+    with pytest.raises(ConfigError, match=r"guard\.wise_ft\.alphas"):
+        load_config(None, ["data.train=t.jsonl", "guard.wise_ft.alphas=[0.5, 1.5]"])
 
 
 def test_wise_ft_needs_eval_rows() -> None:
-    config = load_config(None, ["data.train=t.jsonl", "regularize.wise_ft.enabled=true"])
+    config = load_config(None, ["data.train=t.jsonl", "guard.wise_ft.enabled=true"])
     with pytest.raises(ConfigError, match="no eval rows"):
         check_wise_ft(config, eval_rows=0)
     check_wise_ft(config, eval_rows=3)

@@ -34,7 +34,7 @@ FACTS = [
 
 # The forgetting monitor scores general suites at every eval during training: worth it in a real run,
 # only slower here, where the evals during training exist for the pruner.
-QUIET = "forgetting: {enabled: false}\n" if "forgetting" in Config.model_fields else ""
+QUIET = "guard: {monitor: {enabled: false}}\n" if "guard" in Config.model_fields else ""
 
 
 def write_config(tmp_path: Path, model_dir: Path, train: str, tune_section: str) -> Path:

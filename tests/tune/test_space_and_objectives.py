@@ -49,6 +49,21 @@ def test_unknown_key_and_out_of_schema_values_are_named_with_their_line(tmp_path
     assert "tune.space.method.top_k" in text and "method.type freeze" in text  # where top_k belongs
 
 
+def test_a_space_key_under_a_renamed_section_names_the_new_key(tmp_path: Path) -> None:
+    problems = space_problems(tmp_path, "  space:\n"
+                                        "    regularize.replay.ratio: {uniform: [0.0, 0.3]}\n"
+                                        "    forgetting.limit: {choice: [8, 16]}\n"
+                                        "    guard.kl.weight: {choice: [0.0, 1.0]}\n"
+                                        "    guard.monitor.kl_limit: {choice: [4, 8]}\n")
+    path = tmp_path / "search.yaml"
+    assert problems == [
+        f"tune.space.regularize.replay.ratio ({path}:4): not a config key: "
+        f"regularize: was renamed guard: (same keys: guard.replay.ratio)",
+        f"tune.space.forgetting.limit ({path}:5): not a config key: "
+        f"forgetting: was renamed guard.monitor: (same keys: guard.monitor.limit)",
+    ]
+
+
 def test_searching_the_search_or_the_output_is_refused_and_grid_needs_finite_values(tmp_path: Path) -> None:
     problems = space_problems(tmp_path, "  sampler: grid\n  space:\n"
                                         "    tune.seed: {choice: [1, 2]}\n"

@@ -7,8 +7,8 @@ overrides are relative to the current directory (where the user typed them).
 
 Where things live:
 
-- one module per section: `model`, `data`, `method`, `train`, `eval`, `guard` (`forgetting` and
-  `regularize`), `output`, `tune`;
+- one module per section: `model`, `data`, `method`, `train`, `eval`, `guard` (the forgetting guard,
+  with its monitor as `guard.monitor`), `output`, `tune`;
 - `root`: the `Config` that composes them, and the rules that span sections;
 - `loader`: YAML and overrides in (duplicate keys, path anchoring), the resolved config out;
 - `_render`: pydantic's validation errors as `ConfigError` lines with key, file:line and suggestion.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from tunewise.config._render import describe_error
 from tunewise.config.data import CheckConfig, CleanConfig, DataConfig, DatasetConfig, MixingConfig, SplitConfig
 from tunewise.config.eval import BaselinesConfig, EvalConfig, SuiteConfig, suite_key
-from tunewise.config.guard import ForgettingConfig, RegularizeConfig, WiseFTConfig
+from tunewise.config.guard import GuardConfig, MonitorConfig, WiseFTConfig
 from tunewise.config.loader import dump_config, key_lines, load_config, parse_overrides
 from tunewise.config.method import (METHOD_CONFIGS, FreezeConfig, FullConfig, GradualUnfreezeConfig, IA3Config,
                                     LoraConfig, MethodConfig, PrefixConfig, PromptConfig, PTuningConfig, QLoraConfig)
@@ -39,22 +39,22 @@ __all__ = [
     "DatasetConfig",
     "EarlyStoppingConfig",
     "EvalConfig",
-    "ForgettingConfig",
     "FreezeConfig",
     "FullConfig",
     "GradualUnfreezeConfig",
+    "GuardConfig",
     "IA3Config",
     "LoraConfig",
     "MethodConfig",
     "MixingConfig",
     "ModelConfig",
+    "MonitorConfig",
     "OutputConfig",
     "PTuningConfig",
     "PenaltyConfig",
     "PrefixConfig",
     "PromptConfig",
     "QLoraConfig",
-    "RegularizeConfig",
     "SplitConfig",
     "StageConfig",
     "SuiteConfig",

@@ -37,6 +37,28 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+# Sections renamed so that one concept has one name (the forgetting guard): the old key -> the new one.
+# The keys inside them did not change; an old key is an error that names the new one.
+_RENAMED = {"regularize": "guard", "forgetting": "guard.monitor"}  # the old section names, on purpose
+
+
+def _key_paths(value: Any, prefix: str) -> list[str]:
+    """The key paths written under a section (a list or a value ends a path), e.g. guard.kl.weight."""
+    if not isinstance(value, dict) or not value:
+        return [prefix]
+    return [path for key, child in value.items() for path in _key_paths(child, f"{prefix}.{key}")]
+
+
+def _renamed(old: str, value: Any) -> str:
+    """The message for a renamed section: its new name, and the new path of each key written under it."""
+    new = _RENAMED[old]
+    written = _key_paths(value, new) if isinstance(value, dict) and value else []
+    if not written:  # nothing written under it: name a few of the section's keys
+        written = [f"{new}.{key}" for key in _fields_at(tuple(new.split(".")))[:3]] + ["..."]
+    shown = written[:6] + (["..."] if len(written) > 6 else [])
+    return f"was renamed {new}: (same keys: {', '.join(shown)})"
+
+
 # Keys that make sense only on a 4-bit base, and why the methods that train base weights refuse them.
 _QUANTIZED_ONLY = {"double_quant"}
 _NO_QUANTIZED_BASE = ("a 4-bit quantized base cannot be trained directly: its weights are packed integers "
@@ -96,6 +118,8 @@ def describe_error(error: ErrorDetails, lines: Mapping[tuple[str, ...], int] | N
                 + f"methods: {', '.join(METHOD_CONFIGS)}")
     if error["type"] == "extra_forbidden" and method_type is not None and len(loc) == 2:
         return f"{key}{where}: {_method_key(loc[1], method_type)}"
+    if error["type"] == "extra_forbidden" and len(loc) == 1 and loc[0] in _RENAMED:
+        return f"{key}{where}: {_renamed(loc[0], error.get('input'))}"
     if error["type"] == "extra_forbidden":
         known = _fields_at(loc[:-1])
         hint = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)

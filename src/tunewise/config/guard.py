@@ -1,5 +1,6 @@
-"""The forgetting guard's two sections: `forgetting:` (the monitor during training, its budgets and
-action) and `regularize:` (loss terms, replay and WiSE-FT). The code is tunewise/guard/; docs/forgetting.md."""
+"""The forgetting guard's section, `guard:`: its loss terms, replay and WiSE-FT, and the forgetting
+monitor during training (`guard.monitor:`: probes, budgets and action). The code is tunewise/guard/;
+docs/forgetting.md."""
 
 from __future__ import annotations
 
@@ -10,28 +11,28 @@ from pydantic import Field, model_validator
 from tunewise.config._section import Section
 from tunewise.config.eval import SuiteConfig
 
-__all__ = ["EwcConfig", "ForgettingAction", "ForgettingConfig", "KLConfig", "L2SPConfig", "RegularizeConfig",
-           "ReplayConfig", "SynthConfig", "WiseFTConfig"]
+__all__ = ["EwcConfig", "GuardConfig", "KLConfig", "L2SPConfig", "MonitorAction", "MonitorConfig", "ReplayConfig",
+           "SynthConfig", "WiseFTConfig"]
 
-# --- forgetting: the monitor that scores general ability and KL to the base at every eval, its
-# budgets and what breaching one does (tunewise/guard/monitor.py). WiSE-FT after training is a key of
-# `regularize` (regularize.wise_ft, tunewise/guard/wise_ft.py), judged by the same budgets.
+# --- guard.monitor: the forgetting monitor that scores general ability and KL to the base at every
+# eval, its budgets and what breaching one does (tunewise/guard/monitor.py). WiSE-FT after training
+# (guard.wise_ft, tunewise/guard/wise_ft.py) is judged by the same budgets.
 
-ForgettingAction = Literal["warn", "stop", "rollback"]
+MonitorAction = Literal["warn", "stop", "rollback"]
 
 
-def _default_forgetting_suites() -> list[SuiteConfig]:
+def _default_monitor_suites() -> list[SuiteConfig]:
     return [SuiteConfig(name=n) for n in ("general_knowledge", "chat")]
 
 
-class ForgettingConfig(Section):
+class MonitorConfig(Section):
     """The forgetting monitor: general-capability suites and KL to the base model at every eval
     during training, deltas against the base logged as metrics, and budgets that act."""
 
     enabled: bool = False
     """Score the suites below and the KL at every `train.eval_every` (base scored once at the start). Off by
     default: on two CPU cores an eval of the probes at these limits costs tens of seconds (docs/forgetting.md)."""
-    suites: list[SuiteConfig] = Field(default_factory=_default_forgetting_suites)
+    suites: list[SuiteConfig] = Field(default_factory=_default_monitor_suites)
     """General suites: multiple choice (scored by log-likelihood) or generation; names or files as in eval.suites."""
     limit: Annotated[int, Field(gt=0)] | None = 40
     """Items of each suite scored per eval (the first N; a suite's own `limit` wins); None: all."""
@@ -46,7 +47,7 @@ class ForgettingConfig(Section):
     budgets: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     """Suite short name -> the largest drop allowed (in its metric's units), and `kl` -> the largest KL,
     e.g. {general_knowledge: 0.05, chat: 0.1, kl: 0.2}."""
-    action: ForgettingAction = "warn"
+    action: MonitorAction = "warn"
     """What a breached budget does: warn, stop training, or rollback (at the end, restore the best eval
     within every budget)."""
 
@@ -58,7 +59,8 @@ class ForgettingConfig(Section):
         return data
 
 
-# --- regularize: the forgetting guard's loss terms, replay and WiSE-FT (tunewise/guard/, docs/forgetting.md).
+# --- guard: the forgetting guard's loss terms, replay, WiSE-FT, and the monitor above
+# (tunewise/guard/, docs/forgetting.md).
 
 
 class ReplayConfig(Section):
@@ -108,7 +110,7 @@ class L2SPConfig(Section):
 
 
 class SynthConfig(Section):
-    """Self-synthesized general data (`regularize.general: self`): the base model answers prompts."""
+    """Self-synthesized general data (`guard.general: self`): the base model answers prompts."""
 
     prompts: str | None = None
     """A file of `{prompt}` rows (.jsonl/.json/.csv); None: tunewise's seed set (155 everyday prompts)."""
@@ -124,7 +126,7 @@ class SynthConfig(Section):
 class WiseFTConfig(Section):
     """WiSE-FT: after training, interpolate (1−α)·base + α·tuned over a sweep of α, score each point
     on the eval rows and the forgetting suites, and keep the α with the best task score whose
-    forgetting is within `forgetting.budgets`."""
+    forgetting is within `guard.monitor.budgets`."""
 
     enabled: bool = False
     alphas: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = Field(
@@ -132,8 +134,9 @@ class WiseFTConfig(Section):
     """The sweep; 0 is the base model, 1 the fine-tune as trained."""
 
 
-class RegularizeConfig(Section):
-    """The forgetting guard's regularizers, each a separately logged loss term; all off by default."""
+class GuardConfig(Section):
+    """The forgetting guard: regularizers, each a separately logged loss term, WiSE-FT after training,
+    and the forgetting monitor during training; all off by default."""
 
     general: str | None = None
     """General data for replay, ewc and kl on general: `self` (the base model answers a seed prompt set,
@@ -144,22 +147,24 @@ class RegularizeConfig(Section):
     l2sp: L2SPConfig = Field(default_factory=L2SPConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     wise_ft: WiseFTConfig = Field(default_factory=WiseFTConfig)
-    """After training, interpolate base and tuned weights and keep the best α within forgetting.budgets."""
+    """After training, interpolate base and tuned weights and keep the best α within guard.monitor.budgets."""
     seed: int = 0
     """Seed of the replay draw, the Fisher's rows and the general KL batches."""
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    """The forgetting monitor during training: general probes, KL to base, budgets and action."""
 
     @property
     def needs_general(self) -> list[str]:
         """The keys of the guards that are on and read general data."""
-        return ([k for k, on in (("regularize.replay.ratio", self.replay.ratio > 0),
-                                 ("regularize.ewc.weight", self.ewc.weight > 0),
-                                 ("regularize.kl.on", self.kl.weight > 0 and self.kl.on != "batch")) if on])
+        return ([k for k, on in (("guard.replay.ratio", self.replay.ratio > 0),
+                                 ("guard.ewc.weight", self.ewc.weight > 0),
+                                 ("guard.kl.on", self.kl.weight > 0 and self.kl.on != "batch")) if on])
 
     @model_validator(mode="after")
-    def _general_data_given(self) -> RegularizeConfig:
+    def _general_data_given(self) -> GuardConfig:
         needing = self.needs_general
         if needing and not self.general:
             raise ValueError(f"{', '.join(needing)} {'needs' if len(needing) == 1 else 'need'} general data and "
-                             f"none is given; set regularize.general: "
+                             f"none is given; set guard.general: "
                              f"self (the base model answers tunewise's seed prompts) or a file of general chat rows")
         return self

@@ -118,21 +118,21 @@ def _anchor_data_paths(block: Any, base: Path) -> None:
 def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
     # Keys whose values are file paths: relative ones are anchored where they were written.
     _anchor_data_paths(raw.get("data"), base)
-    regularize = raw.get("regularize")
-    if isinstance(regularize, dict):
-        if isinstance(regularize.get("general"), str) and regularize["general"] != "self":
-            regularize["general"] = _anchored(regularize["general"], base)
-        synth = regularize.get("synth")
+    guard = raw.get("guard")
+    if isinstance(guard, dict):
+        if isinstance(guard.get("general"), str) and guard["general"] != "self":
+            guard["general"] = _anchored(guard["general"], base)
+        synth = guard.get("synth")
         if isinstance(synth, dict) and isinstance(synth.get("prompts"), str):
             synth["prompts"] = _anchored(synth["prompts"], base)
+        monitor = guard.get("monitor")
+        _anchor_suites(monitor, base)
+        if isinstance(monitor, dict) and isinstance(monitor.get("prompts"), str):
+            monitor["prompts"] = _anchored(monitor["prompts"], base)
     for stage in _items(raw.get("stages")):
         if isinstance(stage, dict):
             _anchor_data_paths(stage.get("data"), base)
-    for section in ("eval", "forgetting"):
-        _anchor_suites(raw.get(section), base)
-    forgetting = raw.get("forgetting")
-    if isinstance(forgetting, dict) and isinstance(forgetting.get("prompts"), str):
-        forgetting["prompts"] = _anchored(forgetting["prompts"], base)
+    _anchor_suites(raw.get("eval"), base)
 
 
 def _anchor_suites(section: Any, base: Path) -> None:

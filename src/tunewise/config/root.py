@@ -17,7 +17,7 @@ from tunewise.config._merge import merge
 from tunewise.config._section import Section
 from tunewise.config.data import DataConfig
 from tunewise.config.eval import EvalConfig, suite_key
-from tunewise.config.guard import ForgettingConfig, RegularizeConfig
+from tunewise.config.guard import GuardConfig
 from tunewise.config.method import LoraConfig, MethodConfig
 from tunewise.config.model import ModelConfig
 from tunewise.config.output import OutputConfig
@@ -30,18 +30,19 @@ Task = Literal["chat", "completion", "classification"]
 """What a run trains (tunewise.tasks.TASKS holds the code)."""
 
 
-def _regularize_problems(reg: RegularizeConfig, task: str) -> list[tuple[tuple[Any, ...], str]]:
-    """Guards the task cannot use, by key (the guard code is tunewise/guard/)."""
+def _guard_problems(guard: GuardConfig, task: str) -> list[tuple[tuple[Any, ...], str]]:
+    """Regularizers the task cannot use, by key (the guard code is tunewise/guard/)."""
     found: list[tuple[tuple[Any, ...], str]] = []
-    on = [("replay", "ratio", reg.replay.ratio), ("ewc", "weight", reg.ewc.weight), ("kl", "weight", reg.kl.weight)]
+    on = [("replay", "ratio", guard.replay.ratio), ("ewc", "weight", guard.ewc.weight),
+          ("kl", "weight", guard.kl.weight)]
     if task == "classification":
         for name, key, value in on:
             if value > 0:
-                found.append((("regularize", name, key), f"regularize.{name} works on a language model's "
-                              f"next-token predictions; a classification head has none — use regularize.l2sp"))
-    elif task == "completion" and reg.general == "self" and reg.needs_general:
-        found.append((("regularize", "general"), "self-synthesized rows are chat answers and task completion trains "
-                      "on plain text; set regularize.general to a plain-text file {text}"))
+                found.append((("guard", name, key), f"guard.{name} works on a language model's "
+                              f"next-token predictions; a classification head has none — use guard.l2sp"))
+    elif task == "completion" and guard.general == "self" and guard.needs_general:
+        found.append((("guard", "general"), "self-synthesized rows are chat answers and task completion trains "
+                      "on plain text; set guard.general to a plain-text file {text}"))
     return found
 
 
@@ -67,11 +68,10 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     method: MethodConfig = Field(default_factory=LoraConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
-    """Guards against forgetting: replay, ewc, kl, l2sp, and wise_ft after training (docs/forgetting.md)."""
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    """The forgetting guard: replay, ewc, kl, l2sp, wise_ft after training, and the forgetting monitor during
+    training (guard.monitor: general probes, KL to base, budgets and action) (docs/forgetting.md)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
-    """The forgetting monitor during training: general probes, KL to base, budgets and action (docs/forgetting.md)."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[StageConfig] = Field(default_factory=list)
     """Sequential fine-tuning: each stage trains on from the previous one's weights (see docs/tasks.md)."""
@@ -83,9 +83,9 @@ class Config(Section):
         # Combinations that cannot work are reported here, before any file is read or model loaded.
         if self.task == "classification" and "suites" not in self.eval.model_fields_set:
             self.eval.suites = []  # the built-in suites score a language model, which a classifier is not
-        if self.task == "classification" and "enabled" not in self.forgetting.model_fields_set:
-            self.forgetting.enabled = False  # so does the forgetting monitor
-        found = _task_problems(self) + _forgetting_problems(self)
+        if self.task == "classification" and "enabled" not in self.guard.monitor.model_fields_set:
+            self.guard.monitor.enabled = False  # so does the forgetting monitor
+        found = _task_problems(self) + _guard_monitor_problems(self)
         if found:
             raise ValidationError.from_exception_data("Config", [
                 InitErrorDetails(type="value_error", loc=loc, input={}, ctx={"error": ValueError(message)})
@@ -97,45 +97,48 @@ class Config(Section):
 _NO_WISE_FT = ("prefix", "prompt", "ptuning")
 
 
-def _forgetting_problems(config: Config) -> list[tuple[tuple[Any, ...], str]]:
-    """What is wrong with the `forgetting` section, alone or with the rest of the config."""
-    forgetting = config.forgetting
-    at = ("forgetting",)
+def _guard_monitor_problems(config: Config) -> list[tuple[tuple[Any, ...], str]]:
+    """What is wrong with the forgetting monitor (`guard.monitor`), alone or with the rest of the config,
+    and with WiSE-FT (`guard.wise_ft`), which the method must be able to interpolate."""
+    monitor = config.guard.monitor
+    at = ("guard", "monitor")
     found: list[tuple[tuple[Any, ...], str]] = []
-    keys = [suite_key(s.name) for s in forgetting.suites]
-    for i, suite in enumerate(forgetting.suites):
+    keys = [suite_key(s.name) for s in monitor.suites]
+    for i, suite in enumerate(monitor.suites):
         if suite.role not in ("auto", "general"):
             found.append(((*at, "suites", i, "role"), f"the monitor's suites are general probes; remove "
                                                       f"role: {suite.role} (task suites belong in eval.suites)"))
         if keys.index(keys[i]) != i:
             found.append(((*at, "suites", i), f"two suites go by the name {keys[i]}; keep one"))
-    for key in forgetting.budgets:
+    for key in monitor.budgets:
         if key == "kl":
-            if not forgetting.kl:
-                found.append(((*at, "budgets", key), "the KL is not measured (forgetting.kl is false); set "
-                                                     "forgetting.kl: true or remove the budget"))
+            if not monitor.kl:
+                found.append(((*at, "budgets", key), "the KL is not measured (guard.monitor.kl is false); set "
+                                                     "guard.monitor.kl: true or remove the budget"))
         elif key not in keys:
-            found.append(((*at, "budgets", key), f"no such suite in forgetting.suites ({', '.join(keys) or 'none'}); "
-                                                 f"add it to forgetting.suites or remove the budget"))
-    if forgetting.action != "warn" and not forgetting.budgets:
-        found.append(((*at, "action"), f"{forgetting.action} acts when a budget is breached, and forgetting.budgets "
-                                       f"is empty; set e.g. forgetting.budgets: {{chat: 0.1, kl: 0.2}}"))
-    if not forgetting.enabled and (forgetting.action != "warn" or forgetting.budgets):
-        found.append(((*at, "enabled"), "forgetting.budgets and forgetting.action need the monitor; set "
-                                        "forgetting.enabled: true"))
-    if forgetting.enabled and forgetting.action != "warn" and config.train.eval_every == 0:
-        found.append(((*at, "action"), f"{forgetting.action} acts at the evals during training, and "
+            found.append(((*at, "budgets", key), f"no such suite in guard.monitor.suites "
+                                                 f"({', '.join(keys) or 'none'}); add it to guard.monitor.suites "
+                                                 f"or remove the budget"))
+    if monitor.action != "warn" and not monitor.budgets:
+        found.append(((*at, "action"), f"{monitor.action} acts when a budget is breached, and "
+                                       f"guard.monitor.budgets is empty; set e.g. "
+                                       f"guard.monitor.budgets: {{chat: 0.1, kl: 0.2}}"))
+    if not monitor.enabled and (monitor.action != "warn" or monitor.budgets):
+        found.append(((*at, "enabled"), "guard.monitor.budgets and guard.monitor.action need the monitor; set "
+                                        "guard.monitor.enabled: true"))
+    if monitor.enabled and monitor.action != "warn" and config.train.eval_every == 0:
+        found.append(((*at, "action"), f"{monitor.action} acts at the evals during training, and "
                                        f"train.eval_every is 0 (none while training); set train.eval_every above 0"))
     lm = config.task != "classification"
-    if forgetting.enabled and not lm:
+    if monitor.enabled and not lm:
         found.append(((*at, "enabled"), "the monitor scores a language model, and a classification run trains a "
-                                        "head; set forgetting.enabled: false"))
-    if config.regularize.wise_ft.enabled:
+                                        "head; set guard.monitor.enabled: false"))
+    if config.guard.wise_ft.enabled:
         method = config.method.type
         why = None
         if not lm:
             why = ("a classification head has no base value to interpolate towards; set "
-                   "regularize.wise_ft.enabled: false")
+                   "guard.wise_ft.enabled: false")
         elif method in _NO_WISE_FT:
             why = f"method.type {method} adds virtual tokens, which have no base value to interpolate towards"
         elif getattr(config.method, "dora", False):
@@ -143,8 +146,8 @@ def _forgetting_problems(config: Config) -> list[tuple[tuple[Any, ...], str]]:
         elif config.stages:
             why = "WiSE-FT interpolates one fine-tune with its base; with stages, run it on a single stage"
         if why:
-            found.append((("regularize", "wise_ft", "enabled"), f"{why} (WiSE-FT works with full, freeze, "
-                                                       f"gradual_unfreeze, lora, qlora and ia3)"))
+            found.append((("guard", "wise_ft", "enabled"), f"{why} (WiSE-FT works with full, freeze, "
+                                                            f"gradual_unfreeze, lora, qlora and ia3)"))
     return found
 
 
@@ -212,7 +215,7 @@ def _task_problems(config: Config) -> list[tuple[tuple[Any, ...], Any]]:
     if not config.stages:
         # With stages the top-level data only lends defaults; each stage's merged data is checked below.
         found += _data_problems(config.data, config.task, ("data",))
-    found += _regularize_problems(config.regularize, config.task)
+    found += _guard_problems(config.guard, config.task)
     if config.task == "classification":
         for i, suite in enumerate(config.eval.suites):
             if suite.name in _LM_SUITES or suite.name.startswith("hf:"):

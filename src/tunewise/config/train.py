@@ -87,7 +87,7 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = False
     packing: bool = True
     """Concatenate each batch's rows into one padding-free row, each row attending only to itself (causal LMs
-    without NEFTune or a loss term that reads the batch's logits — regularize.kl.on batch/both; others pad). false: pad rows to the batch's longest, rows of similar length batched together."""
+    without NEFTune or a loss term that reads the batch's logits — guard.kl.on batch/both; others pad). false: pad rows to the batch's longest, rows of similar length batched together."""
     tokens_per_pass: Annotated[int, Field(gt=0)] | None = 512
     """With packing: run a batch as forward/backward passes of at most this many tokens (whole rows), summed into the
     same gradient; bounds activation memory whatever the rows' lengths. None: the whole batch in one pass."""

@@ -1,6 +1,6 @@
 """The forgetting guard: keep what the base model knew while it learns a narrow task.
 
-Regularizers (`regularize:` in the config), each a named, separately logged loss term
+Regularizers (`guard:` in the config), each a named, separately logged loss term
 (`tunewise.training.terms.LossTerm`):
 
 - `replay` — general data mixed into the training rows (replay.py; `self` synthesizes it with the

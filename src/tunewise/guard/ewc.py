@@ -103,7 +103,7 @@ def estimate_fisher(model: torch.nn.Module, rows: Sequence[Rendered], params: di
     count = sum(f.numel() for f in fisher.values())
     if not total > 0:
         raise TunewiseError("EWC: every squared gradient on the general rows is zero, so the Fisher holds "
-                            "nothing; check that the general rows have trained tokens (regularize.general)")
+                            "nothing; check that the general rows have trained tokens (guard.general)")
     scale = count / total  # mean 1 (the 1/len(rows) of the average cancels in the scaling)
     for f in fisher.values():
         f.mul_(scale)

@@ -3,10 +3,10 @@
 At the start of training the base model (adapters off, or the original weights swapped in:
 `tunewise.methods.as_base`) is scored once on
 
-- the general suites of `forgetting.suites` — multiple choice by log-likelihood (`acc_norm`, the
+- the general suites of `guard.monitor.suites` — multiple choice by log-likelihood (`acc_norm`, the
   built-in `general_knowledge` by default, or any `{query, choices, gold}` file such as ARC-Easy)
   and generation through the chat template (the built-in `chat` suite, `contains`), each limited to
-  its first `forgetting.limit` items so that an eval stays cheap;
+  its first `guard.monitor.limit` items so that an eval stays cheap;
 - a set of neutral chat prompts, which the base model answers greedily once: the KL is later taken
   on those answer tokens, KL(base ‖ tuned) per token (`tunewise.guard.kl.token_kl`).
 
@@ -19,8 +19,8 @@ Why both kinds of probe: a narrow fine-tune can leave multiple-choice log-likeli
 while the model starts answering everyday questions in the task's format; that shows in generation
 and in the KL, not in the log-likelihood scores.
 
-Budgets (`forgetting.budgets`): the largest drop allowed per suite (in its metric's units) and the
-largest KL. A breach does what `forgetting.action` says: `warn` (console and report), `stop` (end
+Budgets (`guard.monitor.budgets`): the largest drop allowed per suite (in its metric's units) and the
+largest KL. A breach does what `guard.monitor.action` says: `warn` (console and report), `stop` (end
 training at that eval; the model stays as it is there), or `rollback` (train on, then at the end
 restore the weights of the eval with the lowest eval loss among those within every budget — the
 base model's when none was). Rollback keeps a CPU copy of the trainable parameters at that eval
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from tunewise.config import ForgettingConfig, SuiteConfig, suite_key
+from tunewise.config import MonitorConfig, SuiteConfig, suite_key
 from tunewise.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -120,18 +120,18 @@ def load_prompts(path: str | None, limit: int | None) -> list[str]:
             rows = list(read_rows(str(builtin)))
     else:
         if not Path(path).is_file():
-            raise DataError(f"{path}: no such file (forgetting.prompts); give a .jsonl of {{prompt}} rows, "
-                            f"or remove forgetting.prompts to use the built-in neutral prompts")
+            raise DataError(f"{path}: no such file (guard.monitor.prompts); give a .jsonl of {{prompt}} rows, "
+                            f"or remove guard.monitor.prompts to use the built-in neutral prompts")
         rows = list(read_rows(path))
     prompts = []
     for row in rows:
         prompt = row.data.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise DataError(f"{row.source}: a neutral prompt row needs a non-empty string `prompt` "
-                            f"(forgetting.prompts); fix or delete the row")
+                            f"(guard.monitor.prompts); fix or delete the row")
         prompts.append(prompt)
     if not prompts:
-        raise DataError(f"{path}: holds no prompts (forgetting.prompts)")
+        raise DataError(f"{path}: holds no prompts (guard.monitor.prompts)")
     return prompts[:limit] if limit else prompts
 
 
@@ -146,12 +146,12 @@ class Probe:
     """The general suites and the neutral prompts, loaded once, scored on whatever `model` is now.
 
     Args:
-        config: the `forgetting` section.
+        config: the `guard.monitor` section.
         tokenizer: the run's tokenizer (its chat template renders the chat prompts).
         batch_size: rows per forward pass (`eval.batch_size`).
     """
 
-    def __init__(self, config: ForgettingConfig, tokenizer: PreTrainedTokenizerBase, *, batch_size: int = 8) -> None:
+    def __init__(self, config: MonitorConfig, tokenizer: PreTrainedTokenizerBase, *, batch_size: int = 8) -> None:
         from tunewise.evaluation.metrics import get_metric
         from tunewise.evaluation.suite import load_suite
 
@@ -162,20 +162,20 @@ class Probe:
         for i, spec in enumerate(config.suites):
             suite = load_suite(spec.name, limit=spec.limit or config.limit, columns=spec.columns)
             if suite.kind not in ("multiple_choice", "generation"):
-                raise ConfigError([f"forgetting.suites.{i} ({spec.name}): a {suite.kind} suite is no general-"
+                raise ConfigError([f"guard.monitor.suites.{i} ({spec.name}): a {suite.kind} suite is no general-"
                                    f"capability probe; the monitor scores multiple_choice {{query, choices, gold}} "
                                    f"and generation {{prompt, answers|reference}} suites"])
             if spec.metric is not None:
                 if suite.kind != "generation":
-                    raise ConfigError([f"forgetting.suites.{i}.metric: only generation suites take a metric; "
+                    raise ConfigError([f"guard.monitor.suites.{i}.metric: only generation suites take a metric; "
                                        f"{spec.name} is {suite.kind} (scored by acc_norm)"])
-                get_metric(spec.metric, key=f"forgetting.suites.{i}.metric")
+                get_metric(spec.metric, key=f"guard.monitor.suites.{i}.metric")
             self.suites.append((suite_key(spec.name), spec, suite))
         needs_template = config.kl or any(s.kind == "generation" for _, _, s in self.suites)
         if needs_template and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(["forgetting: the chat suite and the KL render prompts through a chat template, and "
-                               "this tokenizer has none; set model.chat_template, or forgetting.kl: false and only "
-                               "multiple-choice forgetting.suites"])
+            raise ConfigError(["guard.monitor: the chat suite and the KL render prompts through a chat template, and "
+                               "this tokenizer has none; set model.chat_template, or guard.monitor.kl: false and only "
+                               "multiple-choice guard.monitor.suites"])
         self.prompts = load_prompts(config.prompts, config.kl_limit) if config.kl else []
         self._kl_rows: list[_KLRow] = []
 
@@ -326,13 +326,13 @@ class ForgettingMonitor(TrainerCallback):
 
     Args:
         probe: the loaded probes.
-        config: the `forgetting` section (budgets, action).
+        config: the `guard.monitor` section (budgets, action).
         run_dir: where `forgetting.json` goes; None writes nothing.
         log: prints one line per eval and every action taken.
         base: base scores measured already (e.g. by an earlier stage); None measures them at train begin.
     """
 
-    def __init__(self, probe: Probe, config: ForgettingConfig, run_dir: Path | None = None,
+    def __init__(self, probe: Probe, config: MonitorConfig, run_dir: Path | None = None,
                  log: Callable[[str], Any] = print, base: ProbeScores | None = None) -> None:
         self.probe = probe
         self.config = config
@@ -425,12 +425,12 @@ class ForgettingMonitor(TrainerCallback):
             self.log(f"[yellow]forgetting budget breached at step {step}: {reasons}[/]")
         elif action == "stop":
             self.log(f"[red]forgetting budget breached at step {step}: {reasons}; stopping training "
-                     f"(forgetting.action: stop)[/]")
+                     f"(guard.monitor.action: stop)[/]")
             control.should_training_stop = True
             self.record.stopped_at = step
         else:
             self.log(f"[yellow]forgetting budget breached at step {step}: {reasons}; the best eval within "
-                     f"budget will be restored at the end (forgetting.action: rollback)[/]")
+                     f"budget will be restored at the end (guard.monitor.action: rollback)[/]")
 
     def _rollback(self, model: PreTrainedModel, state: TrainerState) -> None:
         if self._best is not None and self._best[0] == state.global_step:
@@ -453,8 +453,8 @@ class ForgettingMonitor(TrainerCallback):
             self.record.rollback = {"step": 0, "restored": True, "eval_loss": None,
                                     "reason": "no eval was within every budget: the starting (base) weights"}
             self.log("[red]forgetting rollback: no eval was within every budget; restored the starting weights "
-                     "(the fine-tune is undone). Loosen forgetting.budgets, lower train.lr, or add a guard "
-                     "(regularize.*)[/]")
+                     "(the fine-tune is undone). Loosen guard.monitor.budgets, lower train.lr, or add a guard "
+                     "(guard.*)[/]")
 
     # --- the record ---
 
@@ -476,9 +476,9 @@ class ForgettingMonitor(TrainerCallback):
 
 def build_monitor(config: Config, tokenizer: PreTrainedTokenizerBase, run_dir: Path | None,
                   log: Callable[[str], Any] = print) -> ForgettingMonitor | None:
-    """The run's forgetting monitor, or None when `forgetting.enabled` is false. The suites and prompts
+    """The run's forgetting monitor, or None when `guard.monitor.enabled` is false. The suites and prompts
     are loaded here, so a bad file fails before training starts."""
-    if not config.forgetting.enabled:
+    if not config.guard.monitor.enabled:
         return None
-    probe = Probe(config.forgetting, tokenizer, batch_size=config.eval.batch_size)
-    return ForgettingMonitor(probe, config.forgetting, run_dir, log=log)
+    probe = Probe(config.guard.monitor, tokenizer, batch_size=config.eval.batch_size)
+    return ForgettingMonitor(probe, config.guard.monitor, run_dir, log=log)

@@ -1,11 +1,11 @@
-"""The `regularize:` section, from config to loss terms and training rows, in two steps.
+"""The `guard:` section, from config to loss terms and training rows, in two steps.
 
     plan = plan_guard(config, tokenizer)          # before the model loads: files read, errors raised
     ...  load the model, apply the method ...
     guard = build_guard(plan, model, tokenizer, data.train)
     fit(model, tokenizer, guard.rows, ..., terms=guard.terms)
 
-`build_guard` synthesizes the general rows when `regularize.general: self` (cached), mixes in the
+`build_guard` synthesizes the general rows when `guard.general: self` (cached), mixes in the
 replay rows, estimates the Fisher (cached) and returns one loss term per guard that is on.
 """
 
@@ -39,13 +39,13 @@ class GuardPlan:
 
     config: Config
     general_examples: list[Example] | None = None
-    """From the `regularize.general` file; None with `self` (synthesized in `build_guard`) or unused."""
+    """From the `guard.general` file; None with `self` (synthesized in `build_guard`) or unused."""
     prompts: list[str] = field(default_factory=list)
     """`self`: the prompts the base model will answer."""
 
     @property
     def active(self) -> bool:
-        reg = self.config.regularize
+        reg = self.config.guard
         return bool(reg.replay.ratio or reg.ewc.weight or reg.kl.weight or reg.l2sp.weight)
 
 
@@ -67,7 +67,7 @@ def plan_guard(config: Config, tokenizer: PreTrainedTokenizerBase) -> GuardPlan:
     """
     from tunewise.data import load_examples
 
-    reg = config.regularize
+    reg = config.guard
     plan = GuardPlan(config)
     if not reg.needs_general:
         return plan
@@ -81,7 +81,7 @@ def plan_guard(config: Config, tokenizer: PreTrainedTokenizerBase) -> GuardPlan:
     plain = examples[0].text is not None
     if plain != bool(task_of(config).plain_text):  # the general rows are of the kind the task trains on
         wanted = "plain-text {text}" if task_of(config).plain_text else "chat (messages, alpaca, prompt/completion...)"
-        raise DataError(f"{reg.general}: regularize.general holds {'plain text' if plain else 'chat rows'}, but task "
+        raise DataError(f"{reg.general}: guard.general holds {'plain text' if plain else 'chat rows'}, but task "
                         f"{config.task} trains on {wanted} rows; give general rows of the same kind as data.train")
     plan.general_examples = examples
     return plan
@@ -102,7 +102,7 @@ def build_guard(plan: GuardPlan, model: PreTrainedModel, tokenizer: PreTrainedTo
         train_rows: the task's training rows; replay rows are added to a copy.
         log: one line per guard that is on.
     """
-    config, reg = plan.config, plan.config.regularize
+    config, reg = plan.config, plan.config.guard
     if not plan.active:
         return Guard(rows=list(train_rows), terms=[])
     started = time.monotonic()

@@ -66,13 +66,13 @@ def read_prompts(path: str | None, limit: int | None = None) -> list[str]:
             value = row.data.get("prompt")
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{row.source}: a synth prompt row needs a non-empty text `prompt` "
-                                f"(regularize.synth.prompts); found keys {', '.join(row.data) or 'none'}")
+                                f"(guard.synth.prompts); found keys {', '.join(row.data) or 'none'}")
             prompts.append(value.strip())
     if limit is not None:
         prompts = prompts[:limit]
     if not prompts:
         raise DataError(f"{path or SEED_PROMPTS}: no prompts to synthesize general data from "
-                        f"(regularize.synth.prompts / regularize.synth.limit)")
+                        f"(guard.synth.prompts / guard.synth.limit)")
     return prompts
 
 
@@ -168,7 +168,7 @@ def synthesize(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, promp
     unfinished = {f"self-synth:{i + 1}" for i, r in enumerate(records) if r["answer"] and not r["finished"]}
     if not examples:
         raise DataError(f"self-synthesized replay: all of the base model's {len(records)} answers are empty; "
-                        f"check the prompts (regularize.synth.prompts) and the chat template (model.chat_template)")
+                        f"check the prompts (guard.synth.prompts) and the chat template (model.chat_template)")
     return Synthesized(examples=examples, unfinished=unfinished, dropped=len(records) - len(examples), cache=path,
                        cached=cached)
 

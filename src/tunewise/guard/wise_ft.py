@@ -13,12 +13,12 @@ What θ is depends on the method (`Interpolation`):
 
 At α = 0 and α = 1 the interpolation reproduces the base and the tuned logits exactly (`torch.lerp`
 returns its end points exactly). Virtual-token methods (prefix, prompt, P-tuning) and DoRA have no
-base value to move towards; the config refuses them (`regularize.wise_ft.enabled`).
+base value to move towards; the config refuses them (`guard.wise_ft.enabled`).
 
-`sweep` scores every α of `regularize.wise_ft.alphas` on the task (eval loss on the eval rows) and
+`sweep` scores every α of `guard.wise_ft.alphas` on the task (eval loss on the eval rows) and
 on the forgetting probes (`tunewise.guard.monitor.Probe`: the general suites and the KL to the
 base), `choose` picks the α with the lowest eval loss among the points within every
-`forgetting.budgets` (with no budgets: the lowest eval loss), and the model is left at that α.
+`guard.monitor.budgets` (with no budgets: the lowest eval loss), and the model is left at that α.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_rows:
         alphas: the sweep, in any order.
         probe: the forgetting probes (general suites, KL on neutral prompts), base already prepared.
         base: the base model's probe scores.
-        budgets: `forgetting.budgets`.
+        budgets: `guard.monitor.budgets`.
     """
     from tunewise.evaluation.compare import loss_on
 
@@ -189,55 +189,55 @@ def _num(value: float | None) -> str:
 
 
 def check_wise_ft(config: Config, *, eval_rows: int) -> None:
-    """What `regularize.wise_ft` needs from the data, checked before training.
+    """What `guard.wise_ft` needs from the data, checked before training.
 
     Raises:
         ConfigError: WiSE-FT is on and there are no eval rows to score the task on.
     """
-    if config.regularize.wise_ft.enabled and not eval_rows:
-        raise ConfigError(["regularize.wise_ft.enabled: WiSE-FT picks α by the eval loss, and there are no eval "
+    if config.guard.wise_ft.enabled and not eval_rows:
+        raise ConfigError(["guard.wise_ft.enabled: WiSE-FT picks α by the eval loss, and there are no eval "
                            "rows; set data.eval to a file or data.split.eval above 0"])
 
 
 def run_wise_ft(config: Config, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 eval_rows: list[Rendered], run_dir: Path, monitor: ForgettingMonitor | None = None, *,
                 tracker: Any = None, step: int = 0, log: Callable[[str], Any] = print) -> dict[str, Any] | None:
-    """WiSE-FT after training, when `regularize.wise_ft.enabled`: sweep α, leave the model at the α
+    """WiSE-FT after training, when `guard.wise_ft.enabled`: sweep α, leave the model at the α
     chosen, print the table, write `wise_ft.json` and send the α chosen to the trackers.
 
     The forgetting probes and the base scores are the monitor's when it ran (else loaded and
-    measured here, with the same `forgetting` settings).
+    measured here, with the same `guard.monitor` settings).
     """
     from rich.table import Table
 
     from tunewise.console import make_console
     from tunewise.guard.monitor import Probe
 
-    wise = config.regularize.wise_ft
+    wise = config.guard.wise_ft
     if not wise.enabled:
         return None
     if monitor is not None and monitor.base is not None:
         probe, base = monitor.probe, monitor.base
     else:
-        probe = Probe(config.forgetting, tokenizer, batch_size=config.eval.batch_size)
+        probe = Probe(config.guard.monitor, tokenizer, batch_size=config.eval.batch_size)
         base = probe.measure_base(model)
     rows = eval_rows[:config.eval.limit] if config.eval.limit else eval_rows
     sweep_shown = ", ".join(f"{a:g}" for a in sorted(set(wise.alphas)))
     log(f"WiSE-FT: interpolating base and tuned weights at α = {sweep_shown} "
         f"(eval loss on {len(rows)} eval rows, {', '.join(k for k, _, _ in probe.suites)}"
-        + (", KL to base" if config.forgetting.kl else "") + ") ...")
-    record = sweep(model, tokenizer, rows, wise.alphas, probe, base, config.forgetting.budgets,
+        + (", KL to base" if config.guard.monitor.kl else "") + ") ...")
+    record = sweep(model, tokenizer, rows, wise.alphas, probe, base, config.guard.monitor.budgets,
                    batch_size=config.eval.batch_size, log=log)
     (Path(run_dir) / WISE_FT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     table = Table(title="WiSE-FT: (1−α)·base + α·tuned")
     keys = [k for k, _, _ in probe.suites]
-    for column in ("α", "eval loss", *keys, *(["KL to base"] if config.forgetting.kl else []), "within budget"):
+    for column in ("α", "eval loss", *keys, *(["KL to base"] if config.guard.monitor.kl else []), "within budget"):
         table.add_column(column, justify="right")
     for p in record["points"]:
         mark = "[bold green]← chosen[/]" if p["alpha"] == record["chosen"] else ""
         table.add_row(f"{p['alpha']:g}", _num(p["eval_loss"]),
                       *(f"{p['scores'][k]:.3f} ({p['deltas'][k]:+.3f})" for k in keys),
-                      *([_num(p["kl"])] if config.forgetting.kl else []),
+                      *([_num(p["kl"])] if config.guard.monitor.kl else []),
                       ("yes" if p["within_budget"] else "[red]no[/]") + (f" {mark}" if mark else ""))
     make_console().print(table)
     log(f"WiSE-FT: kept α = {record['chosen']:g} ({record['reason']}); the saved weights are this interpolation")

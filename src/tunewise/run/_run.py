@@ -241,7 +241,7 @@ class Run:
             check = check_prepared(config, data, tokenizer) if not resume else None
         console.print(describe_data(config, data), highlight=False)
         check_training(config.train, train_rows=len(data.train), eval_rows=len(data.eval))
-        guard_plan = plan_guard(config, tokenizer)  # regularize: general data read and checked before the model loads
+        guard_plan = plan_guard(config, tokenizer)  # guard: general data read and checked before the model loads
         check_wise_ft(config, eval_rows=len(data.eval))
         # The forgetting monitor (guard/monitor.py): its suites and prompts are loaded now, so a bad file fails early.
         monitor = build_monitor(config, tokenizer, run_dir.path, log=_log)
@@ -346,7 +346,7 @@ class Run:
             console.print(f"early stopping at step {result.stopped_early_at}: {config.train.early_stopping.metric} "
                           f"stopped improving; the saved adapter is the best checkpoint, {result.best_checkpoint} "
                           f"({result.best_metric})", highlight=False)
-        # WiSE-FT (regularize.wise_ft): the model is left at the α chosen, and saved so.
+        # WiSE-FT (guard.wise_ft): the model is left at the α chosen, and saved so.
         run_wise_ft(config, model, tokenizer, data.eval, run_dir.path, found.monitor, tracker=tracker,
                     step=result.steps, log=_log)
         return summary

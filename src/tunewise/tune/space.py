@@ -1,7 +1,7 @@
 """The search space: `tune.space` entries checked against the config schema, drawn, and applied.
 
 Every entry addresses a config key by its dotted path (`train.lr`, `method.r`,
-`regularize.replay.ratio`). Before any trial runs, `check_space` puts the extreme values of each
+`guard.replay.ratio`). Before any trial runs, `check_space` puts the extreme values of each
 entry (low and high of a range, every choice) into the config and validates the result, so an
 unknown key or a value the schema refuses is a `ConfigError` naming `tune.space.<key>` and its
 line — not a failed trial an hour in.
