@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.tunewise-installed
 PYTEST_ARGS ?=
 # Every optional feature is installed for the demo and the tests, so each one is exercised.
 EXTRAS ?= dev,trl,tracking,tune,toxicity
-# The gates `make test` runs before the tests (`make test GATES=lint`); empty until the whole tree passes them.
-GATES  ?=
+# The gates `make test` runs before the tests: lint, format, types and import contracts (`make lint`).
+GATES  ?= lint
 
 .PHONY: demo test unit lint install clean chromium
 

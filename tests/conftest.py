@@ -39,11 +39,24 @@ def headless_chromium(tmp_path: Path) -> Callable[..., subprocess.CompletedProce
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
         if found is None:
-            pytest.fail("chromium is not on PATH; install it (Debian/Ubuntu: `apt-get install chromium`) "
-                        "to render the report in a real browser")
-        command = [found, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+            pytest.fail(
+                "chromium is not on PATH; install it (Debian/Ubuntu: `apt-get install chromium`) "
+                "to render the report in a real browser"
+            )
+        command = [
+            found,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            *args,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         return done

@@ -56,7 +56,7 @@ def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     if not node.level:
         return node.module or ""
     base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[:len(base) - (node.level - 1)]
+    base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -65,7 +65,7 @@ def _private_target(dotted: str, src: Path, root: str) -> tuple[str, str] | None
     parts = dotted.split(".")
     for i, part in enumerate(parts):
         if _private(part):
-            return ".".join(parts[:i + 1]), _owner(".".join(parts[:i]), src, root)
+            return ".".join(parts[: i + 1]), _owner(".".join(parts[:i]), src, root)
     return None
 
 

@@ -23,15 +23,22 @@ def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
 def test_precedence_defaults_then_yaml_then_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, "data: {train: t.jsonl}\ntrain: {lr: 0.001, batch_size: 4}\n")
     config = load_config(path, ["train.lr=3e-5"])
-    assert config.train.lr == 3e-5            # override beats YAML
-    assert config.train.batch_size == 4       # YAML beats default
+    assert config.train.lr == 3e-5  # override beats YAML
+    assert config.train.batch_size == 4  # YAML beats default
     assert config.train.epochs == Config.model_fields["train"].default_factory().epochs  # default kept
 
 
 def test_override_values_are_typed(tmp_path: Path) -> None:
     path = write(tmp_path, "data: {train: t.jsonl}\n")
-    config = load_config(path, ["train.max_steps=5", "model.trust_remote_code=true",
-                                "method.target_modules=[q_proj, v_proj]", "output.name=my-run"])
+    config = load_config(
+        path,
+        [
+            "train.max_steps=5",
+            "model.trust_remote_code=true",
+            "method.target_modules=[q_proj, v_proj]",
+            "output.name=my-run",
+        ],
+    )
     assert config.train.max_steps == 5
     assert config.model.trust_remote_code is True
     assert config.method.target_modules == ["q_proj", "v_proj"]
@@ -76,7 +83,6 @@ def test_unreadable_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: t.jsonl\n  shape: [chat\n")
     with pytest.raises(ConfigError, match=rf"{path}:\d+:\d+: not valid YAML"):
         load_config(path)
-
 
 
 def test_a_key_given_twice_is_an_error_not_a_silent_drop(tmp_path: Path) -> None:
@@ -143,8 +149,11 @@ def test_every_config_key_is_documented() -> None:
     def keys(model, prefix: str):
         for name, field in model.model_fields.items():
             annotation = field.annotation
-            if (get_origin(annotation) is list and isinstance(get_args(annotation)[0], type)
-                    and issubclass(get_args(annotation)[0], BaseModel)):
+            if (
+                get_origin(annotation) is list
+                and isinstance(get_args(annotation)[0], type)
+                and issubclass(get_args(annotation)[0], BaseModel)
+            ):
                 yield f"{prefix}{name}"
                 yield from keys(get_args(annotation)[0], f"{prefix}{name}[].")
             elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -158,9 +167,12 @@ def test_every_config_key_is_documented() -> None:
 
 def test_the_renamed_guard_sections_are_errors_that_name_the_new_keys(tmp_path: Path) -> None:
     # regularize: became guard:, forgetting: became guard.monitor: (one name per concept, the forgetting guard).
-    path = write(tmp_path, "data: {train: t.jsonl}\n"
-                           "regularize:\n  kl: {weight: 1.0}\n  replay: {ratio: 0.2}\n"
-                           "forgetting: {enabled: true, budgets: {chat: 0.1}}\n")
+    path = write(
+        tmp_path,
+        "data: {train: t.jsonl}\n"
+        "regularize:\n  kl: {weight: 1.0}\n  replay: {ratio: 0.2}\n"
+        "forgetting: {enabled: true, budgets: {chat: 0.1}}\n",
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert err.value.problems == [
@@ -179,14 +191,17 @@ def test_the_renamed_guard_sections_are_errors_that_name_the_new_keys(tmp_path: 
         load_config(None, ["regularize=null"])
     # The new keys hold the same settings.
     config = load_config(None, ["guard.kl.weight=1", "guard.monitor.enabled=true", "guard.monitor.budgets.chat=0.1"])
-    assert config.guard.kl.weight == 1.0 and config.guard.monitor.enabled and config.guard.monitor.budgets == {
-        "chat": 0.1}
+    assert (
+        config.guard.kl.weight == 1.0 and config.guard.monitor.enabled and config.guard.monitor.budgets == {"chat": 0.1}
+    )
     assert "regularize" not in Config.model_fields and "forgetting" not in Config.model_fields
 
 
 def test_suites_accept_names_paths_and_tables(tmp_path: Path) -> None:
-    path = write(tmp_path, "data: {train: t.jsonl}\n"
-                           "eval: {suites: [chat, my/suite.jsonl, {name: general_knowledge, limit: 50}]}\n")
+    path = write(
+        tmp_path,
+        "data: {train: t.jsonl}\neval: {suites: [chat, my/suite.jsonl, {name: general_knowledge, limit: 50}]}\n",
+    )
     suites = load_config(path).eval.suites
     assert [s.name for s in suites] == ["chat", str(tmp_path / "my" / "suite.jsonl"), "general_knowledge"]
     assert suites[2].limit == 50 and suites[0].role == "auto"
@@ -195,5 +210,7 @@ def test_suites_accept_names_paths_and_tables(tmp_path: Path) -> None:
 
 def test_unknown_key_inside_a_suite_gets_a_suggestion(tmp_path: Path) -> None:
     path = write(tmp_path, "data: {train: t.jsonl}\neval:\n  suites:\n    - {name: chat, limt: 5}\n")
-    with pytest.raises(ConfigError, match=r"eval\.suites\.0\.limt \(.*run\.yaml:4\): unknown key; did you mean 'limit'"):
+    with pytest.raises(
+        ConfigError, match=r"eval\.suites\.0\.limt \(.*run\.yaml:4\): unknown key; did you mean 'limit'"
+    ):
         load_config(path)

@@ -33,8 +33,7 @@ FACTS = [
     ("What do caterpillars turn into when they grow up?", "Caterpillars turn into butterflies or moths."),
 ]
 # Near copies (first word changed) and an exact copy up to case: each must share its original's fold.
-COPIES = {12: (0, ("What", "Which")), 13: (3, ("What", "So what")), 14: (7, ("What", "Tell me")),
-          15: (9, None)}
+COPIES = {12: (0, ("What", "Which")), 13: (3, ("What", "So what")), 14: (7, ("What", "Tell me")), 15: (9, None)}
 
 
 def chat(question: str, answer: str) -> dict:
@@ -64,7 +63,8 @@ def cv_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
         "train: {max_steps: 2, lr: 0.01, batch_size: 4, eval_every: 0, save_every: 100, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
         "eval: {generations: 0, bootstrap: 100, suites: [{name: general_knowledge, limit: 3}]}\n"
-        f"output: {{dir: {tmp_path / 'runs'}}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}}}\n"
+    )
     return config
 
 
@@ -110,20 +110,47 @@ def test_summary_is_mean_and_sample_std() -> None:
 
 
 def test_fold_metrics_reads_losses_and_suites() -> None:
-    summary = {"base": {"loss": 2.0, "perplexity": 7.4}, "tuned": {"loss": 1.5, "perplexity": 4.5},
-               "delta_loss": -0.5, "generations": [],
-               "suites": [{"name": "gk", "metric": "acc_norm", "base": {"value": 0.25, "low": 0, "high": 1},
-                           "tuned": {"value": 0.5, "low": 0, "high": 1}, "delta": {"value": 0.25}}],
-               # Baselines score answer tokens only: their own names, never mixed into eval_loss/*.
-               "baselines": {"few_shot": {"k": 3}, "eval_rows": {
-                   "variants": {"base": {"loss": {"value": 2.1}}, "few_shot": {"loss": {"value": 1.8}},
-                                "tuned": {"loss": {"value": 1.6}}},
-                   "tuned_vs": {"few_shot": {"value": -0.2, "low": -0.3, "high": -0.1}}}}}
+    summary = {
+        "base": {"loss": 2.0, "perplexity": 7.4},
+        "tuned": {"loss": 1.5, "perplexity": 4.5},
+        "delta_loss": -0.5,
+        "generations": [],
+        "suites": [
+            {
+                "name": "gk",
+                "metric": "acc_norm",
+                "base": {"value": 0.25, "low": 0, "high": 1},
+                "tuned": {"value": 0.5, "low": 0, "high": 1},
+                "delta": {"value": 0.25},
+            }
+        ],
+        # Baselines score answer tokens only: their own names, never mixed into eval_loss/*.
+        "baselines": {
+            "few_shot": {"k": 3},
+            "eval_rows": {
+                "variants": {
+                    "base": {"loss": {"value": 2.1}},
+                    "few_shot": {"loss": {"value": 1.8}},
+                    "tuned": {"loss": {"value": 1.6}},
+                },
+                "tuned_vs": {"few_shot": {"value": -0.2, "low": -0.3, "high": -0.1}},
+            },
+        },
+    }
     assert list(fold_metrics(summary).items()) == [
-        ("eval_loss/base", 2.0), ("eval_loss/tuned", 1.5), ("eval_loss/delta", -0.5), ("perplexity/base", 7.4),
-        ("perplexity/tuned", 4.5), ("baseline_loss/base", 2.1), ("baseline_loss/few_shot", 1.8),
-        ("baseline_loss/tuned", 1.6), ("baseline_loss/tuned_vs_few_shot", -0.2), ("suite/gk/acc_norm/base", 0.25),
-        ("suite/gk/acc_norm/tuned", 0.5), ("suite/gk/acc_norm/delta", 0.25)]
+        ("eval_loss/base", 2.0),
+        ("eval_loss/tuned", 1.5),
+        ("eval_loss/delta", -0.5),
+        ("perplexity/base", 7.4),
+        ("perplexity/tuned", 4.5),
+        ("baseline_loss/base", 2.1),
+        ("baseline_loss/few_shot", 1.8),
+        ("baseline_loss/tuned", 1.6),
+        ("baseline_loss/tuned_vs_few_shot", -0.2),
+        ("suite/gk/acc_norm/base", 0.25),
+        ("suite/gk/acc_norm/tuned", 0.5),
+        ("suite/gk/acc_norm/delta", 0.25),
+    ]
 
 
 # --------------------------------------------------------------------------- end to end (tiny model)
@@ -159,25 +186,29 @@ def test_cross_validation_end_to_end(cv_config: Path) -> None:
         assert ev["base"]["rows"] == len(held_out) == summary["fold_runs"][i - 1]["eval_rows"]
         resolved = load_config(cv_dir / f"fold-{i}" / "config.yaml")
         assert resolved.data.eval == str((data / "eval.jsonl").resolve()) and resolved.data.test is None
-    for key, read in (("eval_loss/tuned", lambda e: e["tuned"]["loss"]),
-                      ("eval_loss/base", lambda e: e["base"]["loss"]),
-                      ("eval_loss/delta", lambda e: e["delta_loss"]),
-                      ("perplexity/tuned", lambda e: e["tuned"]["perplexity"]),
-                      ("suite/general_knowledge/acc_norm/tuned", lambda e: e["suites"][0]["tuned"]["value"]),
-                      ("suite/general_knowledge/acc_norm/delta", lambda e: e["suites"][0]["delta"]["value"])):
+    for key, read in (
+        ("eval_loss/tuned", lambda e: e["tuned"]["loss"]),
+        ("eval_loss/base", lambda e: e["base"]["loss"]),
+        ("eval_loss/delta", lambda e: e["delta_loss"]),
+        ("perplexity/tuned", lambda e: e["tuned"]["perplexity"]),
+        ("suite/general_knowledge/acc_norm/tuned", lambda e: e["suites"][0]["tuned"]["value"]),
+        ("suite/general_knowledge/acc_norm/delta", lambda e: e["suites"][0]["delta"]["value"]),
+    ):
         values = [read(e) for e in evals]
         mean = sum(values) / 3
         assert summary["metrics"][key]["values"] == pytest.approx(values)
         assert summary["metrics"][key]["mean"] == pytest.approx(mean)
         assert summary["metrics"][key]["std"] == pytest.approx((sum((v - mean) ** 2 for v in values) / 2) ** 0.5)
-    assert summary["metrics"]["suite/general_knowledge/acc_norm/base"]["std"] == pytest.approx(0.0), \
+    assert summary["metrics"]["suite/general_knowledge/acc_norm/base"]["std"] == pytest.approx(0.0), (
         "the base model is the same in every fold"
+    )
     # A cross-validation directory is not a run: `tunewise eval CONFIG` must not pick it.
     assert find_run_dir(config, cv_config, must_exist=True) is None
 
 
 def test_interrupted_cross_validation_resumes_without_redoing_finished_folds(
-        cv_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cv_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tunewise.run import Run
 
     config = load_config(cv_config, [*QUIET, "eval.suites=[]", "output.name=cv"])
@@ -217,22 +248,25 @@ def test_interrupted_cross_validation_resumes_without_redoing_finished_folds(
     with pytest.raises(TunewiseError, match=r"--resume .*folds was 2"):
         cross_validate(config, cv_config, folds=3, resume=cv_dir)
     with pytest.raises(TunewiseError, match=r"config differs.*train\.lr"):
-        cross_validate(load_config(cv_config, [*QUIET, "eval.suites=[]", "train.lr=0.5"]), cv_config, folds=2,
-                       resume=cv_dir)
+        cross_validate(
+            load_config(cv_config, [*QUIET, "eval.suites=[]", "train.lr=0.5"]), cv_config, folds=2, resume=cv_dir
+        )
 
     # The CLI on the finished directory: nothing left to train, the table is printed again.
     from tunewise.cli import app
 
-    result = CliRunner().invoke(app, ["cv", str(cv_config), *QUIET, "eval.suites=[]", "output.name=cv",
-                                      "--folds", "2", "--resume", str(cv_dir)])
+    result = CliRunner().invoke(
+        app, ["cv", str(cv_config), *QUIET, "eval.suites=[]", "output.name=cv", "--folds", "2", "--resume", str(cv_dir)]
+    )
     assert result.exit_code == 0, result.output
     assert trainings == ["fold-1", "fold-2"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    return subprocess.run([sys.executable, "-m", "tunewise.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_refuses_bad_folds_before_writing_anything(cv_config: Path) -> None:
@@ -243,12 +277,14 @@ def test_cli_refuses_bad_folds_before_writing_anything(cv_config: Path) -> None:
     assert not (cv_config.parent / "runs").exists()
 
 
-@pytest.mark.parametrize(("extra", "key"), [
-    ("stages: [{name: one, data: {train: train.jsonl}}, {name: two, data: {train: train.jsonl}}]\n", "stages"),
-    ("data: {datasets: [{name: a, train: train.jsonl}, {name: b, train: train.jsonl}]}\n", "data.datasets"),
-])
-def test_runs_that_cannot_be_folded_are_refused_by_key(tmp_path: Path, cv_config: Path, extra: str,
-                                                       key: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("stages: [{name: one, data: {train: train.jsonl}}, {name: two, data: {train: train.jsonl}}]\n", "stages"),
+        ("data: {datasets: [{name: a, train: train.jsonl}, {name: b, train: train.jsonl}]}\n", "data.datasets"),
+    ],
+)
+def test_runs_that_cannot_be_folded_are_refused_by_key(tmp_path: Path, cv_config: Path, extra: str, key: str) -> None:
     text = cv_config.read_text()
     if extra.startswith("data:"):
         text = "\n".join(line for line in text.splitlines() if not line.startswith("data:")) + "\n"

@@ -72,8 +72,9 @@ def test_tune_without_optuna_stops_at_once_naming_the_extra(monkeypatch: pytest.
     assert not (tmp_path / "runs").exists(), "nothing is read or written before the check"
 
 
-def test_tunewise_tune_command_without_optuna_prints_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_tunewise_tune_command_without_optuna_prints_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tunewise.cli import main
 
     config = tmp_path / "search.yaml"
@@ -100,8 +101,12 @@ def fresh_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tracking_without_the_extra_is_switched_off_with_one_warning_and_noted(
-        fresh_tracking: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    fresh_tracking: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from tunewise.tracking import TRACKING_FILE, Tracker, mlflow_run_id
 
     missing(monkeypatch, "mlflow", "tensorboard")
@@ -124,8 +129,9 @@ def test_tracking_without_the_extra_is_switched_off_with_one_warning_and_noted(
     assert not (tmp_path / "runs" / "mlflow.db").exists() and not (run_dir / "tensorboard").exists()
 
 
-def test_a_tracker_installed_later_clears_its_off_note(fresh_tracking: None, monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
+def test_a_tracker_installed_later_clears_its_off_note(
+    fresh_tracking: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     pytest.importorskip("tensorboard")
     from tunewise.tracking import TRACKING_FILE, Tracker
 
@@ -152,8 +158,14 @@ def no_classifier(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _toxic_file(tmp_path: Path) -> str:
-    rows = [{"instruction": f"Say something about topic {i}, please.", "input": "",
-             "output": f"Topic {i} is interesting in its own particular way, as many are."} for i in range(8)]
+    rows = [
+        {
+            "instruction": f"Say something about topic {i}, please.",
+            "input": "",
+            "output": f"Topic {i} is interesting in its own particular way, as many are.",
+        }
+        for i in range(8)
+    ]
     rows[3]["output"] = "Shut up, you stupid fucking idiot."
     path = tmp_path / "t.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -241,13 +253,16 @@ def test_a_broken_install_shows_its_reason(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(MissingExtraError) as caught:
         require("optuna", feature="tunewise tune")
-    assert str(caught.value) == ("tunewise tune needs optuna, which cannot be used (ImportError: cannot import name "
-                                 "'Thing' from 'sqlalchemy'): install tunewise[tune] (pip install 'tunewise[tune]')")
+    assert str(caught.value) == (
+        "tunewise tune needs optuna, which cannot be used (ImportError: cannot import name "
+        "'Thing' from 'sqlalchemy'): install tunewise[tune] (pip install 'tunewise[tune]')"
+    )
 
 
 def test_a_missing_package_message_is_one_plain_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
     missing(monkeypatch, "optuna")
     with pytest.raises(MissingExtraError) as caught:
         require("optuna.trial", feature="tunewise tune")
-    assert str(caught.value) == ("tunewise tune needs optuna, which is not installed: install tunewise[tune] "
-                                 "(pip install 'tunewise[tune]')")
+    assert str(caught.value) == (
+        "tunewise tune needs optuna, which is not installed: install tunewise[tune] (pip install 'tunewise[tune]')"
+    )

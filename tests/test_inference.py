@@ -37,9 +37,14 @@ def _reference(model: Any, tok: Any, chat: list[dict[str, str]], max_new_tokens:
     """transformers' own generate on one prompt alone (no padding): the new token ids."""
     text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
     enc = tok([text], return_tensors="pt", add_special_tokens=False)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id, **({"do_sample": False} | sampling))
-    return out[0, enc["input_ids"].shape[1]:].tolist()
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        **({"do_sample": False} | sampling),
+    )
+    return out[0, enc["input_ids"].shape[1] :].tolist()
 
 
 def test_device_of_is_the_weights_device() -> None:
@@ -98,8 +103,9 @@ def test_text_prompts_are_used_as_they_are() -> None:
 def test_sampling_is_transformers_sampling_with_the_same_seed() -> None:
     model, tok = _varied_model(), tiny_tokenizer()
     torch.manual_seed(7)
-    expected = tok.decode(_reference(model, tok, CHATS[1], 10, do_sample=True, temperature=0.9, top_p=0.95),
-                          skip_special_tokens=True).strip()
+    expected = tok.decode(
+        _reference(model, tok, CHATS[1], 10, do_sample=True, temperature=0.9, top_p=0.95), skip_special_tokens=True
+    ).strip()
     torch.manual_seed(7)
     got = generate_texts(model, tok, CHATS[1:2], max_new_tokens=10, temperature=0.9, top_p=0.95)
     assert got == [expected]

@@ -19,13 +19,22 @@ pytestmark = pytest.mark.integration
 
 def tunewise(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "tunewise.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tunewise.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_train_honours_max_steps_override_on_the_default_model(tmp_path: Path, default_model_dir: Path) -> None:
-    done = tunewise("train", str(DEMO), "train.max_steps=3", "train.eval_every=0", "train.log_every=1",
-                    f"output.dir={tmp_path}", "output.name=smoke", cwd=tmp_path)
+    done = tunewise(
+        "train",
+        str(DEMO),
+        "train.max_steps=3",
+        "train.eval_every=0",
+        "train.log_every=1",
+        f"output.dir={tmp_path}",
+        "output.name=smoke",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     run_dir = tmp_path / "smoke"
     summary = json.loads((run_dir / "train_summary.json").read_text())
@@ -66,11 +75,12 @@ def test_unknown_model_name_is_one_clear_error(tmp_path: Path) -> None:
 ARC_EASY = ROOT.parent / "shared" / "data" / "arc" / "arc_easy_test.jsonl"
 
 
-def test_eval_of_the_base_model_on_arc_easy_lands_near_its_known_score(tmp_path: Path,
-                                                                      default_model_dir: Path) -> None:
+def test_eval_of_the_base_model_on_arc_easy_lands_near_its_known_score(tmp_path: Path, default_model_dir: Path) -> None:
     done = tunewise("eval", "--suite", str(ARC_EASY), "--limit", "300", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    row = re.search(r"arc_easy_test[\s│|]+task[\s│|]+acc_norm[\s│|]+300[\s│|]+([\d.]+) \[([\d.]+), ([\d.]+)\]", done.stdout)
+    row = re.search(
+        r"arc_easy_test[\s│|]+task[\s│|]+acc_norm[\s│|]+300[\s│|]+([\d.]+) \[([\d.]+), ([\d.]+)\]", done.stdout
+    )
     assert row, done.stdout
     value, low, high = map(float, row.groups())
     assert 0.36 <= value <= 0.56, f"base SmolLM2-135M scores about 0.46 on ARC-Easy, got {value}"
@@ -78,21 +88,43 @@ def test_eval_of_the_base_model_on_arc_easy_lands_near_its_known_score(tmp_path:
 
 
 def test_run_on_the_demo_config_writes_a_report_that_renders_and_is_listed(
-        tmp_path: Path, default_model_dir: Path, headless_chromium) -> None:
+    tmp_path: Path, default_model_dir: Path, headless_chromium
+) -> None:
     """`tunewise run` on the shipped demo config (shortened) as a user runs it, then the report in a
     real browser with every section, and `tunewise runs` listing the run."""
     from tunewise.report import SECTIONS
 
     runs = tmp_path / "runs"
-    suites = ("[{name: general_knowledge, limit: 24}, {name: chat, limit: 6}, {name: safety, limit: 8}, "
-              "{name: bias_pairs, limit: 8}]")
-    done = tunewise("run", str(DEMO), "train.max_steps=6", "train.eval_every=2", "train.log_every=1",
-                    "train.save_every=3", "eval.limit=12", "eval.generations=2", "eval.max_new_tokens=24",
-                    f"eval.suites={suites}", f"output.dir={runs}", "output.name=demo-smoke", cwd=tmp_path)
+    suites = (
+        "[{name: general_knowledge, limit: 24}, {name: chat, limit: 6}, {name: safety, limit: 8}, "
+        "{name: bias_pairs, limit: 8}]"
+    )
+    done = tunewise(
+        "run",
+        str(DEMO),
+        "train.max_steps=6",
+        "train.eval_every=2",
+        "train.log_every=1",
+        "train.save_every=3",
+        "eval.limit=12",
+        "eval.generations=2",
+        "eval.max_new_tokens=24",
+        f"eval.suites={suites}",
+        f"output.dir={runs}",
+        "output.name=demo-smoke",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run_dir = runs / "demo-smoke"
-    for name in ("config.yaml", "metrics.jsonl", "audit.json", "train_summary.json", "eval_summary.json",
-                 "report.html", "tracking.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "audit.json",
+        "train_summary.json",
+        "eval_summary.json",
+        "report.html",
+        "tracking.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert (runs / "mlflow.db").is_file()
     assert "report card:" in done.stdout and "step 6/6" in done.stdout

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -136,9 +136,7 @@ def test_tiny_tokenizer_is_byte_level_and_lossless() -> None:
 
 def test_tiny_tokenizer_chat_template_adds_default_system_prompt() -> None:
     tok = tiny_tokenizer()
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
-    )
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
     assert text == (
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
         "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
@@ -245,9 +243,7 @@ def test_alias_table_entry() -> None:
     assert alias.hf_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def test_missing_alias_package_error_gives_install_command(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_alias_package_error_gives_install_command(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_alias_package(monkeypatch)
     with pytest.raises(ModelError) as info:
         load_model(ALIAS)
@@ -319,7 +315,7 @@ def test_concurrent_conversions_without_the_lock_publish_one_copy(
     def worker() -> None:
         try:
             results.append(convert_alias(ALIAS))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             results.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
@@ -365,9 +361,7 @@ def test_unknown_hub_id_offline_is_a_model_error_without_network() -> None:
         assert ALIAS in message
 
 
-def test_unreachable_hub_is_asked_once_and_fails_fast(
-    monkeypatch: pytest.MonkeyPatch, _offline: list[Any]
-) -> None:
+def test_unreachable_hub_is_asked_once_and_fails_fast(monkeypatch: pytest.MonkeyPatch, _offline: list[Any]) -> None:
     import huggingface_hub.constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -404,7 +398,7 @@ def test_broken_local_model_is_a_model_error(tmp_path: Path) -> None:
 
 
 class _Recorder:
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    calls: ClassVar[list[tuple[tuple[Any, ...], dict[str, Any]]]] = []
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
@@ -435,9 +429,7 @@ def test_trust_remote_code_is_off_by_default_and_passed_through(
     assert _Recorder.calls[2][1]["revision"] == "v1"
 
 
-def test_missing_pad_token_falls_back_to_eos(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_pad_token_falls_back_to_eos(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import transformers
 
     monkeypatch.setattr(transformers, "AutoTokenizer", _Recorder)
@@ -480,9 +472,7 @@ def test_converted_default_model_matches_the_gguf(default_model_dir: Path) -> No
     assert tokenizer.chat_template == CHATML_TEMPLATE  # the tiny tokenizer mirrors the real one
     assert "<|im_start|>" in tokenizer.chat_template
 
-    direct = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    ).eval()
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     direct_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     text = "The capital of France is"
     ids = tokenizer(text).input_ids

@@ -61,7 +61,8 @@ def run_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
         "train: {max_steps: 8, lr: 0.01, batch_size: 4, eval_every: 4, save_every: 4, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
         "eval: {generations: 2, max_new_tokens: 8, suites: []}\n"
-        f"output: {{dir: {tmp_path / 'runs'}}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}}}\n"
+    )
     return config
 
 
@@ -88,8 +89,11 @@ def test_train_writes_a_complete_run_directory(run_config: Path, tiny_model_dir:
 def test_lora_training_leaves_every_base_weight_bit_identical(run_config: Path, tiny_model_dir: Path) -> None:
     trained = trained_run(load_config(run_config, ["train.max_steps=4"]), run_config)
     on_disk = load_file(tiny_model_dir / "model.safetensors")
-    base = {name.removeprefix("base_model.model.").replace(".base_layer", ""): p
-            for name, p in trained.model.named_parameters() if "lora_" not in name}
+    base = {
+        name.removeprefix("base_model.model.").replace(".base_layer", ""): p
+        for name, p in trained.model.named_parameters()
+        if "lora_" not in name
+    }
     assert set(on_disk) <= set(base)
     assert all(torch.equal(base[name], weight) for name, weight in on_disk.items())
     changed = [n for n, p in trained.model.named_parameters() if "lora_B" in n and p.abs().sum() > 0]
@@ -163,14 +167,26 @@ def test_missing_model_fails_before_a_run_directory_exists(tmp_path: Path, run_c
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    return subprocess.Popen([sys.executable, "-m", "tunewise.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunewise.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(run_config: Path) -> None:
     runs = run_config.parent / "runs"
-    proc = _cli("train", str(run_config), "train.max_steps=400", "train.save_every=1000",
-                "train.eval_every=0", "output.name=interrupted")
+    proc = _cli(
+        "train",
+        str(run_config),
+        "train.max_steps=400",
+        "train.save_every=1000",
+        "train.eval_every=0",
+        "output.name=interrupted",
+    )
     metrics = runs / "interrupted" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
@@ -187,8 +203,15 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(run_config: Path) -> Non
     assert 0 < stopped_at < 400
     assert not (runs / "interrupted" / "adapter").exists()
 
-    resumed = _cli("train", str(run_config), f"train.max_steps={stopped_at + 3}", "train.save_every=1000",
-                   "train.eval_every=0", "train.resume=true", "output.name=interrupted")
+    resumed = _cli(
+        "train",
+        str(run_config),
+        f"train.max_steps={stopped_at + 3}",
+        "train.save_every=1000",
+        "train.eval_every=0",
+        "train.resume=true",
+        "output.name=interrupted",
+    )
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
     summary = json.loads((runs / "interrupted" / "train_summary.json").read_text())

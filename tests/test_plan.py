@@ -14,17 +14,26 @@ from tunewise.config import TrainConfig, load_config
 from tunewise.errors import ConfigError
 from tunewise.plan import ModelShape, estimate_memory, plan
 
-ROWS = [{"messages": [{"role": "user", "content": f"Question number {i}: what is {i} plus {i}?"},
-                      {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(40)]
+ROWS = [
+    {
+        "messages": [
+            {"role": "user", "content": f"Question number {i}: what is {i} plus {i}?"},
+            {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."},
+        ]
+    }
+    for i in range(40)
+]
 
 
 def write_config(tmp_path: Path, model_dir: Path, extra: str = "") -> Path:
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     config = tmp_path / "plan.yaml"
-    config.write_text(f"model: {{name: {model_dir}}}\n"
-                      "data: {train: train.jsonl, split: {eval: 0.25}, max_length: 128, check: {enabled: false}}\n"
-                      "train: {epochs: 2, batch_size: 4, eval_every: 5, precision: fp32}\n"
-                      f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n{extra}")
+    config.write_text(
+        f"model: {{name: {model_dir}}}\n"
+        "data: {train: train.jsonl, split: {eval: 0.25}, max_length: 128, check: {enabled: false}}\n"
+        "train: {epochs: 2, batch_size: 4, eval_every: 5, precision: fp32}\n"
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n{extra}"
+    )
     return config
 
 
@@ -48,8 +57,9 @@ def test_counts_equal_the_real_model_after_its_method(tmp_path: Path, tiny_model
     assert planned.memory is not None and planned.fits and planned.time_s
 
 
-def test_a_plan_reuses_what_preflight_found(tmp_path: Path, tiny_model_dir: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plan_reuses_what_preflight_found(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tunewise.run import Run
 
     path = write_config(tmp_path, tiny_model_dir)
@@ -62,13 +72,28 @@ def test_a_plan_reuses_what_preflight_found(tmp_path: Path, tiny_model_dir: Path
 
     monkeypatch.setattr("tunewise.tasks.prepare_data", no_second_preparation)
     reused = plan(config, preflight=found)
-    assert (reused.train_rows, reused.eval_rows, reused.tokens_per_epoch, reused.steps, reused.trainable) == \
-        (alone.train_rows, alone.eval_rows, alone.tokens_per_epoch, alone.steps, alone.trainable)
+    assert (reused.train_rows, reused.eval_rows, reused.tokens_per_epoch, reused.steps, reused.trainable) == (
+        alone.train_rows,
+        alone.eval_rows,
+        alone.tokens_per_epoch,
+        alone.steps,
+        alone.trainable,
+    )
     assert not (tmp_path / "runs").exists()
 
 
-SHAPE = ModelShape(hidden=576, layers=30, vocab=49152, total=134_515_008, trainable=4_884_480, matmul=139_000_000,
-                   head=28_311_552, trainable_shapes=((16, 576), (576, 16)), backward_layers=30, lora=True)
+SHAPE = ModelShape(
+    hidden=576,
+    layers=30,
+    vocab=49152,
+    total=134_515_008,
+    trainable=4_884_480,
+    matmul=139_000_000,
+    head=28_311_552,
+    trainable_shapes=((16, 576), (576, 16)),
+    backward_layers=30,
+    lora=True,
+)
 
 
 def train(**settings: object) -> TrainConfig:
@@ -91,7 +116,6 @@ def test_the_estimate_follows_the_settings() -> None:
     doubled = estimate_memory(SHAPE, train(batch_size=16), precision="bf16", seq=256).parts
     assert doubled["activations"] == 2 * base["activations"] and doubled["logits"] == 2 * base["logits"]
     assert doubled["weights"] == base["weights"]
-
 
 
 def test_the_packed_estimate_is_bounded_by_one_pass() -> None:
@@ -122,9 +146,9 @@ def test_the_plan_knows_which_runs_take_the_fast_path(tmp_path: Path, tiny_model
     assert plan(load_config(config, ["train.tokens_per_pass=8"])).memory.pass_tokens == fast.longest_row
 
 
-def test_a_run_that_does_not_fit_warns_and_says_what_would(tmp_path: Path, tiny_model_dir: Path,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_that_does_not_fit_warns_and_says_what_would(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = load_config(write_config(tmp_path, tiny_model_dir), ["train.batch_size=32"])
     fits = plan(config)
     assert fits.fits and fits.peak_bytes is not None
@@ -147,8 +171,9 @@ def test_a_huge_model_will_not_fit(tmp_path: Path, tiny_model_dir: Path, capsys:
         if file.suffix != ".safetensors":
             (huge / file.name).write_bytes(file.read_bytes())
     spec = json.loads((huge / "config.json").read_text())
-    spec.update(hidden_size=8192, intermediate_size=28672, num_hidden_layers=48, num_attention_heads=64,
-                num_key_value_heads=8)
+    spec.update(
+        hidden_size=8192, intermediate_size=28672, num_hidden_layers=48, num_attention_heads=64, num_key_value_heads=8
+    )
     (huge / "config.json").write_text(json.dumps(spec))
     result = plan(load_config(write_config(tmp_path, huge, "method: {type: lora, r: 8}\n")))
     assert result.total and result.total > 30e9 and 0 < result.trainable < 0.01 * result.total
@@ -160,8 +185,9 @@ def test_a_huge_model_will_not_fit(tmp_path: Path, tiny_model_dir: Path, capsys:
 
 
 def test_incompatible_settings_are_errors_before_anything_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = load_config(write_config(tmp_path, tiny_model_dir),
-                         ["data.split.eval=0", "train.early_stopping.enabled=true"])
+    config = load_config(
+        write_config(tmp_path, tiny_model_dir), ["data.split.eval=0", "train.early_stopping.enabled=true"]
+    )
     with pytest.raises(ConfigError, match="train.early_stopping: there are no eval rows"):
         plan(config)
 

@@ -71,10 +71,19 @@ def test_newest_finds_runs_only(tmp_path: Path) -> None:
     assert RunDir.newest(tmp_path, "absent", "demo.yaml", must_exist=True) is None
 
 
-@pytest.mark.parametrize(("env", "writes"), [({}, True), ({"RANK": "0"}, True), ({"RANK": "1"}, False),
-                                             ({"LOCAL_RANK": "2"}, False), ({"RANK": "0", "LOCAL_RANK": "3"}, True)])
-def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-                               writes: bool) -> None:
+@pytest.mark.parametrize(
+    ("env", "writes"),
+    [
+        ({}, True),
+        ({"RANK": "0"}, True),
+        ({"RANK": "1"}, False),
+        ({"LOCAL_RANK": "2"}, False),
+        ({"RANK": "0", "LOCAL_RANK": "3"}, True),
+    ],
+)
+def test_only_rank_zero_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], writes: bool
+) -> None:
     for variable in ("RANK", "LOCAL_RANK"):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in env.items():
@@ -91,9 +100,20 @@ def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 def test_summaries_round_trip_with_their_schema_version(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    train = TrainSummary(steps=4, interrupted=False, train_loss=1.5, tokens_seen=100, wall_s=2.0, tokens_per_s=50.0,
-                         peak_rss_mb=10.0, checkpoint=None, trainable_parameters=8, total_parameters=80,
-                         trainable_percent=10.0, method="lora")
+    train = TrainSummary(
+        steps=4,
+        interrupted=False,
+        train_loss=1.5,
+        tokens_seen=100,
+        wall_s=2.0,
+        tokens_per_s=50.0,
+        peak_rss_mb=10.0,
+        checkpoint=None,
+        trainable_parameters=8,
+        total_parameters=80,
+        trainable_percent=10.0,
+        method="lora",
+    )
     run.write_train_summary(train)
     on_disk = json.loads(run.train_summary.read_text())
     assert on_disk["schema_version"] == 1 and list(on_disk)[-1] == "schema_version"
@@ -102,12 +122,28 @@ def test_summaries_round_trip_with_their_schema_version(tmp_path: Path) -> None:
     legacy = {k: v for k, v in on_disk.items() if k != "schema_version"} | {"later_key": 1}
     assert TrainSummary.from_dict(legacy) == train
 
-    sections = {"base": {"loss": 2.0, "perplexity": 7.4}, "tuned": {"loss": 1.0, "perplexity": 2.7},
-                "delta_loss": -1.0, "suites": [{"name": "gk", "metric": "acc", "base": {"value": 0.2},
-                                                "tuned": {"value": 0.3}, "delta": {"value": 0.1}}]}
+    sections = {
+        "base": {"loss": 2.0, "perplexity": 7.4},
+        "tuned": {"loss": 1.0, "perplexity": 2.7},
+        "delta_loss": -1.0,
+        "suites": [
+            {"name": "gk", "metric": "acc", "base": {"value": 0.2}, "tuned": {"value": 0.3}, "delta": {"value": 0.1}}
+        ],
+    }
     run.write_eval_summary(sections)
     read = run.read_eval_summary()
     assert read.sections == sections and read.schema_version == 1
-    assert read.metrics() == EvalSummary(sections).metrics() == {
-        "eval_loss/base": 2.0, "eval_loss/tuned": 1.0, "eval_loss/delta": -1.0, "perplexity/base": 7.4,
-        "perplexity/tuned": 2.7, "suite/gk/acc/base": 0.2, "suite/gk/acc/tuned": 0.3, "suite/gk/acc/delta": 0.1}
+    assert (
+        read.metrics()
+        == EvalSummary(sections).metrics()
+        == {
+            "eval_loss/base": 2.0,
+            "eval_loss/tuned": 1.0,
+            "eval_loss/delta": -1.0,
+            "perplexity/base": 7.4,
+            "perplexity/tuned": 2.7,
+            "suite/gk/acc/base": 0.2,
+            "suite/gk/acc/tuned": 0.3,
+            "suite/gk/acc/delta": 0.1,
+        }
+    )

@@ -22,27 +22,52 @@ def _interval(value: float, low: float, high: float, p: float | None = None) -> 
 
 
 def _suite(name: str, role: str, base: float, tuned: float, low: float, high: float) -> dict:
-    return {"name": name, "role": role, "metric": "accuracy", "higher_is_better": True, "n": 200,
-            "base": _interval(base, base - 0.05, base + 0.05), "tuned": _interval(tuned, tuned - 0.05, tuned + 0.05),
-            "delta": _interval(tuned - base, low, high, 0.01)}
+    return {
+        "name": name,
+        "role": role,
+        "metric": "accuracy",
+        "higher_is_better": True,
+        "n": 200,
+        "base": _interval(base, base - 0.05, base + 0.05),
+        "tuned": _interval(tuned, tuned - 0.05, tuned + 0.05),
+        "delta": _interval(tuned - base, low, high, 0.01),
+    }
 
 
-def _run(folder: Path, name: str, *, steps: int = 10, interrupted: bool | None = False, evaluated: bool = False,
-         report: bool = False) -> Path:
+def _run(
+    folder: Path,
+    name: str,
+    *,
+    steps: int = 10,
+    interrupted: bool | None = False,
+    evaluated: bool = False,
+    report: bool = False,
+) -> Path:
     """A run directory as `tunewise train`/`eval`/`report` leave it (without the weights)."""
     run_dir = folder / name
     run_dir.mkdir(parents=True)
     dump_config(Config(data={"train": "train.jsonl"}), run_dir / "config.yaml")
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 2.0 - s / 10}) + "\n"
-                                                   for s in range(1, steps + 1)))
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 2.0 - s / 10}) + "\n" for s in range(1, steps + 1))
+    )
     if interrupted is not None:  # None: still training, no summary yet
-        (run_dir / "train_summary.json").write_text(json.dumps(
-            {"steps": steps, "interrupted": interrupted, "tokens_per_s": 1234.5, "tokens_seen": 9000}))
+        (run_dir / "train_summary.json").write_text(
+            json.dumps({"steps": steps, "interrupted": interrupted, "tokens_per_s": 1234.5, "tokens_seen": 9000})
+        )
     if evaluated:
-        (run_dir / "eval_summary.json").write_text(json.dumps({
-            "base": {"loss": 2.5, "perplexity": 12.18}, "tuned": {"loss": 1.25, "perplexity": 3.49}, "delta_loss": -1.25,
-            "suites": [_suite("general_knowledge", "general", 0.60, 0.50, -0.15, -0.05),  # a significant drop
-                       _suite("my_task", "task", 0.40, 0.42, -0.03, 0.07)]}))  # noise-sized
+        (run_dir / "eval_summary.json").write_text(
+            json.dumps(
+                {
+                    "base": {"loss": 2.5, "perplexity": 12.18},
+                    "tuned": {"loss": 1.25, "perplexity": 3.49},
+                    "delta_loss": -1.25,
+                    "suites": [
+                        _suite("general_knowledge", "general", 0.60, 0.50, -0.15, -0.05),  # a significant drop
+                        _suite("my_task", "task", 0.40, 0.42, -0.03, 0.07),
+                    ],
+                }
+            )
+        )  # noise-sized
     if report:
         (run_dir / "report.html").write_text("<html></html>")
     return run_dir
@@ -76,7 +101,9 @@ def test_json_lists_every_run_newest_first_with_its_numbers(runs_folder: Path) -
     assert (evaluated["eval_loss_base"], evaluated["eval_loss_tuned"]) == (2.5, 1.25)
     assert evaluated["tokens_per_s"] == 1234.5 and evaluated["method"] == "lora"
     assert [(s["name"], s["role"], s["judgement"]) for s in evaluated["suites"]] == [
-        ("my_task", "task", "neutral"), ("general_knowledge", "general", "bad")]
+        ("my_task", "task", "neutral"),
+        ("general_knowledge", "general", "bad"),
+    ]
     assert evaluated["suites"][1]["delta"] == pytest.approx(-0.10)
     assert evaluated["pitfalls"] == ["forgetting"]
     assert evaluated["report"] == str(runs_folder / "demo-20250102-090000" / "report.html")
@@ -88,7 +115,8 @@ def test_json_lists_every_run_newest_first_with_its_numbers(runs_folder: Path) -
     cv = runs_folder / "demo-cv-20250105-090000"
     assert listed["skipped"] == [
         {"path": str(cv), "reason": f"a folder of 1 run; list with `tunewise runs {cv}`"},
-        {"path": str(runs_folder / "notes"), "reason": "not a run directory (no config.yaml)"}]
+        {"path": str(runs_folder / "notes"), "reason": "not a run directory (no config.yaml)"},
+    ]
 
 
 def test_the_table_fits_80_columns_and_keeps_names_and_numbers_whole(runs_folder: Path) -> None:
@@ -96,10 +124,19 @@ def test_the_table_fits_80_columns_and_keeps_names_and_numbers_whole(runs_folder
     out = io.StringIO()
     print_runs(rows, skipped, runs_folder, Console(file=out, width=80, color_system=None))
     text = out.getvalue()
-    table = text[:text.index("skipped")]
+    table = text[: text.index("skipped")]
     assert max(len(line) for line in table.splitlines()) <= 80
-    for whole in ("demo-20250102-090000", "2.500", "→ 1.250", "-0.100", "general_knowledge*", "forgetting",
-                  "interrupted run", "1234 tok/s", "report.html"):
+    for whole in (
+        "demo-20250102-090000",
+        "2.500",
+        "→ 1.250",
+        "-0.100",
+        "general_knowledge*",
+        "forgetting",
+        "interrupted run",
+        "1234 tok/s",
+        "report.html",
+    ):
         assert whole in text, whole
     assert text.index("demo-20250104-090000") < text.index("demo-20250101-090000")
     assert f"skipped {runs_folder / 'notes'}:" in text and "mlartifacts" not in text
@@ -115,12 +152,16 @@ def test_a_config_lists_its_output_dir_and_a_run_dir_lists_itself(runs_folder: P
     assert [r["name"] for r in json.loads(result.output)["runs"]] == ["demo-20250101-090000"]
 
 
-@pytest.mark.parametrize("target, message", [
-    ("missing", "no such folder"),
-    ("runs/mlflow.db", "is a file, not a folder of runs"),
-])
-def test_a_missing_folder_or_a_file_is_a_clear_error(runs_folder: Path, target: str, message: str,
-                                                     monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("missing", "no such folder"),
+        ("runs/mlflow.db", "is a file, not a folder of runs"),
+    ],
+)
+def test_a_missing_folder_or_a_file_is_a_clear_error(
+    runs_folder: Path, target: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.chdir(runs_folder.parent)
     monkeypatch.setattr(sys, "argv", ["tunewise", "runs", target])
     with pytest.raises(SystemExit) as exit_:
@@ -129,13 +170,21 @@ def test_a_missing_folder_or_a_file_is_a_clear_error(runs_folder: Path, target: 
     assert exit_.value.code == 2 and message in err and target in err and "Traceback" not in err
 
 
-def test_a_trained_and_evaluated_run_is_listed_with_its_own_numbers(tmp_path: Path, tiny_model_dir: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trained_and_evaluated_run_is_listed_with_its_own_numbers(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tunewise.run import evaluate, train
 
     monkeypatch.chdir(tmp_path)
-    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i % 3}."}]}
-            for i in range(12)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": f"Answer {i % 3}."},
+            ]
+        }
+        for i in range(12)
+    ]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "tiny.yaml").write_text(
         f"model: {{name: {tiny_model_dir}}}\n"
@@ -143,7 +192,8 @@ def test_a_trained_and_evaluated_run_is_listed_with_its_own_numbers(tmp_path: Pa
         "method: {r: 4, alpha: 8}\n"
         "train: {max_steps: 3, lr: 0.01, batch_size: 4, eval_every: 0, log_every: 1, precision: fp32}\n"
         "eval: {generations: 0, suites: []}\n"
-        "output: {tracking: []}\n")  # listing needs no tracker: it reads the run directory
+        "output: {tracking: []}\n"
+    )  # listing needs no tracker: it reads the run directory
     config = load_config(tmp_path / "tiny.yaml")
     run_dir = train(config, tmp_path / "tiny.yaml")
     summary = evaluate(run_dir)

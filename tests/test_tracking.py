@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -25,8 +26,7 @@ ROWS = [
 def run_config(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Run from the temporary folder: nothing (an `mlruns/`) may appear in the current directory.
     monkeypatch.chdir(tmp_path)
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-            for q, a in ROWS * 4]
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in ROWS * 4]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp_path / "tiny.yaml"
     config.write_text(
@@ -36,7 +36,8 @@ def run_config(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyP
         "train: {max_steps: 4, lr: 0.01, batch_size: 4, eval_every: 2, save_every: 4, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
         "eval: {generations: 0, suites: []}\n"
-        f"output: {{dir: {tmp_path / 'runs'}}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}}}\n"
+    )
     return config
 
 
@@ -52,13 +53,16 @@ def _client(runs: Path):
 
 
 def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
-    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))]
+    return [
+        (m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    ]
 
 
 def _same(got: list[tuple[int, float]], want: list[tuple[int, float]], rel: float = 1e-12) -> bool:
     """Same steps in the same order, and the same values (TensorBoard stores float32: rel=1e-6)."""
     return [s for s, _ in got] == [s for s, _ in want] and [v for _, v in got] == pytest.approx(
-        [v for _, v in want], rel=rel)
+        [v for _, v in want], rel=rel
+    )
 
 
 # --- Names and values (no model) ---
@@ -69,19 +73,37 @@ def test_names_follow_one_scheme_and_are_valid_mlflow_keys() -> None:
 
     assert metric_name("loss") == "train/loss" and metric_name("eval_loss") == "eval/loss"
     assert metric_name("learning_rate") == "train/learning_rate"
-    summary = {"base": {"loss": 2.0, "perplexity": 7.39, "tokens": 10}, "tuned": {"loss": 1.5, "perplexity": 4.48},
-               "delta_loss": -0.5, "generations": [],
-               "suites": [{"name": "my task (v2)", "role": "task", "metric": "exact_match",
-                           "base": {"value": 0.25, "low": 0.1, "high": 0.4}, "tuned": {"value": 0.5, "low": 0.3, "high": 0.7},
-                           "delta": {"value": 0.25, "low": 0.05, "high": 0.45, "p_value": 0.01}},
-                          {"name": "bias_pairs", "role": "bias", "metric": "preference", "base": None, "tuned": None,
-                           "delta": None}]}
+    summary = {
+        "base": {"loss": 2.0, "perplexity": 7.39, "tokens": 10},
+        "tuned": {"loss": 1.5, "perplexity": 4.48},
+        "delta_loss": -0.5,
+        "generations": [],
+        "suites": [
+            {
+                "name": "my task (v2)",
+                "role": "task",
+                "metric": "exact_match",
+                "base": {"value": 0.25, "low": 0.1, "high": 0.4},
+                "tuned": {"value": 0.5, "low": 0.3, "high": 0.7},
+                "delta": {"value": 0.25, "low": 0.05, "high": 0.45, "p_value": 0.01},
+            },
+            {"name": "bias_pairs", "role": "bias", "metric": "preference", "base": None, "tuned": None, "delta": None},
+        ],
+    }
     metrics = eval_metrics(summary)
-    assert metrics == {"compare/base_loss": 2.0, "compare/base_perplexity": 7.39, "compare/tuned_loss": 1.5,
-                       "compare/tuned_perplexity": 4.48, "compare/delta_loss": -0.5,
-                       "suite/my task _v2_/base": 0.25, "suite/my task _v2_/tuned": 0.5,
-                       "suite/my task _v2_/delta": 0.25, "suite/my task _v2_/delta_low": 0.05,
-                       "suite/my task _v2_/delta_high": 0.45, "suite/my task _v2_/p_value": 0.01}
+    assert metrics == {
+        "compare/base_loss": 2.0,
+        "compare/base_perplexity": 7.39,
+        "compare/tuned_loss": 1.5,
+        "compare/tuned_perplexity": 4.48,
+        "compare/delta_loss": -0.5,
+        "suite/my task _v2_/base": 0.25,
+        "suite/my task _v2_/tuned": 0.5,
+        "suite/my task _v2_/delta": 0.25,
+        "suite/my task _v2_/delta_low": 0.05,
+        "suite/my task _v2_/delta_high": 0.45,
+        "suite/my task _v2_/p_value": 0.01,
+    }
     assert all(validate_param_and_metric_name(name) for name in metrics)
 
 
@@ -95,7 +117,7 @@ def test_params_are_the_flattened_config(run_config: Path) -> None:
 
 class _Exploding:
     name = "exploding"
-    state: dict = {}
+    state: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         self.closed = 0
@@ -226,8 +248,9 @@ def test_tracking_off_writes_no_database(run_config: Path) -> None:
     assert not (run_dir / "tracking.json").exists() and not (run_dir / "tensorboard").exists()
 
 
-@pytest.mark.parametrize("uri", ["sqlite:///{tmp}/a-file/mlflow.db", "nosuchstore://nowhere"],
-                         ids=["sqlite-under-a-file", "unknown-scheme"])
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///{tmp}/a-file/mlflow.db", "nosuchstore://nowhere"], ids=["sqlite-under-a-file", "unknown-scheme"]
+)
 def test_a_broken_store_warns_once_and_the_run_finishes(run_config: Path, uri: str, capfd, caplog) -> None:
     from tunewise.run import run
 

@@ -85,7 +85,8 @@ def assign_folds(groups: Sequence[int], folds: int, *, seed: int = 0) -> list[in
         raise TunewiseError(
             f"--folds {folds}: the data has only {len(members)} groups of rows ({len(groups)} rows, near "
             f"duplicates kept together), and every fold needs at least one; use --folds {max(len(members), 2)} "
-            f"or fewer" + (", or raise --dedup-threshold to group fewer rows" if len(members) < len(groups) else ""))
+            f"or fewer" + (", or raise --dedup-threshold to group fewer rows" if len(members) < len(groups) else "")
+        )
     order = list(members)
     random.Random(seed).shuffle(order)
     order.sort(key=lambda g: -len(members[g]))  # stable: the shuffle decides among equal sizes
@@ -128,18 +129,26 @@ def summarise_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[s
     for name in names:
         values = [metrics.get(name) for metrics in per_fold]
         present = [v for v in values if v is not None]
-        out[name] = {"mean": statistics.fmean(present) if present else None,
-                     "std": statistics.stdev(present) if len(present) > 1 else None,
-                     "values": values}
+        out[name] = {
+            "mean": statistics.fmean(present) if present else None,
+            "std": statistics.stdev(present) if len(present) > 1 else None,
+            "values": values,
+        }
     return out
 
 
 # --------------------------------------------------------------------------- the job
 
 
-def cross_validate(config: Config, config_path: str | Path | None = None, *, folds: int = 5,
-                   dedup_threshold: float = 0.8, suites: bool = True,
-                   resume: str | Path | None = None) -> Path:
+def cross_validate(
+    config: Config,
+    config_path: str | Path | None = None,
+    *,
+    folds: int = 5,
+    dedup_threshold: float = 0.8,
+    suites: bool = True,
+    resume: str | Path | None = None,
+) -> Path:
     """Train and evaluate once per fold; print and write mean ± std of every metric.
 
     Args:
@@ -165,38 +174,55 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
 
     _check_folds(folds)
     if not 0 < dedup_threshold <= 1:
-        raise TunewiseError(f"--dedup-threshold {dedup_threshold}: must be above 0 and at most 1 "
-                            f"(the Jaccard similarity from which rows count as near duplicates)")
+        raise TunewiseError(
+            f"--dedup-threshold {dedup_threshold}: must be above 0 and at most 1 "
+            f"(the Jaccard similarity from which rows count as near duplicates)"
+        )
     data = config.data
     if config.stages:
-        raise ConfigError(["stages: cross-validation folds one training set and trains once per fold; a "
-                           "sequential run cannot be folded. Cross-validate one stage at a time: a config "
-                           "without `stages:` whose data.train is that stage's file"])
+        raise ConfigError(
+            [
+                "stages: cross-validation folds one training set and trains once per fold; a "
+                "sequential run cannot be folded. Cross-validate one stage at a time: a config "
+                "without `stages:` whose data.train is that stage's file"
+            ]
+        )
     if data.datasets:
-        raise ConfigError(["data.datasets: cross-validation folds a single data.train file; a mixture of "
-                           "several datasets is not folded. Cross-validate each dataset on its own "
-                           "(data.train: its file), or merge them into one file first"])
+        raise ConfigError(
+            [
+                "data.datasets: cross-validation folds a single data.train file; a mixture of "
+                "several datasets is not folded. Cross-validate each dataset on its own "
+                "(data.train: its file), or merge them into one file first"
+            ]
+        )
     if not data.train:
         raise ConfigError(["data.train: no training file given; set `data.train: path/to/train.jsonl`"])
     ignored = [key for key, value in (("data.eval", data.eval), ("data.test", data.test)) if value]
-    console.print(f"cross-validation: the {folds} folds of {data.train} replace "
-                  f"{', '.join([*ignored, 'data.split'])}; each fold is evaluated on the rows it did not train on")
+    console.print(
+        f"cross-validation: the {folds} folds of {data.train} replace "
+        f"{', '.join([*ignored, 'data.split'])}; each fold is evaluated on the rows it did not train on"
+    )
 
-    examples, rejects = load_examples(data.train, shape=data.shape, columns=data.columns,
-                                      on_bad_rows=data.on_bad_rows)
+    examples, rejects = load_examples(data.train, shape=data.shape, columns=data.columns, on_bad_rows=data.on_bad_rows)
     seed = data.split.seed
     groups = near_duplicate_clusters([example_text(ex) for ex in examples], threshold=dedup_threshold, seed=seed)
     fold_of = assign_folds(groups, folds, seed=seed)
-    plan = {"folds": folds, "dedup_threshold": dedup_threshold, "seed": seed, "data": str(data.train),
-            "rows": [{"source": ex.source, "group": g, "fold": f + 1}
-                     for ex, g, f in zip(examples, groups, fold_of)]}
+    plan = {
+        "folds": folds,
+        "dedup_threshold": dedup_threshold,
+        "seed": seed,
+        "data": str(data.train),
+        "rows": [{"source": ex.source, "group": g, "fold": f + 1} for ex, g, f in zip(examples, groups, fold_of)],
+    }
     sizes = [fold_of.count(f) for f in range(folds)]
     n_groups = len(set(groups))
     repeats = len(examples) - n_groups
     aside = f"; {len(rejects)} rows set aside (rejects.jsonl)" if rejects else ""
-    console.print(f"{len(examples)} rows in {n_groups} groups ({repeats} row{'s' if repeats != 1 else ''} (nearly) "
-                  f"repeat another at Jaccard ≥ {dedup_threshold:g} and share its fold); fold sizes: "
-                  f"{', '.join(map(str, sizes))}{aside}")
+    console.print(
+        f"{len(examples)} rows in {n_groups} groups ({repeats} row{'s' if repeats != 1 else ''} (nearly) "
+        f"repeat another at Jaccard ≥ {dedup_threshold:g} and share its fold); fold sizes: "
+        f"{', '.join(map(str, sizes))}{aside}"
+    )
 
     _check_once(config, examples)
     cv_dir = _cv_dir(config, config_path, resume, plan)
@@ -218,20 +244,38 @@ def cross_validate(config: Config, config_path: str | Path | None = None, *, fol
             summary = _run_fold(config, config_path, cv_dir, i, shape, train_ex, eval_ex, suites=suites)
         except KeyboardInterrupt:
             kept = f"fold{'s' if len(done) > 1 else ''} {', '.join(map(str, done))} finished and kept; " if done else ""
-            console.print(f"[yellow]Cross-validation stopped in fold {i}; {kept}continue with: tunewise cv "
-                          f"{config_path or 'CONFIG'} --folds {folds} --resume {cv_dir}[/]", highlight=False)
+            console.print(
+                f"[yellow]Cross-validation stopped in fold {i}; {kept}continue with: tunewise cv "
+                f"{config_path or 'CONFIG'} --folds {folds} --resume {cv_dir}[/]",
+                highlight=False,
+            )
             raise
         per_fold.append(fold_metrics(summary))
         done.append(i)
 
     metrics = summarise_folds(per_fold)
     _print_summary(metrics, folds)
-    write_json(cv_dir / SUMMARY_FILE, {
-        "folds": folds, "dedup_threshold": dedup_threshold, "seed": seed, "rows": len(examples),
-        "groups": n_groups, "std": "sample standard deviation over folds (ddof=1)",
-        "fold_runs": [{"fold": i, "run": RunDir(cv_dir).fold(i).name, "train_rows": len(examples) - sizes[i - 1],
-                       "eval_rows": sizes[i - 1]} for i in range(1, folds + 1)],
-        "metrics": metrics})
+    write_json(
+        cv_dir / SUMMARY_FILE,
+        {
+            "folds": folds,
+            "dedup_threshold": dedup_threshold,
+            "seed": seed,
+            "rows": len(examples),
+            "groups": n_groups,
+            "std": "sample standard deviation over folds (ddof=1)",
+            "fold_runs": [
+                {
+                    "fold": i,
+                    "run": RunDir(cv_dir).fold(i).name,
+                    "train_rows": len(examples) - sizes[i - 1],
+                    "eval_rows": sizes[i - 1],
+                }
+                for i in range(1, folds + 1)
+            ],
+            "metrics": metrics,
+        },
+    )
     console.print(f"cross-validation summary: {cv_dir / SUMMARY_FILE}")
     return cv_dir
 
@@ -247,20 +291,22 @@ def _check_once(config: Config, examples: Sequence[Example]) -> None:
         report_check(check_data(examples, {}, config, suites=suite_texts(config)))
 
 
-def _cv_dir(config: Config, config_path: str | Path | None, resume: str | Path | None,
-            plan: dict[str, Any]) -> Path:
+def _cv_dir(config: Config, config_path: str | Path | None, resume: str | Path | None, plan: dict[str, Any]) -> Path:
     """The directory to write into: the one being resumed (checked against this plan and config), or a new one."""
     base = Path(config.output.dir)
     if resume is not None:
         path = Path(resume)
         if not (path / PLAN_FILE).is_file():
-            raise TunewiseError(f"--resume {path}: not a cross-validation directory (no {PLAN_FILE}); pass the "
-                                f"directory an earlier `tunewise cv` printed, or leave --resume out to start anew")
+            raise TunewiseError(
+                f"--resume {path}: not a cross-validation directory (no {PLAN_FILE}); pass the "
+                f"directory an earlier `tunewise cv` printed, or leave --resume out to start anew"
+            )
     elif config.output.name:
         path = base / config.output.name
         if path.exists() and any(path.iterdir()) and not (path / PLAN_FILE).is_file():
-            raise TunewiseError(f"{path} already exists and is not a cross-validation directory; "
-                                f"choose another output.name")
+            raise TunewiseError(
+                f"{path} already exists and is not a cross-validation directory; choose another output.name"
+            )
     else:
         return RunDir.new(base, None, config_path, kind="cv").path
     if (path / PLAN_FILE).is_file():
@@ -272,17 +318,24 @@ def _cv_dir(config: Config, config_path: str | Path | None, resume: str | Path |
 def _check_same_plan(path: Path, plan: dict[str, Any], config: Config) -> None:
     earlier = json.loads((path / PLAN_FILE).read_text(encoding="utf-8"))
     if earlier != json.loads(json.dumps(plan)):
-        changed = [f"{key} was {earlier.get(key)}" for key in ("folds", "dedup_threshold", "seed", "data")
-                   if earlier.get(key) != plan[key]] or ["the rows of the training file changed"]
-        raise TunewiseError(f"--resume {path}: its folds were built differently ({'; '.join(changed)}); "
-                            f"resume with the same --folds, --dedup-threshold, data.split.seed and data, or start "
-                            f"a new cross-validation without --resume")
+        changed = [
+            f"{key} was {earlier.get(key)}"
+            for key in ("folds", "dedup_threshold", "seed", "data")
+            if earlier.get(key) != plan[key]
+        ] or ["the rows of the training file changed"]
+        raise TunewiseError(
+            f"--resume {path}: its folds were built differently ({'; '.join(changed)}); "
+            f"resume with the same --folds, --dedup-threshold, data.split.seed and data, or start "
+            f"a new cross-validation without --resume"
+        )
     saved = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
     differ = config_differences(saved, config.model_dump(mode="json"))
     if differ:
-        raise TunewiseError(f"--resume {path}: the config differs from the one its finished folds were trained "
-                            f"with ({', '.join(differ[:5])}); averaging folds trained differently would mislead. "
-                            f"Use the same config and overrides, or start a new cross-validation")
+        raise TunewiseError(
+            f"--resume {path}: the config differs from the one its finished folds were trained "
+            f"with ({', '.join(differ[:5])}); averaging folds trained differently would mislead. "
+            f"Use the same config and overrides, or start a new cross-validation"
+        )
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -293,13 +346,25 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     if prefix in ("output", "train.resume"):
         return []
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in dict.fromkeys([*old, *new])
-                for d in config_differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)]
+        return [
+            d
+            for key in dict.fromkeys([*old, *new])
+            for d in config_differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+        ]
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
-def _run_fold(config: Config, config_path: str | Path | None, cv_dir: Path, i: int, shape: str,
-              train_ex: list[Example], eval_ex: list[Example], *, suites: bool) -> dict[str, Any]:
+def _run_fold(
+    config: Config,
+    config_path: str | Path | None,
+    cv_dir: Path,
+    i: int,
+    shape: str,
+    train_ex: list[Example],
+    eval_ex: list[Example],
+    *,
+    suites: bool,
+) -> dict[str, Any]:
     """Train and evaluate fold i, or pick up where an earlier attempt stopped; return its eval summary."""
     from tunewise.run import Run, evaluate
     from tunewise.tracking import default_mlflow_uri
@@ -322,18 +387,31 @@ def _run_fold(config: Config, config_path: str | Path | None, cv_dir: Path, i: i
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir.path)  # a start that wrote nothing resumable
 
-    fold_config = config.model_copy(update={
-        "data": config.data.model_copy(update={
-            "train": str(train_file.resolve()), "eval": str(eval_file.resolve()), "test": None, "shape": shape,
-            "columns": None, "split": SplitConfig(eval=0.0, test=0.0, seed=config.data.split.seed),
-            "check": config.data.check.model_copy(update={"enabled": False})}),  # checked once, above
-        "train": config.train.model_copy(update={"resume": resume}),
-        "eval": config.eval if suites else config.eval.model_copy(update={"suites": []}),
-        # Folds track into the same MLflow store as every other run of this output.dir.
-        "output": config.output.model_copy(update={
-            "dir": str(cv_dir), "name": run_dir.name,
-            "mlflow_uri": config.output.mlflow_uri or default_mlflow_uri(config.output.dir)}),
-    })
+    fold_config = config.model_copy(
+        update={
+            "data": config.data.model_copy(
+                update={
+                    "train": str(train_file.resolve()),
+                    "eval": str(eval_file.resolve()),
+                    "test": None,
+                    "shape": shape,
+                    "columns": None,
+                    "split": SplitConfig(eval=0.0, test=0.0, seed=config.data.split.seed),
+                    "check": config.data.check.model_copy(update={"enabled": False}),
+                }
+            ),  # checked once, above
+            "train": config.train.model_copy(update={"resume": resume}),
+            "eval": config.eval if suites else config.eval.model_copy(update={"suites": []}),
+            # Folds track into the same MLflow store as every other run of this output.dir.
+            "output": config.output.model_copy(
+                update={
+                    "dir": str(cv_dir),
+                    "name": run_dir.name,
+                    "mlflow_uri": config.output.mlflow_uri or default_mlflow_uri(config.output.dir),
+                }
+            ),
+        }
+    )
     fold = Run(fold_config, config_path)
     fold.fit()
     fold.save()

@@ -46,8 +46,9 @@ class MissingExtraError(TunewiseError):
     def __init__(self, package: str, extra: str, feature: str, reason: str = "") -> None:
         self.package, self.extra, self.feature = package, extra, feature
         state = f"which cannot be used ({reason})" if reason else "which is not installed"
-        super().__init__(f"{feature} needs {package}, {state}: install tunewise[{extra}] "
-                         f"(pip install 'tunewise[{extra}]')")
+        super().__init__(
+            f"{feature} needs {package}, {state}: install tunewise[{extra}] (pip install 'tunewise[{extra}]')"
+        )
 
 
 def require(module: str, *, feature: str) -> ModuleType:

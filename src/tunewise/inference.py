@@ -29,8 +29,16 @@ import torch
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Generation", "Prompt", "device_of", "eval_mode", "generate", "generate_texts", "sequence_logprobs",
-           "token_logprobs"]
+__all__ = [
+    "Generation",
+    "Prompt",
+    "device_of",
+    "eval_mode",
+    "generate",
+    "generate_texts",
+    "sequence_logprobs",
+    "token_logprobs",
+]
 
 ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
@@ -51,8 +59,9 @@ def device_of(model: torch.nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def eval_mode(model: ModelT, *,
-              autograd: Literal["no_grad", "inference_mode", "enabled"] = "no_grad") -> Iterator[ModelT]:
+def eval_mode(
+    model: ModelT, *, autograd: Literal["no_grad", "inference_mode", "enabled"] = "no_grad"
+) -> Iterator[ModelT]:
     """Run a block with `model` in eval mode (no dropout), then restore every submodule's own mode.
 
     `model.train(was_training)` would not do: it sets one flag on every submodule, so a model whose
@@ -70,8 +79,10 @@ def eval_mode(model: ModelT, *,
     """
     flags = [(module, module.training) for module in model.modules()]
     grad: contextlib.AbstractContextManager[Any] = (
-        torch.no_grad() if autograd == "no_grad"
-        else torch.inference_mode() if autograd == "inference_mode"
+        torch.no_grad()
+        if autograd == "no_grad"
+        else torch.inference_mode()
+        if autograd == "inference_mode"
         else contextlib.nullcontext()
     )
     model.eval()
@@ -97,9 +108,17 @@ class Generation:
     finished: bool
 
 
-def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], *,
-             max_new_tokens: int, batch_size: int = 8, temperature: float = 0.0, top_p: float = 1.0,
-             on_batch: Callable[[int], Any] | None = None) -> list[Generation]:
+def generate(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    on_batch: Callable[[int], Any] | None = None,
+) -> list[Generation]:
     """Continue each prompt, `batch_size` prompts at a time, in the order given.
 
     Prompts are left-padded (generation continues from the right edge) and run through
@@ -129,8 +148,9 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = device_of(model)
-    sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p}
-                                if temperature > 0 else {"do_sample": False})
+    sampling: dict[str, Any] = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    )
     end = tokenizer.eos_token_id
     replies: list[Generation] = []
     old_side = tokenizer.padding_side
@@ -138,15 +158,26 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     try:
         with eval_mode(model):
             for start in range(0, len(prompts), batch_size):
-                chunk = prompts[start:start + batch_size]
-                texts = [p if isinstance(p, str) else
-                         str(tokenizer.apply_chat_template([dict(turn) for turn in p], add_generation_prompt=True,
-                                                           tokenize=False))
-                         for p in chunk]
+                chunk = prompts[start : start + batch_size]
+                texts = [
+                    p
+                    if isinstance(p, str)
+                    else str(
+                        tokenizer.apply_chat_template(
+                            [dict(turn) for turn in p], add_generation_prompt=True, tokenize=False
+                        )
+                    )
+                    for p in chunk
+                ]
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, **sampling,  # type: ignore[operator]
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=end)
-                for row in out[:, enc["input_ids"].shape[1]:]:
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    **sampling,  # type: ignore[operator]
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=end,
+                )
+                for row in out[:, enc["input_ids"].shape[1] :]:
                     text = cast(str, tokenizer.decode(row, skip_special_tokens=True))  # one row: one string
                     replies.append(Generation(text=text.strip(), finished=bool((row == end).any())))
                 if on_batch is not None:
@@ -156,16 +187,34 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     return replies
 
 
-def generate_texts(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], *,
-                   max_new_tokens: int, batch_size: int = 8, temperature: float = 0.0,
-                   top_p: float = 1.0) -> list[str]:
+def generate_texts(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+) -> list[str]:
     """`generate`, the reply texts only (greedy by default): one string per prompt, in prompt order."""
-    return [g.text for g in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                     batch_size=batch_size, temperature=temperature, top_p=top_p)]
+    return [
+        g.text
+        for g in generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_p=top_p,
+        )
+    ]
 
 
-def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor,
-                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def token_logprobs(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Log-probability of every next token: entry `[b, t]` is log p(input_ids[b, t+1] | input_ids[b, ≤t]).
 
     The log-softmax runs in float32 whatever the model's dtype. Padded positions get a value too
@@ -190,8 +239,14 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor,
     return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
-def sequence_logprobs(model: torch.nn.Module, sequences: Sequence[Sequence[int]], *, pad_id: int,
-                      batch_size: int = 16, scored: Sequence[Sequence[bool]] | None = None) -> list[float]:
+def sequence_logprobs(
+    model: torch.nn.Module,
+    sequences: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    batch_size: int = 16,
+    scored: Sequence[Sequence[bool]] | None = None,
+) -> list[float]:
     """Summed log-probability of each token sequence (its tokens after the first), batched by length.
 
     Sequences of similar length share a batch (right-padded); padding never changes a sequence's
@@ -212,7 +267,7 @@ def sequence_logprobs(model: torch.nn.Module, sequences: Sequence[Sequence[int]]
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             width = max(len(sequences[i]) for i in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)

@@ -278,9 +278,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF-loaded model refuses save_pretrained ("quantized with gguf and is not
     # serializable") because its config carries a quantization_config; the weights themselves
     # are already plain float32. Rebuild a clean model from the config minus that entry.
@@ -329,11 +327,7 @@ def _write_marker(directory: Path, *, name: str, gguf: Path) -> None:
 def _looks_like_path(name: str) -> bool:
     # Hub ids are `name` or `org/name` with one slash, so `./x`, `/x`, `~/x`, `a/b/c` and
     # anything with a backslash can only be meant as paths.
-    return (
-        name.startswith((".", "/", "~"))
-        or name.count("/") > 1
-        or "\\" in name
-    )
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def resolve_model(name: str) -> str:
@@ -351,8 +345,10 @@ def resolve_model(name: str) -> str:
     """
     name = name.strip()
     if not name:
-        raise ModelError(f"The model name is empty. Use an alias ({_alias_list()}), a local "
-                         f"model directory or a Hugging Face hub id.")
+        raise ModelError(
+            f"The model name is empty. Use an alias ({_alias_list()}), a local "
+            f"model directory or a Hugging Face hub id."
+        )
     if name in ALIASES:
         return str(convert_alias(name))
     path = Path(name).expanduser()

@@ -55,8 +55,16 @@ if TYPE_CHECKING:
 
     from tunewise.run import Preflight
 
-__all__ = ["CALIBRATION", "MemoryEstimate", "ModelShape", "Plan", "estimate_memory", "flops_per_token", "plan",
-           "print_plan"]
+__all__ = [
+    "CALIBRATION",
+    "MemoryEstimate",
+    "ModelShape",
+    "Plan",
+    "estimate_memory",
+    "flops_per_token",
+    "plan",
+    "print_plan",
+]
 
 console = make_console()
 
@@ -227,15 +235,23 @@ def model_shape(model: PreTrainedModel, *, quantized: bool = False) -> ModelShap
         matmul += head
     layers = int(getattr(text, "num_hidden_layers", 0) or 0)
     return ModelShape(
-        hidden=int(getattr(text, "hidden_size", 0) or 0), layers=layers,
-        vocab=output.weight.shape[0] if output is not None else 0, total=total, trainable=trainable, matmul=matmul, head=head,
+        hidden=int(getattr(text, "hidden_size", 0) or 0),
+        layers=layers,
+        vocab=output.weight.shape[0] if output is not None else 0,
+        total=total,
+        trainable=trainable,
+        matmul=matmul,
+        head=head,
         trainable_shapes=tuple(tuple(p.shape) for p in model.parameters() if p.requires_grad),
-        backward_layers=_backward_layers(model, layers), quantized_linear=quantized_linear,
+        backward_layers=_backward_layers(model, layers),
+        quantized_linear=quantized_linear,
         # An adapter leaves the base weights alone; every other method keeps their originals.
         base_copies=0 if hasattr(model, "peft_config") else trainable,
         lora=any("lora_A" in name for name, _ in model.named_modules()),
-        lora_dropout=any(isinstance(m, torch.nn.Dropout) and m.p > 0 for name, m in model.named_modules()
-                         if "lora_dropout" in name))
+        lora_dropout=any(
+            isinstance(m, torch.nn.Dropout) and m.p > 0 for name, m in model.named_modules() if "lora_dropout" in name
+        ),
+    )
 
 
 _BLOCK = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
@@ -272,8 +288,9 @@ def _optimizer_bytes(train: TrainConfig, shape: ModelShape) -> float:
     return 4.0 * sum(s[0] + math.prod(s[1:]) if len(s) >= 2 else math.prod(s) for s in shape.trainable_shapes)
 
 
-def estimate_memory(shape: ModelShape, train: TrainConfig, *, precision: str, seq: int,
-                    device: str = "cpu", packed: bool = False) -> MemoryEstimate:
+def estimate_memory(
+    shape: ModelShape, train: TrainConfig, *, precision: str, seq: int, device: str = "cpu", packed: bool = False
+) -> MemoryEstimate:
     """Peak training memory by part; see the module docstring for the formula.
 
     Args:
@@ -314,7 +331,8 @@ def estimate_memory(shape: ModelShape, train: TrainConfig, *, precision: str, se
         "optimizer state": _optimizer_bytes(train, shape),
         "activations": activations,
         "logits": (min(tokens, CHUNK) if packed else tokens) * shape.vocab * CALIBRATION["logit_bytes"]
-        if shape.backward_layers or shape.trainable else 0.0,
+        if shape.backward_layers or shape.trainable
+        else 0.0,
     }
     return MemoryEstimate(parts=parts, device=device, batch=train.batch_size, seq=seq, pass_tokens=pass_tokens)
 
@@ -329,8 +347,9 @@ def takes_fast_path(config: Config, model: torch.nn.Module) -> bool:
 
     train, kl = config.train, config.guard.kl
     reads_logits = kl.weight > 0 and kl.on != "general"
-    return bool(train.packing and train.neftune_alpha is None and not reads_logits and can_pack(model)
-                and has_plain_head(model))
+    return bool(
+        train.packing and train.neftune_alpha is None and not reads_logits and can_pack(model) and has_plain_head(model)
+    )
 
 
 def flops_per_token(shape: ModelShape, train: TrainConfig, *, seq: int, head_share: float = 1.0) -> float:
@@ -357,7 +376,7 @@ def _device() -> str:
 def available_memory() -> tuple[float | None, str]:
     """Memory a run can use: free GPU memory, else the RAM available now (and the cgroup limit)."""
     if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
+        _free, total = torch.cuda.mem_get_info()
         return float(total), f"GPU memory ({torch.cuda.get_device_name()})"
     found: list[float] = []
     try:
@@ -380,8 +399,9 @@ def available_memory() -> tuple[float | None, str]:
     return min(found), "RAM available now"
 
 
-def _throughput(shape: ModelShape, train: TrainConfig, *, precision: str, seq: int,
-                head_share: float = 1.0) -> tuple[float, str]:
+def _throughput(
+    shape: ModelShape, train: TrainConfig, *, precision: str, seq: int, head_share: float = 1.0
+) -> tuple[float, str]:
     if _device() == "cuda":
         flops, source = CALIBRATION["cuda_flops"], "assumed GPU speed (not calibrated; use --measure)"
     else:
@@ -412,9 +432,13 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
     name = config.model.name
     target = resolve_model(name)
     with friendly_errors(name, target, "config"):
-        model_config = AutoConfig.from_pretrained(target, revision=config.model.revision,
-                                                  trust_remote_code=config.model.trust_remote_code,
-                                                  local_files_only=local_only_files(target), **kwargs)
+        model_config = AutoConfig.from_pretrained(
+            target,
+            revision=config.model.revision,
+            trust_remote_code=config.model.trust_remote_code,
+            local_files_only=local_only_files(target),
+            **kwargs,
+        )
     # A method that needs real weights (QLoRA quantizes them as they load) counts as the method
     # it puts on top: the same adapters.
     kind = "lora" if config.method.type == "qlora" else config.method.type
@@ -426,7 +450,7 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
             return METHODS[kind](model, config.method), "meta device"
     except ConfigError:
         raise
-    except Exception as err:  # noqa: BLE001 - a method may not work on meta tensors: fall back, say why
+    except Exception as err:
         reason = f"{type(err).__name__}: {err}"
     # Load the real weights when they take little of the memory there is; else say what is missing.
     available, _ = available_memory()
@@ -434,8 +458,9 @@ def _meta_model(config: Config, load_kwargs: dict[str, Any]) -> tuple[PreTrained
         return None, f"not countable without loading the weights ({reason}); use --measure"
     from tunewise.models import load_model
 
-    model = load_model(name, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code,
-                       **load_kwargs)
+    model = load_model(
+        name, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code, **load_kwargs
+    )
     return METHODS[kind](model, config.method), "loaded model (the method does not run on the meta device)"
 
 
@@ -493,16 +518,32 @@ def plan(config: Config, *, measure: bool = False, preflight: Preflight | None =
         # The output head runs on the trained tokens only (training/loss.py); a head that is the
         # whole output (classification) has no vocabulary to skip.
         share = sum(r.n_trained for r in data.train) / max(tokens_per_epoch, 1) if shape.vocab else 1.0
-        tokens_per_s, throughput_from = _throughput(shape, train, precision=precision,
-                                                    seq=sum(lengths) // len(lengths), head_share=share)
+        tokens_per_s, throughput_from = _throughput(
+            shape, train, precision=precision, seq=sum(lengths) // len(lengths), head_share=share
+        )
     available, available_what = available_memory()
-    result = Plan(model=config.model.name, method=config.method.type, device=device, precision=precision,
-                  trainable=trainable, total=total, counted_on=counted_on, train_rows=len(data.train),
-                  eval_rows=len(data.eval), tokens_per_epoch=tokens_per_epoch,
-                  trained_tokens_per_epoch=sum(r.n_trained for r in data.train), longest_row=longest, steps=steps,
-                  tokens_to_train=to_train, memory=memory, available_bytes=available,
-                  available_what=available_what, tokens_per_s=tokens_per_s, throughput_from=throughput_from,
-                  warnings=warnings)
+    result = Plan(
+        model=config.model.name,
+        method=config.method.type,
+        device=device,
+        precision=precision,
+        trainable=trainable,
+        total=total,
+        counted_on=counted_on,
+        train_rows=len(data.train),
+        eval_rows=len(data.eval),
+        tokens_per_epoch=tokens_per_epoch,
+        trained_tokens_per_epoch=sum(r.n_trained for r in data.train),
+        longest_row=longest,
+        steps=steps,
+        tokens_to_train=to_train,
+        memory=memory,
+        available_bytes=available,
+        available_what=available_what,
+        tokens_per_s=tokens_per_s,
+        throughput_from=throughput_from,
+        warnings=warnings,
+    )
     if measure:
         result.measured = _measure(config, data.train, tokenizer, task_kwargs)
         result.tokens_per_s = result.measured.tokens_per_s
@@ -511,41 +552,73 @@ def plan(config: Config, *, measure: bool = False, preflight: Preflight | None =
         from tunewise.training.loop import cpu_has_bf16
 
         if not cpu_has_bf16():
-            warnings.append("train.precision: bf16 on a CPU without AVX512-BF16/AMX is emulated and slower "
-                            "than fp32; use precision auto or fp32")
+            warnings.append(
+                "train.precision: bf16 on a CPU without AVX512-BF16/AMX is emulated and slower "
+                "than fp32; use precision auto or fp32"
+            )
     if train.eval_every and data.eval and train.eval_every > steps:
-        warnings.append(f"train.eval_every: {train.eval_every} is more than the run's {steps} steps: "
-                        f"no eval until the end")
+        warnings.append(
+            f"train.eval_every: {train.eval_every} is more than the run's {steps} steps: no eval until the end"
+        )
     if result.fits is False and meta is not None:
-        result.fixes = _fixes(config, shape, precision=precision, seq=longest, device=device, available=available,
-                              task_kwargs=task_kwargs, packed=packed)
+        result.fixes = _fixes(
+            config,
+            shape,
+            precision=precision,
+            seq=longest,
+            device=device,
+            available=available,
+            task_kwargs=task_kwargs,
+            packed=packed,
+        )
     return result
 
 
-def _fixes(config: Config, shape: ModelShape, *, precision: str, seq: int, device: str,
-           available: float | None, task_kwargs: dict[str, Any], packed: bool = False) -> list[tuple[str, float]]:
+def _fixes(
+    config: Config,
+    shape: ModelShape,
+    *,
+    precision: str,
+    seq: int,
+    device: str,
+    available: float | None,
+    task_kwargs: dict[str, Any],
+    packed: bool = False,
+) -> list[tuple[str, float]]:
     """Overrides that bring the estimate under the available memory, cheapest change first."""
     train = config.train
     tried: list[tuple[str, TrainConfig, int]] = []
     if packed and train.tokens_per_pass:
         for tokens in (train.tokens_per_pass // 2, train.tokens_per_pass // 4):
             if tokens >= 64:
-                tried.append((f"train.tokens_per_pass={tokens}", train.model_copy(update={"tokens_per_pass": tokens}), seq))
+                tried.append(
+                    (f"train.tokens_per_pass={tokens}", train.model_copy(update={"tokens_per_pass": tokens}), seq)
+                )
     if not train.gradient_checkpointing:
-        tried.append(("train.gradient_checkpointing=true", train.model_copy(update={"gradient_checkpointing": True}), seq))
+        tried.append(
+            ("train.gradient_checkpointing=true", train.model_copy(update={"gradient_checkpointing": True}), seq)
+        )
     for batch in (train.batch_size // 2, train.batch_size // 4, 1):
         if 0 < batch < train.batch_size:
             accum = train.grad_accum * train.batch_size // batch
-            tried.append((f"train.batch_size={batch} train.grad_accum={accum}",
-                          train.model_copy(update={"batch_size": batch, "grad_accum": accum}), seq))
+            tried.append(
+                (
+                    f"train.batch_size={batch} train.grad_accum={accum}",
+                    train.model_copy(update={"batch_size": batch, "grad_accum": accum}),
+                    seq,
+                )
+            )
     if train.optimizer == "adamw" and shape.trainable > 10_000_000:
         tried.append(("train.optimizer=adafactor", train.model_copy(update={"optimizer": "adafactor"}), seq))
     for length in (seq // 2, seq // 4):
         if length >= 64:
             tried.append((f"data.max_length={length}", train, length))
-    both = train.model_copy(update={"gradient_checkpointing": True, "batch_size": 1,
-                                    "grad_accum": train.grad_accum * train.batch_size})
-    tried.append((f"train.gradient_checkpointing=true train.batch_size=1 train.grad_accum={both.grad_accum}", both, seq))
+    both = train.model_copy(
+        update={"gradient_checkpointing": True, "batch_size": 1, "grad_accum": train.grad_accum * train.batch_size}
+    )
+    tried.append(
+        (f"train.gradient_checkpointing=true train.batch_size=1 train.grad_accum={both.grad_accum}", both, seq)
+    )
     fixes = []
     for overrides, changed, length in tried:
         peak = estimate_memory(shape, changed, precision=precision, seq=length, device=device, packed=packed).total
@@ -556,8 +629,9 @@ def _fixes(config: Config, shape: ModelShape, *, precision: str, seq: int, devic
 
         lora, _ = _meta_model(config.model_copy(update={"method": LoraConfig()}), task_kwargs)
         if lora is not None:
-            peak = estimate_memory(model_shape(lora), train, precision=precision, seq=seq, device=device,
-                                   packed=packed).total
+            peak = estimate_memory(
+                model_shape(lora), train, precision=precision, seq=seq, device=device, packed=packed
+            ).total
             if available is None or peak <= FIT_MARGIN * available:
                 fixes.append(("method.type=lora", peak))
     return fixes[:4]
@@ -577,33 +651,62 @@ def _measure(config: Config, rows: list[Any], tokenizer: Any, task_kwargs: dict[
 
     train = config.train
     steps = 3
-    longest = sorted(rows, key=lambda r: r.n_tokens, reverse=True)[:steps * train.batch_size * train.grad_accum]
-    model = load_model(config.model.name, revision=config.model.revision,
-                       trust_remote_code=config.model.trust_remote_code, **load_kwargs(config), **task_kwargs)
+    longest = sorted(rows, key=lambda r: r.n_tokens, reverse=True)[: steps * train.batch_size * train.grad_accum]
+    model = load_model(
+        config.model.name,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+        **load_kwargs(config),
+        **task_kwargs,
+    )
     set_seed(train.seed)
     model = METHODS[config.method.type](model, config.method)
     # The same steps as the run, minus what only matters over a whole run (schedule, evals, saves).
-    quick = train.model_copy(update={
-        "max_steps": steps, "eval_every": 0, "save_every": 10**9, "log_every": 1, "resume": False,
-        "scheduler": "constant", "warmup_steps": None, "step_size": None, "gamma": None, "num_cycles": 1,
-        "early_stopping": train.early_stopping.model_copy(update={"enabled": False})})
+    quick = train.model_copy(
+        update={
+            "max_steps": steps,
+            "eval_every": 0,
+            "save_every": 10**9,
+            "log_every": 1,
+            "resume": False,
+            "scheduler": "constant",
+            "warmup_steps": None,
+            "step_size": None,
+            "gamma": None,
+            "num_cycles": 1,
+            "early_stopping": train.early_stopping.model_copy(update={"enabled": False}),
+        }
+    )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="tunewise-plan-") as tmp:
         console.print(f"measuring: {steps} training steps on the {len(longest)} longest rows ...")
         started = time.monotonic()
-        result = fit(model, tokenizer, longest, [], quick, Path(tmp), resume=False,
-                     collator=collator_for(config, tokenizer.pad_token_id))
+        result = fit(
+            model,
+            tokenizer,
+            longest,
+            [],
+            quick,
+            Path(tmp),
+            resume=False,
+            collator=collator_for(config, tokenizer.pad_token_id),
+        )
         wall = time.monotonic() - started
         records = [json.loads(line) for line in RunDir(tmp).metrics.read_text().splitlines()]
     logged = [r for r in records if "loss" in r]
     # From the end of step 1 on: the first step pays for allocation and kernel warm-up.
     if len(logged) >= 2 and logged[-1]["elapsed_s"] > logged[0]["elapsed_s"]:
-        rate = (logged[-1]["tokens_seen"] - logged[0]["tokens_seen"]) / (logged[-1]["elapsed_s"] - logged[0]["elapsed_s"])
+        rate = (logged[-1]["tokens_seen"] - logged[0]["tokens_seen"]) / (
+            logged[-1]["elapsed_s"] - logged[0]["elapsed_s"]
+        )
     else:
         rate = result.tokens_per_s
-    peak = (float(torch.cuda.max_memory_allocated()) + CALIBRATION["runtime_bytes_cuda"]
-            if torch.cuda.is_available() else peak_rss_mb() * 1024**2)
+    peak = (
+        float(torch.cuda.max_memory_allocated()) + CALIBRATION["runtime_bytes_cuda"]
+        if torch.cuda.is_available()
+        else peak_rss_mb() * 1024**2
+    )
     return Measured(steps=result.steps, tokens_per_s=rate, peak_bytes=peak, wall_s=wall)
 
 
@@ -630,8 +733,10 @@ def print_plan(result: Plan) -> None:
     table.add_column("what", justify="left")
     table.add_column("value", justify="right")
     if result.trainable is not None and result.total:
-        table.add_row("trainable parameters", f"{result.trainable:,} of {result.total:,} "
-                                              f"({100 * result.trainable / result.total:.2f}%)")
+        table.add_row(
+            "trainable parameters",
+            f"{result.trainable:,} of {result.total:,} ({100 * result.trainable / result.total:.2f}%)",
+        )
     else:
         table.add_row("trainable parameters", result.counted_on)
     table.add_row("rows (train / eval)", f"{result.train_rows:,} / {result.eval_rows:,}")
@@ -643,8 +748,10 @@ def print_plan(result: Plan) -> None:
         table.add_row("estimated peak memory", _gb(result.memory.total))
     if result.measured is not None:
         table.add_row("measured peak memory", _gb(result.measured.peak_bytes))
-    table.add_row(f"available ({result.available_what})",
-                  _gb(result.available_bytes) if result.available_bytes is not None else "unknown")
+    table.add_row(
+        f"available ({result.available_what})",
+        _gb(result.available_bytes) if result.available_bytes is not None else "unknown",
+    )
     if result.tokens_per_s:
         table.add_row("throughput", f"{result.tokens_per_s:,.0f} tokens/s ({result.throughput_from})")
     if result.time_s is not None:
@@ -653,15 +760,20 @@ def print_plan(result: Plan) -> None:
     if result.memory is not None:
         parts = ", ".join(f"{name} {_gb(value)}" for name, value in result.memory.parts.items() if value)
         memory = result.memory
-        shape = (f"packed, passes of ≤ {memory.pass_tokens} tokens" if memory.pass_tokens is not None
-                 else f"batch {memory.batch} × {memory.seq} tokens")
+        shape = (
+            f"packed, passes of ≤ {memory.pass_tokens} tokens"
+            if memory.pass_tokens is not None
+            else f"batch {memory.batch} × {memory.seq} tokens"
+        )
         console.print(f"memory estimate ({shape}): {parts}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if result.fits is False:
-        console.print(f"[red]will not fit: the peak ({_gb(result.peak_bytes or 0)}) is above "
-                      f"{FIT_MARGIN:.0%} of the {result.available_what} ({_gb(result.available_bytes or 0)}).[/]",
-                      highlight=False)
+        console.print(
+            f"[red]will not fit: the peak ({_gb(result.peak_bytes or 0)}) is above "
+            f"{FIT_MARGIN:.0%} of the {result.available_what} ({_gb(result.available_bytes or 0)}).[/]",
+            highlight=False,
+        )
         if result.fixes:
             console.print("Changes that would fit (estimated peak):", highlight=False)
             for overrides, peak in result.fixes:

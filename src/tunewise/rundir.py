@@ -38,8 +38,18 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["EVAL_SCHEMA_VERSION", "TRAIN_SCHEMA_VERSION", "EvalSummary", "RunDir", "TrainSummary", "is_writer",
-           "new_dir_path", "run_stem", "write_json", "write_text"]
+__all__ = [
+    "EVAL_SCHEMA_VERSION",
+    "TRAIN_SCHEMA_VERSION",
+    "EvalSummary",
+    "RunDir",
+    "TrainSummary",
+    "is_writer",
+    "new_dir_path",
+    "run_stem",
+    "write_json",
+    "write_text",
+]
 
 TRAIN_SCHEMA_VERSION = 1
 """The version of `train_summary.json`'s layout; raised when a key changes meaning or goes away."""
@@ -453,8 +463,7 @@ class RunDir:
     # Naming.
 
     @classmethod
-    def new(cls, output_dir: str | Path, name: str | None, config_path: str | Path | None, *,
-            kind: str = "") -> RunDir:
+    def new(cls, output_dir: str | Path, name: str | None, config_path: str | Path | None, *, kind: str = "") -> RunDir:
         """The directory a new run writes into (not created yet).
 
         Args:
@@ -470,8 +479,9 @@ class RunDir:
         return cls(new_dir_path(output_dir, prefix))
 
     @classmethod
-    def newest(cls, output_dir: str | Path, name: str | None, config_path: str | Path | None, *,
-               must_exist: bool) -> RunDir | None:
+    def newest(
+        cls, output_dir: str | Path, name: str | None, config_path: str | Path | None, *, must_exist: bool
+    ) -> RunDir | None:
         """The run directory of `output.name`, or the newest run of this config when unnamed.
 
         Only run directories count (they hold `config.yaml`): `tunewise cv` writes

@@ -94,16 +94,22 @@ def runs_folder(target: str | Path | None) -> Path:
     path = Path(target) if target is not None else Path("runs")
     if path.is_file():
         if path.suffix.lower() not in (".yaml", ".yml"):
-            raise TunewiseError(f"{path} is a file, not a folder of runs; pass a runs folder (default runs/) "
-                                f"or a config file (its output.dir is listed)")
+            raise TunewiseError(
+                f"{path} is a file, not a folder of runs; pass a runs folder (default runs/) "
+                f"or a config file (its output.dir is listed)"
+            )
         path = Path(load_config(path).output.dir)
         if not path.is_dir():
-            raise TunewiseError(f"{path} (output.dir of {target}) does not exist yet: no run of this config "
-                                f"has started; start one with `tunewise train {target}`")
+            raise TunewiseError(
+                f"{path} (output.dir of {target}) does not exist yet: no run of this config "
+                f"has started; start one with `tunewise train {target}`"
+            )
         return path
     if not path.is_dir():
-        raise TunewiseError(f"{path}: no such folder; pass the folder holding run directories (output.dir, "
-                            f"default runs/) or a config file")
+        raise TunewiseError(
+            f"{path}: no such folder; pass the folder holding run directories (output.dir, "
+            f"default runs/) or a config file"
+        )
     return path
 
 
@@ -149,9 +155,17 @@ def _suites(run: RunRecord) -> list[SuiteChange]:
     for role in _SHOWN_ROLES:
         for suite in run.suites(role) or []:
             delta: dict[str, Any] = suite["delta"] if isinstance(suite.get("delta"), dict) else {}
-            changes.append(SuiteChange(name=str(suite.get("name", "?")), role=role, metric=str(suite.get("metric", "?")),
-                                       delta=_number(delta.get("value")), low=_number(delta.get("low")),
-                                       high=_number(delta.get("high")), judgement=judge(suite)))
+            changes.append(
+                SuiteChange(
+                    name=str(suite.get("name", "?")),
+                    role=role,
+                    metric=str(suite.get("metric", "?")),
+                    delta=_number(delta.get("value")),
+                    low=_number(delta.get("low")),
+                    high=_number(delta.get("high")),
+                    judgement=judge(suite),
+                )
+            )
     return changes
 
 
@@ -188,8 +202,13 @@ def find_runs(folder: str | Path) -> tuple[list[RunRow], list[tuple[str, str]]]:
         The runs, and (path, reason) for each folder skipped.
     """
     folder = Path(folder)
-    candidates = [folder] if RunDir(folder).is_run() else sorted(
-        p for p in folder.iterdir() if p.is_dir() and p.name not in _NOT_RUNS and not p.name.startswith("."))
+    candidates = (
+        [folder]
+        if RunDir(folder).is_run()
+        else sorted(
+            p for p in folder.iterdir() if p.is_dir() and p.name not in _NOT_RUNS and not p.name.startswith(".")
+        )
+    )
     found: list[tuple[float, RunRow]] = []
     skipped: list[tuple[str, str]] = []
     for path in candidates:
@@ -228,10 +247,14 @@ def _suite_line(change: SuiteChange) -> str:
 def print_runs(rows: list[RunRow], skipped: list[tuple[str, str]], folder: Path, console: Console) -> None:
     """The runs as a table sized for an 80-column terminal, then the folders skipped."""
     if rows:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
-                      caption="loss: eval rows, base → tuned. Δ: tuned − base, * interval excludes 0. "
-                              "--json: all fields",
-                      caption_justify="left")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            show_edge=False,
+            collapse_padding=True,
+            caption="loss: eval rows, base → tuned. Δ: tuned − base, * interval excludes 0. --json: all fields",
+            caption_justify="left",
+        )
         # Names and numbers never break; in a narrow terminal the suite and pitfall lists wrap.
         table.add_column("run", no_wrap=True)
         table.add_column("status", no_wrap=True)
@@ -239,16 +262,26 @@ def print_runs(rows: list[RunRow], skipped: list[tuple[str, str]], folder: Path,
         table.add_column("suites Δ", overflow="fold", min_width=18)
         table.add_column("pitfalls", overflow="fold")
         for row in rows:
-            run = [row.name, f"[dim]{row.started[:16]}[/]" if row.started else "",
-                   f"[dim]{row.method}[/]" if row.method else ""]
-            status = [row.status, f"{row.steps} steps" if row.steps is not None else "",
-                      f"{row.tokens_per_s:.0f} tok/s" if row.tokens_per_s is not None else "",
-                      RunDir.REPORT if row.report else ""]
-            loss = ("—" if row.eval_loss_base is None or row.eval_loss_tuned is None
-                    else f"{row.eval_loss_base:.3f}\n→ {row.eval_loss_tuned:.3f}")
+            run = [
+                row.name,
+                f"[dim]{row.started[:16]}[/]" if row.started else "",
+                f"[dim]{row.method}[/]" if row.method else "",
+            ]
+            status = [
+                row.status,
+                f"{row.steps} steps" if row.steps is not None else "",
+                f"{row.tokens_per_s:.0f} tok/s" if row.tokens_per_s is not None else "",
+                RunDir.REPORT if row.report else "",
+            ]
+            loss = (
+                "—"
+                if row.eval_loss_base is None or row.eval_loss_tuned is None
+                else f"{row.eval_loss_base:.3f}\n→ {row.eval_loss_tuned:.3f}"
+            )
             suites = "\n".join(_suite_line(s) for s in row.suites) or "—"
             pitfalls = "\n".join(f"[red]{p}[/]" for p in row.pitfalls) or (
-                "[green]none[/]" if row.status == "evaluated" else "—")  # unmeasured is not clean
+                "[green]none[/]" if row.status == "evaluated" else "—"
+            )  # unmeasured is not clean
             table.add_row("\n".join(x for x in run if x), "\n".join(x for x in status if x), loss, suites, pitfalls)
         console.print(table)
     else:

@@ -111,9 +111,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return copy.deepcopy(_build_tokenizer())
 
 
-def tiny_model_config(
-    tokenizer: PreTrainedTokenizerFast | None = None, **overrides: Any
-) -> LlamaConfig:
+def tiny_model_config(tokenizer: PreTrainedTokenizerFast | None = None, **overrides: Any) -> LlamaConfig:
     """Return a 2-layer `LlamaConfig` with the default model's architecture, shrunk.
 
     Args:

@@ -36,8 +36,18 @@ from tunewise.extras import MissingExtraError, require
 if TYPE_CHECKING:
     from tunewise.config import Config
 
-__all__ = ["TRACKERS", "TRACKING_FILE", "Tracker", "default_mlflow_uri", "eval_metrics", "flatten_config",
-           "log_eval", "log_report", "metric_name", "mlflow_run_id"]
+__all__ = [
+    "TRACKERS",
+    "TRACKING_FILE",
+    "Tracker",
+    "default_mlflow_uri",
+    "eval_metrics",
+    "flatten_config",
+    "log_eval",
+    "log_report",
+    "metric_name",
+    "mlflow_run_id",
+]
 
 TRACKING_FILE = "tracking.json"
 """Where a run directory keeps what each tracker needs to find its run again (and, under `off`, the
@@ -209,11 +219,15 @@ class _MLflow:
         run = self._saved_run(saved) if saved.get("tracking_uri") == self.uri else None
         if run is None:
             self.experiment_id = self._experiment_id(self.experiment)
-            run = self.client.create_run(self.experiment_id, run_name=run_dir.name, tags={
-                "tunewise.run_dir": str(run_dir.resolve()),
-                "tunewise.model": config.model.name,
-                "tunewise.method": config.method.type,
-            })
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=run_dir.name,
+                tags={
+                    "tunewise.run_dir": str(run_dir.resolve()),
+                    "tunewise.model": config.model.name,
+                    "tunewise.method": config.method.type,
+                },
+            )
             self.created = True
         else:
             self.experiment_id = run.info.experiment_id
@@ -243,8 +257,10 @@ class _MLflow:
                 if found is None:
                     raise
         if found.lifecycle_stage != "active":
-            raise RuntimeError(f"MLflow experiment {name!r} is deleted; restore it with `mlflow experiments "
-                               f"restore --experiment-id {found.experiment_id}` (and the same tracking URI)")
+            raise RuntimeError(
+                f"MLflow experiment {name!r} is deleted; restore it with `mlflow experiments "
+                f"restore --experiment-id {found.experiment_id}` (and the same tracking URI)"
+            )
         return str(found.experiment_id)
 
     def _log_params(self, flat: dict[str, str], existing: Mapping[str, str]) -> None:
@@ -253,16 +269,23 @@ class _MLflow:
         # MLflow params never change; a value overridden later (train.max_steps on resume,
         # eval.suites from --suite) is kept as an `override.<key>` tag.
         params = [self._Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in flat.items() if k not in existing]
-        tags = [self._RunTag(f"override.{k}", v[:MAX_PARAM_VAL_LENGTH]) for k, v in flat.items()
-                if k in existing and existing[k] != v[:MAX_PARAM_VAL_LENGTH]]
+        tags = [
+            self._RunTag(f"override.{k}", v[:MAX_PARAM_VAL_LENGTH])
+            for k, v in flat.items()
+            if k in existing and existing[k] != v[:MAX_PARAM_VAL_LENGTH]
+        ]
         for items, field in ((params, "params"), (tags, "tags")):
             for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-                self.client.log_batch(self.run_id, **{field: items[i:i + MAX_PARAMS_TAGS_PER_BATCH]})
+                self.client.log_batch(self.run_id, **{field: items[i : i + MAX_PARAMS_TAGS_PER_BATCH]})
 
     @property
     def state(self) -> dict[str, Any]:
-        return {"tracking_uri": self.uri, "experiment": self.experiment, "experiment_id": self.experiment_id,
-                "run_id": self.run_id}
+        return {
+            "tracking_uri": self.uri,
+            "experiment": self.experiment,
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+        }
 
     def describe(self) -> str:
         return f"MLflow run {self.run_id[:8]} (experiment {self.experiment!r}) in {self.uri}"
@@ -347,7 +370,9 @@ class _Backend(Protocol):
 
 
 TRACKERS: dict[str, Callable[[Config, Path, str | None, dict[str, Any]], _Backend]] = {
-    "mlflow": _MLflow, "tensorboard": _TensorBoard}
+    "mlflow": _MLflow,
+    "tensorboard": _TensorBoard,
+}
 """`output.tracking` names → their tracker; docs/tracking.md describes each."""
 
 
@@ -411,11 +436,15 @@ class Tracker:
             try:
                 with _quiet():
                     entry = saved.get(name)
-                    backends.append(TRACKERS[name](config, run_dir, experiment, entry if isinstance(entry, dict) else {}))
+                    backends.append(
+                        TRACKERS[name](config, run_dir, experiment, entry if isinstance(entry, dict) else {})
+                    )
             except Exception as err:  # tracking must never stop a run
                 _broken.add(key)
-                _warn(f"{name} tracking is off for this run ({_reason(err)}); training and evaluation go on, "
-                      f"everything is still in {run_dir}")
+                _warn(
+                    f"{name} tracking is off for this run ({_reason(err)}); training and evaluation go on, "
+                    f"everything is still in {run_dir}"
+                )
                 if isinstance(err, MissingExtraError):
                     off[name] = str(err)
         tracker = cls(run_dir, backends)
@@ -435,8 +464,10 @@ class Tracker:
         try:
             (self.run_dir / TRACKING_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         except OSError as err:
-            _warn(f"could not write {self.run_dir / TRACKING_FILE} ({_reason(err)}); a later eval will start a "
-                  f"new tracker run")
+            _warn(
+                f"could not write {self.run_dir / TRACKING_FILE} ({_reason(err)}); a later eval will start a "
+                f"new tracker run"
+            )
 
     def _each(self, method: str, *args: Any) -> None:
         for backend in list(self.backends):
@@ -445,8 +476,10 @@ class Tracker:
                     getattr(backend, method)(*args)
             except Exception as err:  # tracking must never stop a run
                 self.backends.remove(backend)
-                _warn(f"{backend.name} tracking stopped ({_reason(err)}); the run goes on, everything is still "
-                      f"in {self.run_dir}")
+                _warn(
+                    f"{backend.name} tracking stopped ({_reason(err)}); the run goes on, everything is still "
+                    f"in {self.run_dir}"
+                )
                 with contextlib.suppress(Exception), _quiet():
                     backend.close("FAILED" if method != "close" else None)
 

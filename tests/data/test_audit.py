@@ -12,8 +12,24 @@ from tunewise.data.audit import AUDIT_KINDS, audit_files
 from tunewise.errors import DataError
 from tunewise.report import build_report
 
-TOPICS = ["volcanoes", "tides", "glaciers", "deserts", "rainforests", "earthquakes", "rivers", "coral reefs",
-          "comets", "auroras", "monsoons", "caves", "geysers", "lagoons", "fjords", "dunes"]
+TOPICS = [
+    "volcanoes",
+    "tides",
+    "glaciers",
+    "deserts",
+    "rainforests",
+    "earthquakes",
+    "rivers",
+    "coral reefs",
+    "comets",
+    "auroras",
+    "monsoons",
+    "caves",
+    "geysers",
+    "lagoons",
+    "fjords",
+    "dunes",
+]
 
 
 def words(texts: list[str]) -> list[int]:
@@ -28,10 +44,18 @@ def alpaca(question: str, answer: str) -> dict:
 def distinct(n: int = 32) -> list[dict]:
     rows = []
     for t in TOPICS:
-        rows.append(alpaca(f"Tell me one fact about {t}, please, in a short sentence.",
-                           f"Here is a fact about {t}: scientists measure them carefully every single year."))
-        rows.append(alpaca(f"How would you describe {t} to a child who has never seen them?",
-                           f"Picture {t} as something the planet makes slowly, changing over many long centuries."))
+        rows.append(
+            alpaca(
+                f"Tell me one fact about {t}, please, in a short sentence.",
+                f"Here is a fact about {t}: scientists measure them carefully every single year.",
+            )
+        )
+        rows.append(
+            alpaca(
+                f"How would you describe {t} to a child who has never seen them?",
+                f"Picture {t} as something the planet makes slowly, changing over many long centuries.",
+            )
+        )
     return rows[:n]
 
 
@@ -46,7 +70,7 @@ def audit_section(run_dir: Path, saved: object) -> str:
     (run_dir / "config.yaml").write_text("model: {name: tiny}\n", encoding="utf-8")
     (run_dir / "audit.json").write_text(json.dumps(saved), encoding="utf-8")
     page = build_report(run_dir).read_text(encoding="utf-8")
-    return page[page.index('<section id="summary">'):].split("</section>", 1)[0]
+    return page[page.index('<section id="summary">') :].split("</section>", 1)[0]
 
 
 def settings(**kw) -> CheckConfig:
@@ -66,9 +90,9 @@ def test_clean_data_has_no_findings(tmp_path: Path) -> None:
 
 def test_planted_duplicates_leaks_and_contamination_are_found_exactly(tmp_path: Path) -> None:
     rows = distinct()
-    exact = alpaca(rows[3]["instruction"].upper(), rows[3]["output"].upper())     # equal after case folding
+    exact = alpaca(rows[3]["instruction"].upper(), rows[3]["output"].upper())  # equal after case folding
     near = alpaca(rows[6]["instruction"], rows[6]["output"].replace("single year", "single year, too"))
-    train = write_jsonl(tmp_path / "train.jsonl", rows[:24] + [exact, near])
+    train = write_jsonl(tmp_path / "train.jsonl", [*rows[:24], exact, near])
     eval_rows = [rows[24], rows[5], alpaca(rows[9]["instruction"], rows[9]["output"] + " Really.")]
     ev = write_jsonl(tmp_path / "eval.jsonl", eval_rows)
     suites = [("quiz", ["Here is a fact about tides: scientists measure them carefully", "What is blue?"])]
@@ -77,12 +101,16 @@ def test_planted_duplicates_leaks_and_contamination_are_found_exactly(tmp_path: 
     assert set(found) == {"duplicates", "eval_leakage", "contamination"}
     dup = found["duplicates"]
     assert dup.count == 2 and dup.detail == {"exact": 1, "near": 1, "clusters": 2}
-    assert [e.replace(f"{tmp_path}/", "") for e in dup.examples] == ["train.jsonl:25 repeats train.jsonl:4",
-                                                                     "train.jsonl:26 repeats train.jsonl:7"]
+    assert [e.replace(f"{tmp_path}/", "") for e in dup.examples] == [
+        "train.jsonl:25 repeats train.jsonl:4",
+        "train.jsonl:26 repeats train.jsonl:7",
+    ]
     leak = found["eval_leakage"]
     assert leak.count == 2
-    assert [e.replace(f"{tmp_path}/", "") for e in leak.examples] == ["eval.jsonl:2 repeats train.jsonl:6",
-                                                                      "eval.jsonl:3 repeats train.jsonl:10"]
+    assert [e.replace(f"{tmp_path}/", "") for e in leak.examples] == [
+        "eval.jsonl:2 repeats train.jsonl:6",
+        "eval.jsonl:3 repeats train.jsonl:10",
+    ]
     assert found["contamination"].count == 1 and found["contamination"].detail["per_suite"] == {"quiz": 1}
     assert found["contamination"].examples[0].endswith("train.jsonl:3")  # the row that holds the item
 
@@ -101,11 +129,11 @@ def test_planted_pii_and_secrets_are_counted_by_kind(tmp_path: Path) -> None:
 
 def test_lengths_repetition_non_text_and_format(tmp_path: Path) -> None:
     rows = distinct(20)
-    rows[1]["output"] = "..."                                   # empty: no word
-    rows[2]["output"] = "Yes"                                   # 1 token < min_tokens 2
-    rows[3]["output"] = " ".join(["word"] * 60)                  # long, and one repeated 2-gram
+    rows[1]["output"] = "..."  # empty: no word
+    rows[2]["output"] = "Yes"  # 1 token < min_tokens 2
+    rows[3]["output"] = " ".join(["word"] * 60)  # long, and one repeated 2-gram
     rows[4]["output"] = "0x1f 0x2e 0x3d 0x4c | 12.5 | 13.75 | 99.01 | 1024 | 2048 | 4096 |"
-    rows[5] = {"messages": [{"role": "assistant", "content": "hi"}]}   # another schema in an alpaca file
+    rows[5] = {"messages": [{"role": "assistant", "content": "hi"}]}  # another schema in an alpaca file
     train = write_jsonl(tmp_path / "t.jsonl", rows)
     audit = audit_files({"train": [train]}, settings(max_tokens=50), count_tokens=words, max_length=40)
     found = kinds(audit)
@@ -115,36 +143,48 @@ def test_lengths_repetition_non_text_and_format(tmp_path: Path) -> None:
     assert found["repetition"].count == 1 and f"{train}:4:" in found["repetition"].examples[0]
     assert found["non_text"].count == 1 and f"{train}:5:" in found["non_text"].examples[0]
     assert found["format"].count == 1
-    assert found["format"].examples == [f"{train}:6: missing key `instruction` (read as alpaca, like the file's first "
-                                        "rows; its keys (messages) are those of chat rows: mixed schemas)"]
+    assert found["format"].examples == [
+        f"{train}:6: missing key `instruction` (read as alpaca, like the file's first "
+        "rows; its keys (messages) are those of chat rows: mixed schemas)"
+    ]
 
 
 def test_toxicity_uses_the_bundled_classifier(tmp_path: Path) -> None:
     rows = distinct(10)
     rows[4]["output"] = "Shut up, you stupid fucking idiot."
-    audit = audit_files({"train": [write_jsonl(tmp_path / "t.jsonl", rows)]}, settings(toxicity=True),
-                        count_tokens=words)
+    audit = audit_files(
+        {"train": [write_jsonl(tmp_path / "t.jsonl", rows)]}, settings(toxicity=True), count_tokens=words
+    )
     assert [f.kind for f in audit.findings] == ["toxicity"]
-    assert audit.findings[0].count == 1 and f"t.jsonl:5 (" in audit.findings[0].examples[0]
+    assert audit.findings[0].count == 1 and "t.jsonl:5 (" in audit.findings[0].examples[0]
 
 
 def test_label_balance_and_demographic_terms_per_label(tmp_path: Path) -> None:
-    rows = [{"text": f"The {t} movie was {how} and the cast was great.", "label": "pos"}
-            for t in TOPICS for how in ("wonderful", "moving")]
-    rows += [{"text": f"The women in the {t} story were {how} and she bored me.", "label": "neg"}
-             for t in TOPICS[:12] for how in ("dull", "flat")]
+    rows = [
+        {"text": f"The {t} movie was {how} and the cast was great.", "label": "pos"}
+        for t in TOPICS
+        for how in ("wonderful", "moving")
+    ]
+    rows += [
+        {"text": f"The women in the {t} story were {how} and she bored me.", "label": "neg"}
+        for t in TOPICS[:12]
+        for how in ("dull", "flat")
+    ]
     ev = write_jsonl(tmp_path / "e.jsonl", [{"text": "A new odd label here", "label": "meh"}])
-    audit = audit_files({"train": [write_jsonl(tmp_path / "c.jsonl", rows)], "eval": [ev]}, settings(),
-                        count_tokens=words)
+    audit = audit_files(
+        {"train": [write_jsonl(tmp_path / "c.jsonl", rows)], "eval": [ev]}, settings(), count_tokens=words
+    )
     found = kinds(audit)
     assert set(found) == {"label_imbalance", "demographic_imbalance"}
     labels = found["label_imbalance"]
     assert labels.detail == {"train": {"pos": 32, "neg": 24}, "eval": {"meh": 1}}
     assert "'meh' never occur in training" in labels.message and "×" not in labels.message  # 32/24 < 3
     demo = found["demographic_imbalance"]
-    assert demo.examples == ["label neg: gender terms female 48 vs male 0",
-                             "rows mentioning gender/female are 0% label 'pos' (all rows: 57%; 24 rows)",
-                             "rows mentioning gender/female are 100% label 'neg' (all rows: 43%; 24 rows)"]
+    assert demo.examples == [
+        "label neg: gender terms female 48 vs male 0",
+        "rows mentioning gender/female are 0% label 'pos' (all rows: 57%; 24 rows)",
+        "rows mentioning gender/female are 100% label 'neg' (all rows: 43%; 24 rows)",
+    ]
     assert demo.detail["mentions"]["label neg"] == {"gender/female": 48}
 
 
@@ -155,8 +195,14 @@ def test_label_imbalance_fires_at_the_ratio(tmp_path: Path) -> None:
 
 
 def test_preference_pairs_identical_and_length_bias(tmp_path: Path) -> None:
-    rows = [{"prompt": f"Question {i} about {TOPICS[i % 16]}?", "chosen": f"A long and careful answer number {i}.",
-             "rejected": "Short."} for i in range(24)]
+    rows = [
+        {
+            "prompt": f"Question {i} about {TOPICS[i % 16]}?",
+            "chosen": f"A long and careful answer number {i}.",
+            "rejected": "Short.",
+        }
+        for i in range(24)
+    ]
     rows[3]["rejected"] = rows[3]["chosen"]
     audit = audit_files({"train": [write_jsonl(tmp_path / "p.jsonl", rows)]}, settings(), count_tokens=words)
     bias = kinds(audit)["preference_bias"]
@@ -164,11 +210,14 @@ def test_preference_pairs_identical_and_length_bias(tmp_path: Path) -> None:
 
 
 def test_chat_roles_and_blocking_kinds(tmp_path: Path) -> None:
-    rows = [{"messages": [{"role": "user", "content": f"Hi about {t}"}, {"role": "assistant", "content": f"Hello, {t}!"}]}
-            for t in TOPICS]
+    rows = [
+        {"messages": [{"role": "user", "content": f"Hi about {t}"}, {"role": "assistant", "content": f"Hello, {t}!"}]}
+        for t in TOPICS
+    ]
     rows.append({"messages": [{"role": "assistant", "content": "I start"}, {"role": "user", "content": "wrong"}]})
-    audit = audit_files({"train": [write_jsonl(tmp_path / "c.jsonl", rows)]}, settings(block_on=["format"]),
-                        count_tokens=words)
+    audit = audit_files(
+        {"train": [write_jsonl(tmp_path / "c.jsonl", rows)]}, settings(block_on=["format"]), count_tokens=words
+    )
     assert [f.kind for f in audit.blocking] == ["format"]
     assert "message 1 is 'assistant' where 'user' was expected" in audit.findings[0].examples[0]
 
@@ -187,9 +236,10 @@ def test_bad_input_is_reported_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_audit_json_and_html_section(tmp_path: Path) -> None:
-    rows = distinct(10) + [distinct(10)[0]]
-    audit = audit_files({"train": [write_jsonl(tmp_path / "t.jsonl", rows)]}, settings(block_on=["duplicates"]),
-                        count_tokens=words)
+    rows = [*distinct(10), distinct(10)[0]]
+    audit = audit_files(
+        {"train": [write_jsonl(tmp_path / "t.jsonl", rows)]}, settings(block_on=["duplicates"]), count_tokens=words
+    )
     saved = json.loads(audit.write(tmp_path / "audit.json").read_text())
     assert saved["findings"][0]["kind"] == "duplicates" and saved["rows"] == {"train": 11}
     html = audit_section(tmp_path / "run", saved)
@@ -217,8 +267,12 @@ def test_rows_stream_through_the_audit_in_batches() -> None:
 
     def items():
         for i in range(5 * _BATCH):
-            item = Item(f"big.jsonl:{i + 1}", text=f"row {i} says {i * 7} and {i * 13} plainly, {i % 97} times",
-                        roles={"user": "q", "assistant": f"answer {i}"}, answer=f"answer {i}")
+            item = Item(
+                f"big.jsonl:{i + 1}",
+                text=f"row {i} says {i * 7} and {i * 13} plainly, {i % 97} times",
+                roles={"user": "q", "assistant": f"answer {i}"},
+                answer=f"answer {i}",
+            )
             alive["now"] += 1
             alive["max"] = max(alive["max"], alive["now"])
             weakref.finalize(item, gone)
@@ -257,18 +311,29 @@ def test_the_console_table_prints_rows_as_written() -> None:
     from tunewise.data.audit import Audit, Finding, print_audit
 
     console = Console(record=True, width=200)
-    print_audit(Audit(rows={"train": 3}, threshold=0.8, block_on=["pii"],
-                      findings=[Finding("pii", 1, "1 row [sic]", ["a.jsonl:1: [INST] hi [/b] there"])]), console)
+    print_audit(
+        Audit(
+            rows={"train": 3},
+            threshold=0.8,
+            block_on=["pii"],
+            findings=[Finding("pii", 1, "1 row [sic]", ["a.jsonl:1: [INST] hi [/b] there"])],
+        ),
+        console,
+    )
     text = console.export_text()
     assert "pii" in text and "(blocks)" in text and "1 row [sic]" in text and "[INST] hi [/b] there" in text
 
 
-@pytest.mark.parametrize(("name", "content", "line"), [
-    ("bad.json", b'[\n  {"text": "ok"},\n  {"text": "caf\xe9"}\n]\n', 3),
-    ("bad.csv", b"text,label\nok,1\nfine,0\ncaf\xe9,1\n", 4),
-])
-def test_non_utf8_is_reported_with_its_line_in_every_format(tmp_path: Path, name: str, content: bytes,
-                                                             line: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("bad.json", b'[\n  {"text": "ok"},\n  {"text": "caf\xe9"}\n]\n', 3),
+        ("bad.csv", b"text,label\nok,1\nfine,0\ncaf\xe9,1\n", 4),
+    ],
+)
+def test_non_utf8_is_reported_with_its_line_in_every_format(
+    tmp_path: Path, name: str, content: bytes, line: int
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(DataError, match=rf"{path}:{line}: not UTF-8 text \(byte 0xe9"):

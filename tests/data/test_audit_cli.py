@@ -29,18 +29,31 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def chat(i: int) -> dict:
-    return {"messages": [{"role": "user", "content": f"Question number {i}: what is {i} plus {i}?"},
-                         {"role": "assistant", "content": f"The sum of {i} and {i} is {2 * i}, as counted."}]}
+    return {
+        "messages": [
+            {"role": "user", "content": f"Question number {i}: what is {i} plus {i}?"},
+            {"role": "assistant", "content": f"The sum of {i} and {i} is {2 * i}, as counted."},
+        ]
+    }
 
 
-def test_audit_command_writes_json_and_exits_2_on_a_blocking_finding(tmp_path: Path, tiny_model_dir: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_command_writes_json_and_exits_2_on_a_blocking_finding(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", [chat(i) for i in range(12)])
     ev = write_jsonl(tmp_path / "eval.jsonl", [chat(3), chat(40)])
     out = tmp_path / "audit.json"
-    common = [train, "--eval", ev, "--model", tiny_model_dir, "--out", out, "data.check.toxicity=false",
-              "eval.suites=[]"]
+    common = [
+        train,
+        "--eval",
+        ev,
+        "--model",
+        tiny_model_dir,
+        "--out",
+        out,
+        "data.check.toxicity=false",
+        "eval.suites=[]",
+    ]
     assert cli(monkeypatch, "data", "audit", *common) == 0
     saved = json.loads(out.read_text())
     assert [f["kind"] for f in saved["findings"]] == ["eval_leakage"] and saved["rows"] == {"train": 12, "eval": 2}
@@ -55,8 +68,10 @@ def test_audit_command_writes_json_and_exits_2_on_a_blocking_finding(tmp_path: P
 def test_audit_command_reads_a_config(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_jsonl(tmp_path / "train.jsonl", [chat(i) for i in range(10)] + [chat(2)])
     config = tmp_path / "run.yaml"
-    config.write_text(f"model: {{name: {tiny_model_dir}}}\ndata: {{train: train.jsonl, check: {{toxicity: false}}}}\n"
-                      "eval: {suites: []}\n")
+    config.write_text(
+        f"model: {{name: {tiny_model_dir}}}\ndata: {{train: train.jsonl, check: {{toxicity: false}}}}\n"
+        "eval: {suites: []}\n"
+    )
     assert cli(monkeypatch, "data", "audit", config, "--out", tmp_path / "a.json") == 0
     assert [f["kind"] for f in json.loads((tmp_path / "a.json").read_text())["findings"]] == ["duplicates"]
 
@@ -83,7 +98,7 @@ def test_streamed_dedup_finds_what_the_in_memory_clusters_find() -> None:
     expected = near_duplicate_clusters(texts, threshold=0.8)
     dedup = StreamDeduper(threshold=0.8)
     for start in range(0, len(texts), 64):  # batches that split the planted pairs
-        dedup.add(texts[start:start + 64])
+        dedup.add(texts[start : start + 64])
     asked: set[int] = set()
 
     def texts_of(wanted: set[int]) -> dict[int, str]:

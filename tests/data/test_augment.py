@@ -23,7 +23,7 @@ from tunewise.data.augment import (
     eda,
     rejects_path,
 )
-from tunewise.data.io import Row, read_rows
+from tunewise.data.io import read_rows
 from tunewise.errors import DataError, TunewiseError
 
 REVIEWS = [
@@ -83,7 +83,7 @@ def test_synonym_replacement_uses_the_thesaurus_and_keeps_case_and_punctuation()
 def test_insertion_adds_only_synonyms_of_words_in_the_text() -> None:
     thesaurus = Thesaurus([["great", "excellent", "superb"], ["film", "movie"]])
     out = eda("a great film", "insert", random.Random(5), EdaParams(alpha_ri=1.0), thesaurus)
-    added = Counter(out.split()) - Counter("a great film".split())
+    added = Counter(out.split()) - Counter(["a", "great", "film"])
     assert sum(added.values()) == 3  # round(1.0 * 3 words)
     assert set(added) <= {"excellent", "superb", "movie"}
     assert not out.endswith(" ") and not out.startswith(" ")
@@ -139,10 +139,16 @@ def test_eda_is_deterministic_under_a_seed(reviews: Path, tmp_path: Path) -> Non
 
 
 def test_chat_rows_change_only_user_turns(tmp_path: Path) -> None:
-    chats = [{"messages": [{"role": "system", "content": "Be a great and helpful assistant."},
-                           {"role": "user", "content": t},
-                           {"role": "assistant", "content": f"This review is {label}, a great answer."}]}
-             for t, label in REVIEWS]
+    chats = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be a great and helpful assistant."},
+                {"role": "user", "content": t},
+                {"role": "assistant", "content": f"This review is {label}, a great answer."},
+            ]
+        }
+        for t, label in REVIEWS
+    ]
     path = write_jsonl(tmp_path / "chat.jsonl", chats)
     result = augment_rows(list(read_rows(path)), ops=EDA_OPS, num_aug=1, seed=0, keep_originals=False)
     assert result.rows
@@ -159,9 +165,14 @@ def test_chat_rows_change_only_user_turns(tmp_path: Path) -> None:
 
 
 def test_alpaca_output_is_never_edited_and_output_loads_for_training(tmp_path: Path) -> None:
-    rows = [{"instruction": "Describe the movie in one great sentence.", "input": "A quick and funny film.",
-             "output": "A great movie."},
-            {"instruction": "Explain why the story is boring.", "input": "", "output": "The plot is dull."}]
+    rows = [
+        {
+            "instruction": "Describe the movie in one great sentence.",
+            "input": "A quick and funny film.",
+            "output": "A great movie.",
+        },
+        {"instruction": "Explain why the story is boring.", "input": "", "output": "The plot is dull."},
+    ]
     path = write_jsonl(tmp_path / "alpaca.jsonl", rows)
     out = tmp_path / "alpaca_aug.jsonl"
     augment_file(path, out, ops=["synonym", "swap"], num_aug=2)
@@ -175,13 +186,14 @@ def test_alpaca_output_is_never_edited_and_output_loads_for_training(tmp_path: P
 
 def test_csv_in_csv_out(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
-    path.write_text("text,label\n" + "".join(f"\"{t}\",{label}\n" for t, label in REVIEWS), encoding="utf-8")
+    path.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for t, label in REVIEWS), encoding="utf-8")
     out = tmp_path / "out.csv"
     augment_file(path, out, ops=["synonym"])
     rows = list(read_rows(out))
     assert all(json.loads(r.data["provenance"])["op"] in ("original", "synonym") for r in rows)
-    assert sorted(r.data["label"] for r in rows if json.loads(r.data["provenance"])["op"] == "original") == \
-        sorted(label for _, label in REVIEWS)
+    assert sorted(r.data["label"] for r in rows if json.loads(r.data["provenance"])["op"] == "original") == sorted(
+        label for _, label in REVIEWS
+    )
 
 
 def test_unchanged_variants_are_rejected_with_a_reason(tmp_path: Path) -> None:
@@ -212,8 +224,14 @@ def test_paraphrase_and_backtranslation_with_an_injected_generator(reviews: Path
         return replies
 
     rows = list(read_rows(reviews))
-    result = augment_rows(rows, ops=["paraphrase", "backtranslate"], generator=fake, model_name="fake",
-                          pivot="German", keep_originals=False)
+    result = augment_rows(
+        rows,
+        ops=["paraphrase", "backtranslate"],
+        generator=fake,
+        model_name="fake",
+        pivot="German",
+        keep_originals=False,
+    )
     para = [r for r in result.rows if r["provenance"]["op"] == "paraphrase"]
     back = [r for r in result.rows if r["provenance"]["op"] == "backtranslate"]
     assert len(para) == len(REVIEWS) - 1 and len(back) == len(REVIEWS)
@@ -259,8 +277,9 @@ def test_non_utf8_bytes_are_named_by_line(tmp_path: Path) -> None:
 
 
 def test_mixed_schemas_are_named_by_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "mixed.jsonl", [{"text": "a great film", "label": "pos"},
-                                                  {"instruction": "Say hi", "output": "Hi"}])
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl", [{"text": "a great film", "label": "pos"}, {"instruction": "Say hi", "output": "Hi"}]
+    )
     with pytest.raises(DataError, match=r"mixed.jsonl:2: mixed schemas .*/mixed.jsonl:1 looks like 'text'"):
         augment_file(path, tmp_path / "out.jsonl")
 
@@ -279,8 +298,10 @@ def test_a_non_text_field_and_an_invalid_line_are_named(tmp_path: Path) -> None:
 
 def test_cli_augment(reviews: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli.jsonl"
-    result = CliRunner().invoke(app, ["data", "augment", str(reviews), "--out", str(out), "--ops", "synonym,swap",
-                                      "--num-aug", "2", "--seed", "1"])
+    result = CliRunner().invoke(
+        app,
+        ["data", "augment", str(reviews), "--out", str(out), "--ops", "synonym,swap", "--num-aug", "2", "--seed", "1"],
+    )
     assert result.exit_code == 0, result.output
     assert f"{len(REVIEWS)} rows in" in result.output
     rows = read_jsonl(out)
@@ -294,24 +315,33 @@ def test_backtranslation_on_the_default_model(default_model_dir: Path, tmp_path:
     rows = [{"text": "The film was wonderful and the music was beautiful.", "label": "positive"}]
     path = write_jsonl(tmp_path / "one.jsonl", rows)
     generator = ModelGenerator(name=str(default_model_dir), max_new_tokens=24, temperature=0, seed=0)
-    result = augment_rows(list(read_rows(path)), ops=["backtranslate", "synonym"], generator=generator,
-                          keep_originals=False)
+    result = augment_rows(
+        list(read_rows(path)), ops=["backtranslate", "synonym"], generator=generator, keep_originals=False
+    )
     assert len(result.rows) + len(result.rejects) == 2
-    back = [r for r in result.rows + [x["row"] | {"provenance": x["provenance"]} for x in result.rejects]
-            if r["provenance"]["op"] == "backtranslate"][0]
+    back = next(
+        r
+        for r in result.rows + [x["row"] | {"provenance": x["provenance"]} for x in result.rejects]
+        if r["provenance"]["op"] == "backtranslate"
+    )
     assert back["label"] == "positive" and back["provenance"]["pivot_text"][0].strip()
 
 
 def test_a_row_with_nothing_to_edit_is_reported_for_every_attempt(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        {"messages": [{"role": "user", "content": "a great film"}, {"role": "assistant", "content": "yes"}]},
-        {"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "only me"}]}])
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "a great film"}, {"role": "assistant", "content": "yes"}]},
+            {"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "only me"}]},
+        ],
+    )
 
     def echo(conversations: Any) -> list[str]:
         return ["In other words: " + c[-1]["content"].split("Text: ", 1)[1] for c in conversations]
 
-    result = augment_rows(list(read_rows(path)), ops=["synonym", "paraphrase"], generator=echo, num_aug=2,
-                          keep_originals=False)
+    result = augment_rows(
+        list(read_rows(path)), ops=["synonym", "paraphrase"], generator=echo, num_aug=2, keep_originals=False
+    )
     second = [r for r in result.rejects if r["source"].endswith(":2")]
     assert len(second) == 4 and all(r["reason"].startswith("nothing to edit: no user turn") for r in second)
     assert len(result.rows) + len(result.rejects) == 2 * 2 * 2

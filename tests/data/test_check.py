@@ -11,8 +11,20 @@ from tunewise.config import load_config
 from tunewise.errors import TunewiseError
 from tunewise.run import check_prepared, load_tokenizer_for, prepare_data, train
 
-TOPICS = ["volcanoes", "tides", "glaciers", "deserts", "rainforests", "earthquakes", "rivers", "coral reefs",
-          "comets", "auroras", "monsoons", "caves"]
+TOPICS = [
+    "volcanoes",
+    "tides",
+    "glaciers",
+    "deserts",
+    "rainforests",
+    "earthquakes",
+    "rivers",
+    "coral reefs",
+    "comets",
+    "auroras",
+    "monsoons",
+    "caves",
+]
 
 
 def chat(question: str, answer: str) -> dict:
@@ -20,9 +32,14 @@ def chat(question: str, answer: str) -> dict:
 
 
 def distinct_rows() -> list[dict]:
-    return [chat(f"Tell me one fact about {t}, please, in a short sentence.",
-                 f"Here is a fact about {t}: scientists {verb} them {how} every single year.")
-            for t in TOPICS for verb, how in [("measure", "carefully"), ("map", "from orbit")]]
+    return [
+        chat(
+            f"Tell me one fact about {t}, please, in a short sentence.",
+            f"Here is a fact about {t}: scientists {verb} them {how} every single year.",
+        )
+        for t in TOPICS
+        for verb, how in [("measure", "carefully"), ("map", "from orbit")]
+    ]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -30,8 +47,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def make_config(tmp_path: Path, tiny_model_dir: Path, *, train_rows: list[dict], eval_rows: list[dict],
-                suite_rows: list[dict] | None = None, extra: str = "") -> Path:
+def make_config(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    *,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    suite_rows: list[dict] | None = None,
+    extra: str = "",
+) -> Path:
     write_jsonl(tmp_path / "train.jsonl", train_rows)
     write_jsonl(tmp_path / "eval.jsonl", eval_rows)
     suites = "[]"
@@ -45,7 +69,8 @@ def make_config(tmp_path: Path, tiny_model_dir: Path, *, train_rows: list[dict],
         "method: {r: 2, alpha: 4}\n"
         "train: {max_steps: 1, batch_size: 4, eval_every: 0, precision: fp32}\n"
         f"eval: {{generations: 0, suites: {suites}}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}}}\n"
+    )
     return config
 
 
@@ -63,16 +88,26 @@ def test_clean_data_has_no_findings(tmp_path: Path, tiny_model_dir: Path) -> Non
 
 def test_duplicates_leakage_and_contamination_are_found_with_their_rows(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = distinct_rows()
-    train_rows = rows[:20] + [rows[3], chat(rows[5]["messages"][0]["content"].upper(),  # exact after case folding
-                                            rows[5]["messages"][1]["content"].upper())]
-    near = chat(rows[7]["messages"][0]["content"],
-                rows[7]["messages"][1]["content"].replace("every single year", "every single year."))
+    train_rows = [
+        *rows[:20],
+        rows[3],
+        chat(
+            rows[5]["messages"][0]["content"].upper(),  # exact after case folding
+            rows[5]["messages"][1]["content"].upper(),
+        ),
+    ]
+    near = chat(
+        rows[7]["messages"][0]["content"],
+        rows[7]["messages"][1]["content"].replace("every single year", "every single year."),
+    )
     eval_rows = [rows[20], near, rows[21]]
-    suite = [{"query": "Here is a fact about tides: scientists", "choices": ["measure them carefully", "eat"],
-              "gold": 0},
-             {"query": "What colour is a clear sky at noon?", "choices": ["blue", "green"], "gold": 0}]
-    check = run_check(make_config(tmp_path, tiny_model_dir, train_rows=train_rows, eval_rows=eval_rows,
-                                  suite_rows=suite))
+    suite = [
+        {"query": "Here is a fact about tides: scientists", "choices": ["measure them carefully", "eat"], "gold": 0},
+        {"query": "What colour is a clear sky at noon?", "choices": ["blue", "green"], "gold": 0},
+    ]
+    check = run_check(
+        make_config(tmp_path, tiny_model_dir, train_rows=train_rows, eval_rows=eval_rows, suite_rows=suite)
+    )
     found = {f.kind: f for f in check.findings}
     for finding in found.values():
         finding.examples = [e.replace(f"{tmp_path}/", "") for e in finding.examples]
@@ -86,8 +121,13 @@ def test_duplicates_leakage_and_contamination_are_found_with_their_rows(tmp_path
 
 def test_a_blocking_finding_stops_the_run_before_a_run_directory_exists(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = distinct_rows()
-    config = make_config(tmp_path, tiny_model_dir, train_rows=rows[:20], eval_rows=[rows[0], rows[21]],
-                         extra=", check: {block_on: [eval_leakage]}")
+    config = make_config(
+        tmp_path,
+        tiny_model_dir,
+        train_rows=rows[:20],
+        eval_rows=[rows[0], rows[21]],
+        extra=", check: {block_on: [eval_leakage]}",
+    )
     with pytest.raises(TunewiseError, match=r"eval_leakage found .*data\.check\.block_on"):
         train(load_config(config), config)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -95,7 +135,7 @@ def test_a_blocking_finding_stops_the_run_before_a_run_directory_exists(tmp_path
 
 def test_a_run_keeps_what_the_check_found(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = distinct_rows()
-    config = make_config(tmp_path, tiny_model_dir, train_rows=rows[:20] + [rows[0]], eval_rows=rows[20:])
+    config = make_config(tmp_path, tiny_model_dir, train_rows=[*rows[:20], rows[0]], eval_rows=rows[20:])
     run_dir = train(load_config(config), config)
     saved = json.loads((run_dir / "audit.json").read_text())
     assert [f["kind"] for f in saved["findings"]] == ["duplicates"] and saved["rows"]["train"] == 21
@@ -103,8 +143,13 @@ def test_a_run_keeps_what_the_check_found(tmp_path: Path, tiny_model_dir: Path) 
 
 def test_the_check_can_be_switched_off(tmp_path: Path, tiny_model_dir: Path) -> None:
     rows = distinct_rows()
-    config = make_config(tmp_path, tiny_model_dir, train_rows=rows[:20] + [rows[0]], eval_rows=rows[20:],
-                         extra=", check: {enabled: false}")
+    config = make_config(
+        tmp_path,
+        tiny_model_dir,
+        train_rows=[*rows[:20], rows[0]],
+        eval_rows=rows[20:],
+        extra=", check: {enabled: false}",
+    )
     assert run_check(config) is None
     assert not (train(load_config(config), config) / "audit.json").exists()
 
@@ -115,11 +160,18 @@ def test_the_check_before_training_is_the_whole_audit(tmp_path: Path, tiny_model
     train_rows[4] = chat("Where do I write?", "Write to ana@example.org, she answers every single day.")
     train_rows[6] = chat("Say it long.", " ".join(["words"] * 200) + " " + " ".join(f"w{i}" for i in range(400)))
     train_rows[8] = chat("Is it?", "Yes")
-    config = make_config(tmp_path, tiny_model_dir, train_rows=train_rows, eval_rows=rows[20:],
-                         extra=", check: {toxicity: false, min_tokens: 5}")
+    config = make_config(
+        tmp_path,
+        tiny_model_dir,
+        train_rows=train_rows,
+        eval_rows=rows[20:],
+        extra=", check: {toxicity: false, min_tokens: 5}",
+    )
     check = run_check(config)
     found = {f.kind: f for f in check.findings}
     assert set(found) == {"pii", "truncated", "too_short", "repetition"}
-    assert found["pii"].detail["kinds"] == {"email": 1} and found["pii"].examples[0].startswith(f"{tmp_path}/train.jsonl:5")
+    assert found["pii"].detail["kinds"] == {"email": 1} and found["pii"].examples[0].startswith(
+        f"{tmp_path}/train.jsonl:5"
+    )
     assert found["truncated"].examples[0].startswith(f"{tmp_path}/train.jsonl:7")  # rendered length > max_length 512
     assert found["too_short"].examples[0].startswith(f"{tmp_path}/train.jsonl:9")  # counted with the tokenizer

@@ -12,8 +12,34 @@ from tunewise.config import CheckConfig, CleanConfig
 from tunewise.data.clean import clean_files, output_name
 from tunewise.errors import DataError, TunewiseError
 
-WORDS = ("river stone cloud lantern harbor meadow copper violin orchard glacier pepper tunnel maple falcon "
-         "canyon ember quartz willow saddle beacon thistle marble comet velvet anchor prairie").split()
+WORDS = [
+    "river",
+    "stone",
+    "cloud",
+    "lantern",
+    "harbor",
+    "meadow",
+    "copper",
+    "violin",
+    "orchard",
+    "glacier",
+    "pepper",
+    "tunnel",
+    "maple",
+    "falcon",
+    "canyon",
+    "ember",
+    "quartz",
+    "willow",
+    "saddle",
+    "beacon",
+    "thistle",
+    "marble",
+    "comet",
+    "velvet",
+    "anchor",
+    "prairie",
+]
 
 
 def sentence(rng: random.Random, n: int = 18) -> str:
@@ -23,12 +49,12 @@ def sentence(rng: random.Random, n: int = 18) -> str:
 def rows_with_problems(seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     rows = [{"instruction": sentence(rng, 8), "input": "", "output": sentence(rng)} for _ in range(30)]
-    rows[4] = dict(rows[1])                                                    # exact duplicate of row 2
-    rows[7] = {**rows[2], "output": rows[2]["output"][:-1] + " indeed."}       # near duplicate of row 3
-    rows[10]["output"] += " Write to bo@example.com or +1 (555) 010-2030."    # changed: redacted
-    rows[12]["output"] = "?!"                                                  # empty
-    rows[15] = {"messages": [{"role": "user", "content": "no answer"}]}        # format
-    rows[18]["input"] = "key AKIAIOSFODNN7EXAMPLE"                             # changed: secret redacted
+    rows[4] = dict(rows[1])  # exact duplicate of row 2
+    rows[7] = {**rows[2], "output": rows[2]["output"][:-1] + " indeed."}  # near duplicate of row 3
+    rows[10]["output"] += " Write to bo@example.com or +1 (555) 010-2030."  # changed: redacted
+    rows[12]["output"] = "?!"  # empty
+    rows[15] = {"messages": [{"role": "user", "content": "no answer"}]}  # format
+    rows[18]["input"] = "key AKIAIOSFODNN7EXAMPLE"  # changed: secret redacted
     return rows
 
 
@@ -53,11 +79,13 @@ def test_every_row_is_accounted_for_with_its_reason(tmp_path: Path) -> None:
     rejects = read_jsonl(result.rejects)
     assert len(kept) == result.rows_out and len(rejects) == result.removed + result.changed
     removed = {r["source"].rsplit(":", 1)[1]: r["reason"] for r in rejects if r["action"] == "removed"}
-    assert removed == {"5": f"duplicates: exact duplicate of {src}:2 (kept)",
-                       "8": f"duplicates: near duplicate of {src}:3 (kept)",
-                       "13": "empty: the answer has no words",
-                       "16": "format: missing key `instruction` (read as alpaca, like the file's first "
-                             "rows; its keys (messages) are those of chat rows: mixed schemas)"}
+    assert removed == {
+        "5": f"duplicates: exact duplicate of {src}:2 (kept)",
+        "8": f"duplicates: near duplicate of {src}:3 (kept)",
+        "13": "empty: the answer has no words",
+        "16": "format: missing key `instruction` (read as alpaca, like the file's first "
+        "rows; its keys (messages) are those of chat rows: mixed schemas)",
+    }
     changed = {r["source"].rsplit(":", 1)[1]: r for r in rejects if r["action"] == "changed"}
     assert changed["11"]["reason"] == "redacted email ×1, phone ×1"
     assert changed["11"]["cleaned"]["output"].endswith("Write to <EMAIL> or <PHONE>.")
@@ -87,12 +115,12 @@ def test_dedup_keeps_the_first_row_of_each_cluster_across_files(tmp_path: Path) 
     a = write_jsonl(tmp_path / "train.jsonl", train)
     b = write_jsonl(tmp_path / "eval.jsonl", evaluation)
     result = clean_files([a, b], tmp_path / "out", CleanConfig(), CHECK)
-    assert read_jsonl(tmp_path / "out" / "train.jsonl") == train                 # the earlier file wins
+    assert read_jsonl(tmp_path / "out" / "train.jsonl") == train  # the earlier file wins
     assert read_jsonl(tmp_path / "out" / "eval.jsonl") == [evaluation[1]]
     reasons = [r["reason"] for r in read_jsonl(result.rejects)]
     assert reasons == [f"duplicates: exact duplicate of {a}:6 (kept)", f"duplicates: near duplicate of {a}:9 (kept)"]
     again = clean_files([a, b], tmp_path / "out2", CleanConfig(), CHECK)
-    assert read_jsonl(again.rejects) == read_jsonl(result.rejects)              # deterministic
+    assert read_jsonl(again.rejects) == read_jsonl(result.rejects)  # deterministic
 
 
 def test_drop_instead_of_redact(tmp_path: Path) -> None:
@@ -100,7 +128,9 @@ def test_drop_instead_of_redact(tmp_path: Path) -> None:
     result = clean_files([src], tmp_path / "out", CleanConfig(drop=["secrets", "pii"]), CHECK)
     rejects = read_jsonl(result.rejects)
     assert [(r["action"], r["reason"]) for r in rejects] == [
-        ("removed", "pii: holds email, phone"), ("removed", "secrets: holds an API key, token or private key")]
+        ("removed", "pii: holds email, phone"),
+        ("removed", "secrets: holds an API key, token or private key"),
+    ]
     assert result.rows_in == result.rows_out + result.removed == 30
 
 

@@ -95,7 +95,7 @@ def test_cluster_ids_are_the_smallest_index_and_stable_when_rows_are_appended(pl
     assert all(c <= i and clusters[c] == c for i, c in enumerate(clusters))
     rng = random.Random(99)
     extended = near_duplicate_clusters(texts + [random_text(rng) for _ in range(10)])
-    assert extended[:len(texts)] == clusters
+    assert extended[: len(texts)] == clusters
 
 
 def test_clustering_is_deterministic_and_idempotent(planted) -> None:
@@ -163,8 +163,14 @@ def test_cross_duplicates_finds_leakage_between_two_sets(planted) -> None:
 
 
 def test_example_text_leaves_out_the_system_prompt_by_default() -> None:
-    ex = Example("f:1", messages=({"role": "system", "content": "Be brief."},
-                                  {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}))
+    ex = Example(
+        "f:1",
+        messages=(
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+        ),
+    )
     assert example_text(ex) == "Hi\nHello"
     assert example_text(ex, system=True) == "Be brief.\nHi\nHello"
     assert example_text(Example("f:2", text="plain")) == "plain"

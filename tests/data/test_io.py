@@ -31,7 +31,7 @@ ALPACA: list[dict[str, Any]] = [
     {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour."},
     # A newline inside a field: CSV must quote it, and line counting must survive it.
     {"instruction": "Write two lines.", "input": "", "output": "Line one.\nLine two."},
-    {"instruction": "Say hi. Use \"quotes\", commas", "input": "", "output": "Hi, \"you\"."},
+    {"instruction": 'Say hi. Use "quotes", commas', "input": "", "output": 'Hi, "you".'},
 ]
 
 
@@ -206,10 +206,8 @@ def test_a_directory_that_is_not_a_saved_dataset(tmp_path: Path) -> None:
 
 
 SHAPE_ROWS = {
-    "chat": {"messages": [{"role": "user", "content": "Hi"},
-                          {"role": "assistant", "content": "Hello."}]},
-    "sharegpt": {"conversations": [{"from": "human", "value": "Hi"},
-                                   {"from": "gpt", "value": "Hello."}]},
+    "chat": {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]},
+    "sharegpt": {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
     "alpaca": {"instruction": "Hi", "input": "", "output": "Hello."},
     "prompt_completion": {"prompt": "Hi", "completion": "Hello."},
     "text": {"text": "Hello there."},
@@ -223,8 +221,7 @@ def test_each_shape_is_detected(shape: str) -> None:
 
 def test_the_four_conversational_shapes_normalise_to_the_same_chat() -> None:
     chats = [to_example(Row("f:1", SHAPE_ROWS[s]), s).messages for s in SHAPES if s != "text"]
-    assert chats == [({"role": "user", "content": "Hi"},
-                      {"role": "assistant", "content": "Hello."})] * 4
+    assert chats == [({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."})] * 4
     assert to_example(Row("f:1", SHAPE_ROWS["text"]), "text") == Example("f:1", text="Hello there.")
 
 
@@ -252,8 +249,9 @@ def test_data_for_other_kinds_of_training_is_refused(row: dict, kind: str) -> No
 
 
 def test_explicit_shape_overrides_detection(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.jsonl", [{"text": "positive review", "label": 1},
-                                        {"text": "negative review", "label": 0}])
+    path = write(
+        tmp_path / "d.jsonl", [{"text": "positive review", "label": 1}, {"text": "negative review", "label": 0}]
+    )
     with pytest.raises(DataError, match="classification"):
         load_examples(path)
     examples, _ = load_examples(path, shape="text")
@@ -262,15 +260,21 @@ def test_explicit_shape_overrides_detection(tmp_path: Path) -> None:
 
 def test_shape_is_detected_from_all_sampled_rows(tmp_path: Path) -> None:
     # The first row lacks `input`; keys are pooled, so later rows still read as alpaca.
-    path = write(tmp_path / "d.jsonl", [{"instruction": "a", "output": "b"},
-                                        {"instruction": "c", "input": "d", "output": "e"}])
+    path = write(
+        tmp_path / "d.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "c", "input": "d", "output": "e"}]
+    )
     examples, _ = load_examples(path)
     assert examples[1].messages[0]["content"] == "c\n\nd"
 
 
 def test_alpaca_with_input_system_and_history() -> None:
-    row = {"instruction": "Translate.", "input": "Hallo", "output": "Hello",
-           "system": "Be brief.", "history": [["Hi", "Hey."]]}
+    row = {
+        "instruction": "Translate.",
+        "input": "Hallo",
+        "output": "Hello",
+        "system": "Be brief.",
+        "history": [["Hi", "Hey."]],
+    }
     assert to_example(Row("f:1", row), "alpaca").messages == (
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi"},
@@ -281,19 +285,30 @@ def test_alpaca_with_input_system_and_history() -> None:
 
 
 def test_sharegpt_roles_and_system() -> None:
-    row = {"system": "S", "conversations": [
-        {"from": "human", "value": "a"}, {"from": "gpt", "value": "b"},
-        {"from": "user", "value": "c"}, {"from": "assistant", "value": "d"}]}
+    row = {
+        "system": "S",
+        "conversations": [
+            {"from": "human", "value": "a"},
+            {"from": "gpt", "value": "b"},
+            {"from": "user", "value": "c"},
+            {"from": "assistant", "value": "d"},
+        ],
+    }
     messages = to_example(Row("f:1", row), "sharegpt").messages
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
     assert [m["content"] for m in messages] == ["S", "a", "b", "c", "d"]
 
 
 def test_prompt_completion_with_message_lists() -> None:
-    row = {"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}],
-           "completion": [{"role": "assistant", "content": "a"}]}
+    row = {
+        "prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}],
+        "completion": [{"role": "assistant", "content": "a"}],
+    }
     assert [m["role"] for m in to_example(Row("f:1", row), "prompt_completion").messages] == [
-        "system", "user", "assistant"]
+        "system",
+        "user",
+        "assistant",
+    ]
 
 
 def test_chat_messages_stored_as_json_text_in_csv(tmp_path: Path) -> None:
@@ -338,10 +353,12 @@ BAD_ROWS = [
     ("chat", {"messages": [user("q"), {"role": "assistant"}]}, "message 2 has no `content`"),
     ("chat", {"messages": [bot("a"), user("q")]}, "turns must alternate"),
     ("chat", {"messages": [user("q"), user("q"), bot("a")]}, "turns must alternate"),
-    ("chat", {"messages": [user("q"), bot("a"), {"role": "system", "content": "s"}]},
-     "only the first may be"),
-    ("sharegpt", {"conversations": [{"from": "human", "value": "q"},
-                                    {"from": "observation", "value": "x"}]}, "unknown role"),
+    ("chat", {"messages": [user("q"), bot("a"), {"role": "system", "content": "s"}]}, "only the first may be"),
+    (
+        "sharegpt",
+        {"conversations": [{"from": "human", "value": "q"}, {"from": "observation", "value": "x"}]},
+        "unknown role",
+    ),
 ]
 
 
@@ -380,7 +397,9 @@ def test_skipping_bad_rows_keeps_them_as_rejects(tmp_path: Path) -> None:
     examples, rejects = load_examples(path, on_bad_rows="skip", columns={"q": "question"})
     assert [e.source for e in examples] == [f"{path}:1", f"{path}:3"]
     assert [(r.source, r.reason) for r in rejects] == [
-        (f"{path}:2", "`output` is empty"), (f"{path}:4", "missing key `output`")]
+        (f"{path}:2", "`output` is empty"),
+        (f"{path}:4", "missing key `output`"),
+    ]
     assert rejects[0].row == {"q": "c", **MIXED[1]}  # as written in the file, before renaming
 
     out = write_rejects(rejects, tmp_path / "run" / "rejects.jsonl")
@@ -411,19 +430,17 @@ def test_reject_is_a_plain_record() -> None:
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 101])
 @pytest.mark.parametrize(("eval_fraction", "test_fraction"), [(0.1, 0.1), (0.2, 0.0), (0.0, 0.3)])
-def test_split_is_disjoint_covering_and_deterministic(
-    n: int, eval_fraction: float, test_fraction: float
-) -> None:
+def test_split_is_disjoint_covering_and_deterministic(n: int, eval_fraction: float, test_fraction: float) -> None:
     items = list(range(n))
-    train, eval_, test = split_examples(
-        items, eval_fraction=eval_fraction, test_fraction=test_fraction, seed=3)
+    train, eval_, test = split_examples(items, eval_fraction=eval_fraction, test_fraction=test_fraction, seed=3)
     assert sorted(train + eval_ + test) == items  # covering, and disjoint (no duplicates)
     assert train, "the train split always keeps a row"
     assert all(part == sorted(part) for part in (train, eval_, test))  # file order kept
     if eval_fraction > 0 and n >= 2:
         assert eval_
     assert (train, eval_, test) == split_examples(
-        items, eval_fraction=eval_fraction, test_fraction=test_fraction, seed=3)
+        items, eval_fraction=eval_fraction, test_fraction=test_fraction, seed=3
+    )
 
 
 def test_split_sizes_follow_the_fractions_and_the_seed_matters() -> None:

@@ -23,15 +23,18 @@ PLANTED = [
     ("secret", "token ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ ok", "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"),
     ("secret", "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t"),
     ("secret", 'api_key = "a8F3kL9qZ2xV7mN4pR6tY1wE"', "a8F3kL9qZ2xV7mN4pR6tY1wE"),
-    ("secret", "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
-     "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"),
+    (
+        "secret",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+    ),
 ]
 
 NOT_PII = [
     "In 1999 the town had 3,000 people and 2000-2015 was a boom.",
     "The date 2024-01-31 at 12:30:45, pi is 3.14159, version 1.2.3.",
-    "card 4111 1111 1111 1112 fails Luhn",            # one digit off
-    "GB82WEST12345698765433 fails mod 97",             # last digit changed
+    "card 4111 1111 1111 1112 fails Luhn",  # one digit off
+    "GB82WEST12345698765433 fails mod 97",  # last digit changed
     "SSN 000-12-3456 and 666-12-3456 are never issued",
     "password=hello is a word, not a random secret",
     "std::vector and a::b are C++ names",
@@ -45,7 +48,7 @@ NOT_PII = [
 def test_planted_values_are_found_exactly(kind: str, text: str, value: str) -> None:
     spans = find_pii(text)
     assert [(s.kind, s.value) for s in spans] == [(kind, value)]
-    assert text[spans[0].start:spans[0].end] == value
+    assert text[spans[0].start : spans[0].end] == value
 
 
 @pytest.mark.parametrize("text", NOT_PII)

@@ -96,8 +96,9 @@ def test_sequence_perplexity_is_one_over_the_token_probability() -> None:
     assert sequence_perplexity(sure, ids, torch.ones(1, 4)).item() == pytest.approx(1.0, rel=1e-5)
     # Padding after the text does not count.
     padded = torch.cat([sure, torch.zeros(1, 2, vocab)], dim=1)
-    assert sequence_perplexity(padded, torch.tensor([[0, 1, 2, 3, 2, 2]]),
-                               torch.tensor([[1, 1, 1, 1, 0, 0]])).item() == pytest.approx(1.0, rel=1e-5)
+    assert sequence_perplexity(
+        padded, torch.tensor([[0, 1, 2, 3, 2, 2]]), torch.tensor([[1, 1, 1, 1, 0, 0]])
+    ).item() == pytest.approx(1.0, rel=1e-5)
 
 
 class ConfusedLM(torch.nn.Module):
@@ -119,8 +120,12 @@ class ConfusedLM(torch.nn.Module):
 def test_entropy_selection_ranks_rows_by_constructed_uncertainty(tmp_path: Path) -> None:
     tok = tiny_tokenizer()
     confusing = {tok.convert_tokens_to_ids(t) for t in tok.tokenize(" zebra")}
-    rows = [{"text": "the sun rises"}, {"text": "zebra zebra zebra zebra"}, {"text": "the zebra sun"},
-            {"text": "water boils"}]
+    rows = [
+        {"text": "the sun rises"},
+        {"text": "zebra zebra zebra zebra"},
+        {"text": "the zebra sun"},
+        {"text": "water boils"},
+    ]
     path = write_jsonl(tmp_path / "pool.jsonl", rows)
     chosen = select_rows(list(read_rows(path)), 2, ConfusedLM(len(tok), confusing), tok, by="entropy")
     assert [c.index for c in chosen] == [1, 2]
@@ -131,10 +136,19 @@ def test_entropy_selection_ranks_rows_by_constructed_uncertainty(tmp_path: Path)
 # --------------------------------------------------------------------------- real tiny model, files, CLI
 
 
-POOL = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "ok"}]} for q in (
-    "What is the capital of France?", "Explain why the sky is blue.", "Write a poem about the sea.",
-    "List three colors.", "Translate good morning into French.", "12 * 3 = ?", "Summarize the text.",
-    "Classify the sentiment of this review: I loved this movie.")]
+POOL = [
+    {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "ok"}]}
+    for q in (
+        "What is the capital of France?",
+        "Explain why the sky is blue.",
+        "Write a poem about the sea.",
+        "List three colors.",
+        "Translate good morning into French.",
+        "12 * 3 = ?",
+        "Summarize the text.",
+        "Classify the sentiment of this review: I loved this movie.",
+    )
+]
 
 
 @pytest.mark.parametrize("by", ["entropy", "perplexity", "kcenter"])
@@ -153,16 +167,14 @@ def test_select_file_on_a_real_tiny_model(tmp_path: Path, by: str) -> None:
         assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
         # The same scores as scoring each row alone: padding in a batch changes nothing.
         alone = select_rows([next(iter(read_rows(pool)))], 1, tiny_model(seed=1), tiny_tokenizer(), by=by)[0].score
-        every = select_rows(list(read_rows(pool)), len(POOL), tiny_model(seed=1), tiny_tokenizer(), by=by,
-                            batch_size=4)
-        assert [c.score for c in every if c.index == 0][0] == pytest.approx(alone, rel=1e-4)
+        every = select_rows(list(read_rows(pool)), len(POOL), tiny_model(seed=1), tiny_tokenizer(), by=by, batch_size=4)
+        assert next(c.score for c in every if c.index == 0) == pytest.approx(alone, rel=1e-4)
 
 
 def test_kcenter_with_labelled_rows_skips_them(tmp_path: Path) -> None:
     pool = write_jsonl(tmp_path / "pool.jsonl", POOL)
     labelled = write_jsonl(tmp_path / "labelled.jsonl", POOL[:1])
-    chosen = select_file(pool, tmp_path / "o.jsonl", 2, tiny_model(), tiny_tokenizer(), by="kcenter",
-                         labelled=labelled)
+    chosen = select_file(pool, tmp_path / "o.jsonl", 2, tiny_model(), tiny_tokenizer(), by="kcenter", labelled=labelled)
     assert 0 not in [c.index for c in chosen]  # an already labelled row is at distance 0
 
 
@@ -180,8 +192,22 @@ def test_select_bad_input(tmp_path: Path) -> None:
 def test_cli_select(tmp_path: Path, tiny_model_dir: Path) -> None:
     pool = write_jsonl(tmp_path / "pool.jsonl", POOL)
     out = tmp_path / "chosen.csv"
-    result = CliRunner().invoke(app, ["data", "select", str(pool), "-k", "2", "--out", str(out), "--by", "perplexity",
-                                      "--model", str(tiny_model_dir)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "select",
+            str(pool),
+            "-k",
+            "2",
+            "--out",
+            str(out),
+            "--by",
+            "perplexity",
+            "--model",
+            str(tiny_model_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 rows chosen by perplexity" in result.output
     rows = list(read_rows(out))

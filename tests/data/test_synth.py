@@ -78,9 +78,11 @@ def test_bad_thresholds() -> None:
 # --------------------------------------------------------------------------- the job, with a scripted generator
 
 
-SEEDS = [Seed("seeds.jsonl:1", BASE, "x"),
-         Seed("seeds.jsonl:2", "Name three rivers that flow through Europe.", "Danube, Rhine, Seine."),
-         Seed("seeds.jsonl:3", "Write a short poem about autumn leaves.", "Leaves fall.")]
+SEEDS = [
+    Seed("seeds.jsonl:1", BASE, "x"),
+    Seed("seeds.jsonl:2", "Name three rivers that flow through Europe.", "Danube, Rhine, Seine."),
+    Seed("seeds.jsonl:3", "Write a short poem about autumn leaves.", "Leaves fall."),
+]
 
 
 class Scripted:
@@ -107,13 +109,13 @@ class Scripted:
 
 SCRIPT = {
     0: "Explain how a bicycle gear system works.",
-    1: "Name three rivers that flow through Europe.",                       # exact duplicate of a seed
-    2: "alpha xray charlie delta yankee foxtrot golf zulu india juliet",   # ROUGE-L 0.7 with seed 1
-    3: "Describe the picture on this page.",                               # undoable
-    4: "Explain how a bicycle gear system works!",                         # duplicate of attempt 0
+    1: "Name three rivers that flow through Europe.",  # exact duplicate of a seed
+    2: "alpha xray charlie delta yankee foxtrot golf zulu india juliet",  # ROUGE-L 0.7 with seed 1
+    3: "Describe the picture on this page.",  # undoable
+    4: "Explain how a bicycle gear system works!",  # duplicate of attempt 0
     5: "List four ways to save water at home.",
-    6: "Hi",                                                               # too short
-    7: "Give no answer to this question please.",                          # empty answer
+    6: "Hi",  # too short
+    7: "Give no answer to this question please.",  # empty answer
     8: "Suggest a weekend project for learning basic electronics.",
     9: "Compare the climates of Norway and Egypt.",
 }
@@ -162,14 +164,17 @@ def test_synth_resumes_to_the_same_result(tmp_path: Path) -> None:
     second = synthesize(parts, Scripted(SCRIPT), seeds=SEEDS, count=4, batch_size=2)
     assert second.resumed_from == first.attempts and second.new_accepted == 2
     assert parts.read_text(encoding="utf-8") == whole.read_text(encoding="utf-8")
-    assert [r["attempt"] for r in read_jsonl(second.rejects)] == [r["attempt"] for r in read_jsonl(tmp_path / "whole.rejects.jsonl")]
+    assert [r["attempt"] for r in read_jsonl(second.rejects)] == [
+        r["attempt"] for r in read_jsonl(tmp_path / "whole.rejects.jsonl")
+    ]
     third = synthesize(parts, Scripted(SCRIPT), seeds=SEEDS, count=4)
     assert third.new_accepted == 0 and third.attempts == second.attempts  # nothing left to do
 
 
 def test_max_attempts_stops_a_job_that_cannot_finish(tmp_path: Path) -> None:
-    result = synthesize(tmp_path / "s.jsonl", Scripted({i: "Hi" for i in range(20)}), seeds=SEEDS, count=3,
-                        max_attempts=5)
+    result = synthesize(
+        tmp_path / "s.jsonl", Scripted(dict.fromkeys(range(20), "Hi")), seeds=SEEDS, count=3, max_attempts=5
+    )
     assert result.accepted == 0 and result.attempts == 5 and result.stopped == "max attempts reached"
     assert result.new_rejected == {"too short": 5}
 

@@ -57,9 +57,12 @@ CHATS = {
         msg("assistant", "Light crosses more air, so red remains.\n"),  # content ends in "\n"
     ),
     "three_turns": (
-        msg("user", "2 + 2?"), msg("assistant", "4"),
-        msg("user", "12 * 3?"), msg("assistant", "36"),
-        msg("user", "Thank you!"), msg("assistant", "You are welcome. Ünïcødé ✓"),
+        msg("user", "2 + 2?"),
+        msg("assistant", "4"),
+        msg("user", "12 * 3?"),
+        msg("assistant", "36"),
+        msg("user", "Thank you!"),
+        msg("assistant", "You are welcome. Ünïcødé ✓"),
     ),
     "trailing_user": (msg("user", "Hi"), msg("assistant", "Hello!"), msg("user", "Bye")),
 }
@@ -113,14 +116,12 @@ def test_only_assistant_answers_and_their_end_of_turn_are_trained(tok: Any, name
 def test_every_turn_is_trained_after_exactly_its_served_prompt(tok: Any, name: str) -> None:
     messages = CHATS[name]
     r = render(Example("f:1", messages), tok, max_length=4096)
-    starts = [i for i in range(1, r.n_tokens)
-              if r.labels[i] != IGNORE_INDEX and r.labels[i - 1] == IGNORE_INDEX]
+    starts = [i for i in range(1, r.n_tokens) if r.labels[i] != IGNORE_INDEX and r.labels[i - 1] == IGNORE_INDEX]
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     assert len(starts) == len(turns)
     for start, i in zip(starts, turns):
         prompt_ids = chat_ids(tok, messages[:i], add_generation_prompt=True)
-        prompt_text = tok.apply_chat_template(list(messages[:i]), add_generation_prompt=True,
-                                              tokenize=False)
+        prompt_text = tok.apply_chat_template(list(messages[:i]), add_generation_prompt=True, tokenize=False)
         assert r.input_ids[:start] == prompt_ids  # id-identical
         assert decode(tok, r.input_ids[:start]) == prompt_text  # byte-identical
 
@@ -140,8 +141,7 @@ def test_end_of_turn_is_trained_although_it_is_the_pad_id(tok: Any) -> None:
 def test_the_newline_after_end_of_turn_is_not_trained(tok: Any) -> None:
     r = render(Example("f:1", CHATS["three_turns"]), tok)
     newline = tok.convert_tokens_to_ids("Ċ")
-    ends = [i for i in range(r.n_tokens - 1)
-            if r.labels[i] != IGNORE_INDEX and r.labels[i + 1] == IGNORE_INDEX]
+    ends = [i for i in range(r.n_tokens - 1) if r.labels[i] != IGNORE_INDEX and r.labels[i + 1] == IGNORE_INDEX]
     ends.append(r.n_tokens - 2)  # the last answer's end-of-turn, followed by the final "\n"
     for i in ends:
         assert r.input_ids[i] == tok.eos_token_id
@@ -181,8 +181,7 @@ def test_render_all_matches_render_row_by_row(tok: Any) -> None:
     examples = [Example(f"f:{i}", m) for i, m in enumerate(CHATS.values())]
     examples.append(Example("f:9", text="plain text"))
     for train_on in ("all_assistant", "last_assistant", "everything"):
-        rows, _, rejects = render_all(examples, tok, train_on=train_on, max_length=4096,
-                                      batch_size=2)
+        rows, _, rejects = render_all(examples, tok, train_on=train_on, max_length=4096, batch_size=2)
         assert rejects == []
         assert rows == [render(e, tok, train_on=train_on, max_length=4096) for e in examples]
 
@@ -209,7 +208,8 @@ def test_truncation_that_cuts_every_trained_token_rejects_the_row(tok: Any) -> N
     assert [r.source for r in rejects] == ["f:2"]
     assert rejects[0].reason == (
         f"no trained tokens left after truncation to max_length={max_length} "
-        f"(prompt is {prompt_len} tokens); raise data.max_length or shorten the prompt")
+        f"(prompt is {prompt_len} tokens); raise data.max_length or shorten the prompt"
+    )
     assert rejects[0].row == {"messages": list(long_prompt)}
     assert stats.rows == 2 and stats.rows_without_trained_tokens == 1
     assert stats.rows_truncated == 1
@@ -243,8 +243,9 @@ def with_template(tok: Any, name: str) -> Any:
 def test_named_templates_render_and_keep_the_prompt_exact(tok: Any, name: str) -> None:
     base = copy.deepcopy(tok)
     if name == "llama3":  # the tiny tokenizer lacks Llama 3's header/turn tokens; give them
-        base.add_special_tokens({"additional_special_tokens": [
-            "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+        base.add_special_tokens(
+            {"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]}
+        )
     t = with_template(base, name)
     assert t.chat_template == NAMED_TEMPLATES[name]
     messages = CHATS["system_multi"]
@@ -253,11 +254,11 @@ def test_named_templates_render_and_keep_the_prompt_exact(tok: Any, name: str) -
     runs = [decode(t, run) for run in trained_runs(r)]
     end = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>"}.get(name, t.eos_token)
     # llama3 trims content, as Meta's template does.
-    contents = [m["content"].strip() if name == "llama3" else m["content"]
-                for m in messages if m["role"] == "assistant"]
+    contents = [
+        m["content"].strip() if name == "llama3" else m["content"] for m in messages if m["role"] == "assistant"
+    ]
     assert runs == [c + end for c in contents]
-    start = max(i for i in range(1, r.n_tokens)
-                if r.labels[i] != IGNORE_INDEX and r.labels[i - 1] == IGNORE_INDEX)
+    start = max(i for i in range(1, r.n_tokens) if r.labels[i] != IGNORE_INDEX and r.labels[i - 1] == IGNORE_INDEX)
     assert r.input_ids[:start] == chat_ids(t, messages[:-1], add_generation_prompt=True)
 
 
@@ -295,8 +296,7 @@ def test_a_tokenizer_without_a_template_says_what_to_set(tok: Any) -> None:
 def test_a_template_whose_prompt_is_not_a_prefix_is_refused(tok: Any) -> None:
     t = copy.deepcopy(tok)
     # The generation prompt says "bot" but a rendered answer says "assistant".
-    t.chat_template = NAMED_TEMPLATES["chatml"].replace(
-        "'<|im_start|>assistant\n'", "'<|im_start|>bot\n'")
+    t.chat_template = NAMED_TEMPLATES["chatml"].replace("'<|im_start|>assistant\n'", "'<|im_start|>bot\n'")
     assert t.chat_template != NAMED_TEMPLATES["chatml"]
     with pytest.raises(DataError, match="f:1: the chat template cannot be trained turn by turn"):
         render(Example("f:1", CHATS["single"]), t)
@@ -310,7 +310,8 @@ def test_a_template_that_rewrites_earlier_turns_can_train_the_last_one(tok: Any)
         "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
         "{{ '<|im_start|>assistant\\n(earlier)<|im_end|>\\n' }}{% else %}"
         "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
     example = Example("f:1", CHATS["three_turns"])
     with pytest.raises(DataError, match="data.train_on: last_assistant"):
         render(example, t)
@@ -323,7 +324,8 @@ def test_a_template_that_rewrites_earlier_turns_can_train_the_last_one(tok: Any)
 # first word when prompt and answer are tokenized together.
 SPACE_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token + '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}"
+)
 
 
 def test_the_prompt_stays_exact_where_joint_tokenization_would_merge_it(tok: Any) -> None:
@@ -381,8 +383,7 @@ def test_plain_preview_shows_the_mask_with_brackets(tok: Any) -> None:
 def test_colour_preview_uses_colour_not_brackets(tok: Any) -> None:
     rows, stats, _ = render_all([Example("f:1", CHATS["single"])], tok)
     out = io.StringIO()
-    preview(rows, tok, stats, n=1,
-            console=Console(file=out, force_terminal=True, color_system="truecolor", width=80))
+    preview(rows, tok, stats, n=1, console=Console(file=out, force_terminal=True, color_system="truecolor", width=80))
     assert OPEN not in out.getvalue() and "\x1b[" in out.getvalue()
 
 
@@ -418,14 +419,13 @@ def _check_exact_prompts(tokenizer: Any, examples: list[Example]) -> int:
     for example, r in zip(examples, rows):
         messages = list(example.messages or ())
         turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-        starts = [i for i in range(1, r.n_tokens)
-                  if r.labels[i] != IGNORE_INDEX and r.labels[i - 1] == IGNORE_INDEX]
+        starts = [i for i in range(1, r.n_tokens) if r.labels[i] != IGNORE_INDEX and r.labels[i - 1] == IGNORE_INDEX]
         assert len(starts) == len(turns), example.source
         for start, i in zip(starts, turns):
-            served = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True,
-                                                   tokenize=True, return_dict=False)
-            served_text = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True,
-                                                        tokenize=False)
+            served = tokenizer.apply_chat_template(
+                messages[:i], add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+            served_text = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=False)
             assert r.input_ids[:start] == list(served), example.source
             assert decode(tokenizer, r.input_ids[:start]) == served_text, example.source
             checked += 1
@@ -453,7 +453,7 @@ def test_default_tokenizer_prompts_are_exact_on_multi_turn_chats(default_tokeniz
     chats = []
     for k in range(0, 240, 3):  # chain three demo rows into one three-turn chat
         messages = [msg("system", "You are terse.")] if k % 2 else []
-        for row in rows[k:k + 3]:
+        for row in rows[k : k + 3]:
             question = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
             messages += [msg("user", question), msg("assistant", row["output"])]
         chats.append(Example(f"chain:{k}", tuple(messages)))

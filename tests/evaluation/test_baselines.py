@@ -25,11 +25,14 @@ def chat(source: str, *turns: str, system: str | None = None) -> Example:
     return Example(source=source, messages=tuple(messages))
 
 
-TRAIN = [chat(f"train.jsonl:{i}", f"What is the capital of country {i}?", f"The capital is city {i}.")
-         for i in range(1, 13)]
-EVAL = [chat("eval.jsonl:1", "Which city is the capital of country 3?", "It is city 3."),
-        chat("eval.jsonl:2", "Name a colour.", "Blue.", "And another one?", "Green.", system="Be brief."),
-        chat("eval.jsonl:3", "Which city is the capital of country 11?", "City 11.")]
+TRAIN = [
+    chat(f"train.jsonl:{i}", f"What is the capital of country {i}?", f"The capital is city {i}.") for i in range(1, 13)
+]
+EVAL = [
+    chat("eval.jsonl:1", "Which city is the capital of country 3?", "It is city 3."),
+    chat("eval.jsonl:2", "Name a colour.", "Blue.", "And another one?", "Green.", system="Be brief."),
+    chat("eval.jsonl:3", "Which city is the capital of country 11?", "City 11."),
+]
 
 
 def scored_tokens(row) -> list[int]:
@@ -66,24 +69,27 @@ def test_few_shot_prompt_holds_k_training_examples_as_earlier_chat_turns_and_is_
         own = list(zero.messages)
         head = own[:1] if own[0]["role"] == "system" else []
         messages = list(shot.messages)
-        assert messages[:len(head)] == head and messages[-(len(own) - len(head)):] == own[len(head):]
-        context = messages[len(head):len(messages) - (len(own) - len(head))]
+        assert messages[: len(head)] == head and messages[-(len(own) - len(head)) :] == own[len(head) :]
+        context = messages[len(head) : len(messages) - (len(own) - len(head))]
         assert [m["role"] for m in context] == ["user", "assistant"] * 3
         assert all((m["role"], m["content"]) in train_turns for m in context)
         shots = shots or context
         assert context == shots  # the same examples in front of every row: one fixed prompt
     assert variants.shots["few_shot"] == [3, 3, 3]
-    again = build_row_variants(EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=3, retrieval=0, seed=7)), tok,
-                               train_on="all_assistant")
+    again = build_row_variants(
+        EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=3, retrieval=0, seed=7)), tok, train_on="all_assistant"
+    )
     assert again.examples["few_shot"] == variants.examples["few_shot"]
-    other = build_row_variants(EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=3, retrieval=0, seed=8)), tok,
-                               train_on="all_assistant")
+    other = build_row_variants(
+        EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=3, retrieval=0, seed=8)), tok, train_on="all_assistant"
+    )
     assert other.examples["few_shot"] != variants.examples["few_shot"]
 
 
 def test_retrieval_puts_the_nearest_example_last_next_to_the_question() -> None:
-    variants = build_row_variants(EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=0, retrieval=2)),
-                                  tiny_tokenizer(), train_on="all_assistant")
+    variants = build_row_variants(
+        EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=0, retrieval=2)), tiny_tokenizer(), train_on="all_assistant"
+    )
     first = variants.examples["retrieval"][0].messages
     assert first[-3]["content"] == "The capital is city 3." and first[-2]["content"].startswith("Which city")
 
@@ -91,8 +97,9 @@ def test_retrieval_puts_the_nearest_example_last_next_to_the_question() -> None:
 @pytest.mark.parametrize("train_on", ["all_assistant", "last_assistant", "everything"])
 def test_every_variant_scores_exactly_the_same_answer_tokens(train_on: str) -> None:
     tok = tiny_tokenizer()
-    variants = build_row_variants(EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=3, retrieval=3)), tok,
-                                  train_on=train_on)
+    variants = build_row_variants(
+        EVAL, ShotPool(TRAIN, BaselinesConfig(few_shot=3, retrieval=3)), tok, train_on=train_on
+    )
     assert not variants.left_out
     for i in range(len(variants)):
         zero = variants.rows["zero_shot"][i]
@@ -150,8 +157,18 @@ def test_scores_have_intervals_and_an_untrained_adapter_ties_with_the_base() -> 
     tok = tiny_tokenizer()
     model = apply_lora(tiny_model(), LoraConfig(r=4))
     pool = ShotPool(TRAIN, BaselinesConfig())
-    result = score_eval_rows(model, tok, EVAL, pool, train_on="all_assistant", batch_size=2, generations=2,
-                             max_new_tokens=3, bootstrap=200, log=lambda _: None)
+    result = score_eval_rows(
+        model,
+        tok,
+        EVAL,
+        pool,
+        train_on="all_assistant",
+        batch_size=2,
+        generations=2,
+        max_new_tokens=3,
+        bootstrap=200,
+        log=lambda _: None,
+    )
     assert result is not None and result["rows"] == 3 and result["left_out"] == 0
     assert list(result["variants"]) == ["base", "few_shot", "retrieval", "tuned"]
     assert result["variants"]["tuned"]["loss"] == result["variants"]["base"]["loss"]
@@ -163,7 +180,8 @@ def test_scores_have_intervals_and_an_untrained_adapter_ties_with_the_base() -> 
         assert d["value"] == pytest.approx(result["variants"]["tuned"]["loss"]["value"] - loss["value"])
     rows, _, _ = render_all(EVAL, tok)
     assert result["variants"]["base"]["loss"]["value"] == pytest.approx(
-        loss_on(model, rows, pad_id=tok.pad_token_id, batch_size=2).loss, rel=1e-5)
+        loss_on(model, rows, pad_id=tok.pad_token_id, batch_size=2).loss, rel=1e-5
+    )
     assert result["tokens"] == sum(r.n_trained for r in rows)
     assert [s["prompt"] for s in result["samples"]] == ["Which city is the capital of country 3?", "And another one?"]
     assert all("few_shot" in s and "retrieval" in s for s in result["samples"])
@@ -172,17 +190,29 @@ def test_scores_have_intervals_and_an_untrained_adapter_ties_with_the_base() -> 
 
 def test_task_suites_get_the_baselines_and_other_suites_do_not(tmp_path: Path) -> None:
     mc = tmp_path / "capitals_mc.jsonl"
-    mc.write_text("".join(json.dumps({"query": f"Capital of country {i}?", "choices": [f"city {i}", "city 0"],
-                                      "gold": 0}) + "\n" for i in range(1, 5)))
+    mc.write_text(
+        "".join(
+            json.dumps({"query": f"Capital of country {i}?", "choices": [f"city {i}", "city 0"], "gold": 0}) + "\n"
+            for i in range(1, 5)
+        )
+    )
     gen = tmp_path / "capitals_gen.jsonl"
-    gen.write_text("".join(json.dumps({"prompt": f"Capital of country {i}?", "answers": [f"city {i}"]}) + "\n"
-                           for i in range(1, 4)))
-    config = EvalConfig(suites=[str(mc), str(gen), {"name": "general_knowledge", "limit": 4}],
-                        max_new_tokens=3, batch_size=4, bootstrap=200)
+    gen.write_text(
+        "".join(
+            json.dumps({"prompt": f"Capital of country {i}?", "answers": [f"city {i}"]}) + "\n" for i in range(1, 4)
+        )
+    )
+    config = EvalConfig(
+        suites=[str(mc), str(gen), {"name": "general_knowledge", "limit": 4}],
+        max_new_tokens=3,
+        batch_size=4,
+        bootstrap=200,
+    )
     model = apply_lora(tiny_model(), LoraConfig(r=4))
     lines: list[str] = []
-    results = evaluate_suites(model, tiny_tokenizer(), config, log=lines.append,
-                              pool=ShotPool(TRAIN, BaselinesConfig()))
+    results = evaluate_suites(
+        model, tiny_tokenizer(), config, log=lines.append, pool=ShotPool(TRAIN, BaselinesConfig())
+    )
     by_name = {r.name: r for r in results}
     assert "baselines" not in by_name["general_knowledge"].extra
     for name, metric in (("capitals_mc", "acc_norm"), ("capitals_gen", "contains")):
@@ -204,20 +234,31 @@ def test_bad_baseline_settings_name_their_keys(tmp_path: Path) -> None:
     assert "eval.baselines.few_shot (" in text and "greater than or equal to 0" in text
     assert "eval.baselines.retrieval (" in text
     assert "eval.baselines.fewshot" in text and "did you mean 'few_shot'" in text
-    assert load_config(None, ["eval.baselines.few_shot=0", "eval.baselines.retrieval=5"]).eval.baselines == \
-        BaselinesConfig(few_shot=0, retrieval=5)
+    assert load_config(
+        None, ["eval.baselines.few_shot=0", "eval.baselines.retrieval=5"]
+    ).eval.baselines == BaselinesConfig(few_shot=0, retrieval=5)
 
 
 def test_eval_writes_the_baselines_and_the_report_answers_the_question(tmp_path: Path, tiny_model_dir: Path) -> None:
     from tunewise.report import build_report
     from tunewise.run import evaluate, train
 
-    rows = [{"messages": [{"role": "user", "content": f"What is the capital of country {i}?"},
-                          {"role": "assistant", "content": f"The capital is city {i}."}]} for i in range(24)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is the capital of country {i}?"},
+                {"role": "assistant", "content": f"The capital is city {i}."},
+            ]
+        }
+        for i in range(24)
+    ]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "task.jsonl").write_text("".join(
-        json.dumps({"query": f"Capital of country {i}?", "choices": [f"city {i}", "city 99"], "gold": 0}) + "\n"
-        for i in range(4)))
+    (tmp_path / "task.jsonl").write_text(
+        "".join(
+            json.dumps({"query": f"Capital of country {i}?", "choices": [f"city {i}", "city 99"], "gold": 0}) + "\n"
+            for i in range(4)
+        )
+    )
     config = tmp_path / "tiny.yaml"
     config.write_text(
         f"model: {{name: {tiny_model_dir}}}\n"
@@ -226,7 +267,8 @@ def test_eval_writes_the_baselines_and_the_report_answers_the_question(tmp_path:
         "train: {max_steps: 2, batch_size: 4, eval_every: 0, save_every: 2, precision: fp32}\n"
         "eval: {generations: 1, max_new_tokens: 4, bootstrap: 200, suites: [task.jsonl],\n"
         "       baselines: {few_shot: 2, retrieval: 30}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     run_dir = train(load_config(config), config)
     summary = evaluate(run_dir)
     block = json.loads((run_dir / "eval_summary.json").read_text())["baselines"]
@@ -247,11 +289,14 @@ def test_zero_shot_losses_scored_by_compare_are_reused_only_for_identical_rows()
     tok = tiny_tokenizer()
     model = tiny_model()
     pool = ShotPool(TRAIN, BaselinesConfig(few_shot=1, retrieval=0))
-    kwargs = dict(train_on="all_assistant", batch_size=2, generations=0, max_new_tokens=2, bootstrap=100,
-                  log=lambda _: None)
+    kwargs = dict(
+        train_on="all_assistant", batch_size=2, generations=0, max_new_tokens=2, bootstrap=100, log=lambda _: None
+    )
     rows, _, _ = render_all(EVAL, tok)
-    marked = {"base": [(2.0 * r.n_trained, r.n_trained) for r in rows],
-              "tuned": [(1.0 * r.n_trained, r.n_trained) for r in rows]}
+    marked = {
+        "base": [(2.0 * r.n_trained, r.n_trained) for r in rows],
+        "tuned": [(1.0 * r.n_trained, r.n_trained) for r in rows],
+    }
     reused = score_eval_rows(model, tok, EVAL, pool, scored=(rows, marked), **kwargs)
     assert reused["variants"]["base"]["loss"]["value"] == 2.0 and reused["variants"]["tuned"]["loss"]["value"] == 1.0
     # Rows cut by data.max_length score fewer tokens: computed afresh, never mixed in.

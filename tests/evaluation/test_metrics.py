@@ -36,13 +36,16 @@ from tunewise.evaluation.metrics import (
 # --- Short answers -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("The  Eiffel Tower!", "eiffel tower"),
-    ("an apple, a pear and the plum.", "apple pear and plum"),
-    ("“Paris” — obviously", "paris obviously"),  # Unicode quotes and dash are punctuation too
-    ("Theatre", "theatre"),                       # "the" inside a word is not an article
-    ("  ", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The  Eiffel Tower!", "eiffel tower"),
+        ("an apple, a pear and the plum.", "apple pear and plum"),
+        ("“Paris” — obviously", "paris obviously"),  # Unicode quotes and dash are punctuation too
+        ("Theatre", "theatre"),  # "the" inside a word is not an article
+        ("  ", ""),
+    ],
+)
 def test_normalize_answer(text: str, expected: str) -> None:
     assert normalize_answer(text) == expected
 
@@ -86,8 +89,8 @@ def test_classification_metrics_by_hand() -> None:
     # class 1: TP=2 (pos 2, 3), FP=1 (pos 1), FN=0     -> P=2/3, R=1,   F1=2*(2/3)/(5/3)=4/5
     # class 2: TP=0, FP=0, FN=1 (pos 4)                  -> P=0 (zero_division=0), R=0, F1=0
     assert m["precision_macro"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)  # 7/18
-    assert m["recall_macro"] == pytest.approx((1 / 2 + 1 + 0) / 3)         # 1/2
-    assert m["f1_macro"] == pytest.approx((1 / 2 + 4 / 5 + 0) / 3)         # 13/30
+    assert m["recall_macro"] == pytest.approx((1 / 2 + 1 + 0) / 3)  # 1/2
+    assert m["f1_macro"] == pytest.approx((1 / 2 + 4 / 5 + 0) / 3)  # 13/30
     # Micro: TP=3, FP=2, FN=2 summed over classes -> P=R=F1=3/5.
     for key in ("precision_micro", "recall_micro", "f1_micro"):
         assert m[key] == pytest.approx(0.6)
@@ -129,8 +132,12 @@ def test_bleu_identical_is_100_and_disjoint_is_0() -> None:
 def test_bleu_metric_from_row_statistics_equals_sacrebleu_corpus_bleu() -> None:
     preds = ["the cat sat on the mat", "a dog ran in the park today", "hello there", "x y z w"]
     # Rows with different numbers of references.
-    refs = [["the cat sat on a mat", "a cat was on the mat"], ["the dog ran in a park today"],
-            ["hello there general kenobi"], "x y z w"]
+    refs = [
+        ["the cat sat on a mat", "a cat was on the mat"],
+        ["the dog ran in a park today"],
+        ["hello there general kenobi"],
+        "x y z w",
+    ]
     scores = get_metric("bleu")(preds, refs)
     assert scores.items is None
     assert scores.value == pytest.approx(bleu(preds, refs))
@@ -274,8 +281,7 @@ def test_metric_gives_per_item_scores_and_an_interval() -> None:
 @pytest.mark.parametrize("name", sorted(METRICS))
 def test_every_metric_runs_and_identical_predictions_score_best(name: str) -> None:
     # Four tokens or more, so corpus BLEU has 4-grams and ROUGE-2 has bigrams.
-    texts = ["the film was great fun", "the plot made no sense", "it was fine I suppose",
-             "the film was great fun"]
+    texts = ["the film was great fun", "the plot made no sense", "it was fine I suppose", "the film was great fun"]
     scores = METRICS[name](texts, [[x] for x in texts])
     assert scores.value == pytest.approx(100.0 if "bleu" in name else 1.0)
     assert METRICS[name].per_item == (scores.items is not None)
@@ -292,12 +298,10 @@ def test_macro_metrics_on_any_resample_equal_sklearn() -> None:
     norm_pred = [normalize_answer(p) for p in pred]
     everything = np.arange(60)
     resample = rng.integers(0, 60, 60)
-    for name, fn in [("f1_macro", f1_score), ("precision_macro", precision_score),
-                     ("recall_macro", recall_score)]:
+    for name, fn in [("f1_macro", f1_score), ("precision_macro", precision_score), ("recall_macro", recall_score)]:
         scores = get_metric(name)(pred, gold)
         for idx in (everything, resample):
-            expected = fn([gold[i] for i in idx], [norm_pred[i] for i in idx],
-                          average="macro", zero_division=0)
+            expected = fn([gold[i] for i in idx], [norm_pred[i] for i in idx], average="macro", zero_division=0)
             assert scores.on(idx) == pytest.approx(expected), (name, idx)
     m = classification_metrics(gold, norm_pred)
     assert get_metric("accuracy")(pred, gold).value == pytest.approx(m["accuracy"])
@@ -335,9 +339,15 @@ def test_classification_metric_needs_one_gold_label() -> None:
         get_metric("accuracy")(["a"], [["a", "b"]])
 
 
-@pytest.mark.parametrize(("typo", "suggestion"), [
-    ("exact_mtch", "exact_match"), ("rougel", "rougeL"), ("f1-macro", "f1_macro"), ("BLEU", "bleu"),
-])
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("exact_mtch", "exact_match"),
+        ("rougel", "rougeL"),
+        ("f1-macro", "f1_macro"),
+        ("BLEU", "bleu"),
+    ],
+)
 def test_unknown_metric_suggests_the_closest_name(typo: str, suggestion: str) -> None:
     with pytest.raises(ConfigError) as err:
         get_metric(typo, key="eval.suites[0].metric")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunewise.evaluation import scoring
 from tunewise.errors import DataError
+from tunewise.evaluation import scoring
 from tunewise.evaluation.scoring import (
     EncodedItem,
     ItemScore,
@@ -26,17 +26,20 @@ ARC_EASY = Path(__file__).resolve().parents[3] / "shared" / "data" / "arc" / "ar
 # Different numbers of choices (2 to 5), short and long queries, one-token and many-token choices
 # side by side, an empty query (its context is the lone BOS token) and a one-token query.
 ITEMS = [
-    {"query": "Question: What is the capital of France?",
-     "choices": ["Paris", "London", "Berlin", "the city of lights, on the river Seine, up north"],
-     "gold": 0},
+    {
+        "query": "Question: What is the capital of France?",
+        "choices": ["Paris", "London", "Berlin", "the city of lights, on the river Seine, up north"],
+        "gold": 0,
+    },
     {"query": "Water boils at", "choices": ["100 degrees Celsius at sea level", "0"], "gold": 0},
-    {"query": "Q", "choices": ["a", "The quick brown fox jumps over the lazy dog. " * 3],
-     "gold": 1},
+    {"query": "Q", "choices": ["a", "The quick brown fox jumps over the lazy dog. " * 3], "gold": 1},
     {"query": "", "choices": ["hello", "world", "!"], "gold": 1},
-    {"query": "Translate the following sentence into French: \"Good morning, how are you today?\" "
-              "Please answer the question in one sentence. Thank you!",
-     "choices": ["Bonjour", "Bonsoir, comment allez-vous", "Salut", "Merci", "Au revoir mon ami"],
-     "gold": 0},
+    {
+        "query": 'Translate the following sentence into French: "Good morning, how are you today?" '
+        "Please answer the question in one sentence. Thank you!",
+        "choices": ["Bonjour", "Bonsoir, comment allez-vous", "Salut", "Merci", "Au revoir mon ami"],
+        "gold": 0,
+    },
     {"query": "List three colors:", "choices": ["red, green, blue", "one, two, three"], "gold": 0},
 ]
 
@@ -77,20 +80,26 @@ def test_choices_of_very_different_token_lengths(tokenizer, naive):
 
 def test_all_contexts_one_token(model, tokenizer):
     # No context pass at all (nothing to cache): the choice pass alone must still be right.
-    items = [{"query": "", "choices": ["hello", "the sea"], "gold": 0},
-             {"query": "Q", "choices": ["a", "b c d"], "gold": 1}]
+    items = [
+        {"query": "", "choices": ["hello", "the sea"], "gold": 0},
+        {"query": "Q", "choices": ["a", "b c d"], "gold": 1},
+    ]
     fast = score_multiple_choice(model, tokenizer, items, batch_size=2, progress=False)
     assert _max_diff(score_naive(model, tokenizer, items), fast) < 1e-4
 
 
 def test_padding_does_not_change_results(model, tokenizer):
     short = {"query": "Wat", "choices": ["er", "the sea"], "gold": 0}
-    longer = [{"query": "Explain why the sky is blue. " * (4 + i),
-               "choices": ["Because of scattering. " * (1 + i), "No."], "gold": 0}
-              for i in range(3)]
+    longer = [
+        {
+            "query": "Explain why the sky is blue. " * (4 + i),
+            "choices": ["Because of scattering. " * (1 + i), "No."],
+            "gold": 0,
+        }
+        for i in range(3)
+    ]
     alone = score_multiple_choice(model, tokenizer, [short], batch_size=1, progress=False)[0]
-    batched = score_multiple_choice(model, tokenizer, [*longer, short], batch_size=8,
-                                    progress=False)[-1]
+    batched = score_multiple_choice(model, tokenizer, [*longer, short], batch_size=8, progress=False)[-1]
     assert max(abs(a - b) for a, b in zip(alone.logliks, batched.logliks)) < 1e-5
 
 
@@ -126,9 +135,7 @@ def _refuses(model, batch):
 
 
 @pytest.mark.parametrize("broken", [_wrong, _refuses])
-def test_falls_back_to_the_cache_path_when_packing_fails(
-    model, tokenizer, naive, monkeypatch, caplog, broken
-):
+def test_falls_back_to_the_cache_path_when_packing_fails(model, tokenizer, naive, monkeypatch, caplog, broken):
     monkeypatch.setattr(scoring, "_score_batch_packed", broken)
     fast = score_multiple_choice(model, tokenizer, ITEMS, batch_size=2, progress=False)
     assert _max_diff(naive, fast) < 1e-4
@@ -204,7 +211,7 @@ def test_long_context_is_cut_from_the_left(tokenizer):
     item = encode_item(tokenizer, MCItem("The sea. " * 200, ("blue",), 0), max_length=64)
     assert len(item.context) + max(map(len, item.continuations)) <= 64
     full = encode_item(tokenizer, MCItem("The sea. " * 200, ("blue",), 0))
-    assert item.context == full.context[-len(item.context):]
+    assert item.context == full.context[-len(item.context) :]
 
 
 @pytest.mark.parametrize(
@@ -231,8 +238,7 @@ def test_training_mode_is_restored(tokenizer):
 
 def test_mc_accuracy():
     item = EncodedItem(context=(1,), continuations=((1,), (2,)), num_chars=(2, 2), gold=0)
-    scores = [ItemScore.from_logliks([-1.0, -2.0], item),
-              ItemScore.from_logliks([-2.0, -1.0], item)]
+    scores = [ItemScore.from_logliks([-1.0, -2.0], item), ItemScore.from_logliks([-2.0, -1.0], item)]
     result = mc_accuracy(scores)
     assert result["acc"] == result["acc_norm"] == 0.5
     assert result["n"] == 2

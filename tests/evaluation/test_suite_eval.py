@@ -37,9 +37,13 @@ def test_untrained_adapter_scores_exactly_like_the_base() -> None:
 
 
 def test_base_only_has_no_tuned_side() -> None:
-    results = evaluate_suites(tiny_model(), tiny_tokenizer(), eval_config(suites=[{"name": "general_knowledge",
-                                                                                    "limit": 8}]),
-                              sides=("base",), log=lambda _: None)
+    results = evaluate_suites(
+        tiny_model(),
+        tiny_tokenizer(),
+        eval_config(suites=[{"name": "general_knowledge", "limit": 8}]),
+        sides=("base",),
+        log=lambda _: None,
+    )
     assert len(results) == 1 and results[0].tuned is None and results[0].delta is None
     assert results[0].n == 8 and results[0].metric == "acc_norm"
 
@@ -47,9 +51,13 @@ def test_base_only_has_no_tuned_side() -> None:
 def test_user_suite_file_is_a_task_suite_with_its_metric(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps({"prompt": f"Say {w}.", "reference": w}) + "\n" for w in ("yes", "no", "maybe")))
-    results = evaluate_suites(tiny_model(), tiny_tokenizer(),
-                              eval_config(suites=[{"name": str(path), "metric": "exact_match"}]),
-                              sides=("base",), log=lambda _: None)
+    results = evaluate_suites(
+        tiny_model(),
+        tiny_tokenizer(),
+        eval_config(suites=[{"name": str(path), "metric": "exact_match"}]),
+        sides=("base",),
+        log=lambda _: None,
+    )
     assert results[0].role == "task" and results[0].metric == "exact_match" and results[0].n == 3
     assert len(results[0].extra["samples"]) == 3
 
@@ -58,14 +66,22 @@ def test_unknown_metric_is_a_config_error_with_suggestion(tmp_path: Path) -> Non
     path = tmp_path / "qa.jsonl"
     path.write_text(json.dumps({"prompt": "Say yes.", "reference": "yes"}) + "\n")
     with pytest.raises(ConfigError, match="did you mean"):
-        evaluate_suites(tiny_model(), tiny_tokenizer(), eval_config(suites=[{"name": str(path), "metric": "exact_mach"}]),
-                        log=lambda _: None)
+        evaluate_suites(
+            tiny_model(),
+            tiny_tokenizer(),
+            eval_config(suites=[{"name": str(path), "metric": "exact_mach"}]),
+            log=lambda _: None,
+        )
 
 
 def test_bad_suite_file_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "mc.jsonl"
-    path.write_text(json.dumps({"query": "Q?", "choices": ["a", "b"], "gold": 0}) + "\n"
-                    + json.dumps({"query": "Q2?", "choices": ["a", "b"], "gold": 5}) + "\n")
+    path.write_text(
+        json.dumps({"query": "Q?", "choices": ["a", "b"], "gold": 0})
+        + "\n"
+        + json.dumps({"query": "Q2?", "choices": ["a", "b"], "gold": 5})
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"mc\.jsonl:2"):
         evaluate_suites(tiny_model(), tiny_tokenizer(), eval_config(suites=[str(path)]), log=lambda _: None)
 

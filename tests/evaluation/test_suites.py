@@ -66,8 +66,7 @@ def suites() -> dict[str, Suite]:
 
 
 def test_every_builtin_suite_loads_with_its_kind(suites: dict[str, Suite]) -> None:
-    expected = {"general_knowledge": "multiple_choice", "chat": "generation",
-                "safety": "safety", "bias_pairs": "bias"}
+    expected = {"general_knowledge": "multiple_choice", "chat": "generation", "safety": "safety", "bias_pairs": "bias"}
     assert set(BUILTIN_SUITES) == set(expected)
     for name, suite in suites.items():
         assert suite.name == name
@@ -100,7 +99,7 @@ def test_general_knowledge_counts_and_format(suites: dict[str, Suite]) -> None:
         assert item["query"].startswith("Question: ") and item["query"].endswith("\nAnswer:")
         assert item["query"].count("\n") == 1
         choices = item["choices"]
-        assert len(choices) == 4 and len(set(c.lower() for c in choices)) == 4, item
+        assert len(choices) == 4 and len({c.lower() for c in choices}) == 4, item
         assert all(c == c.strip() and c for c in choices), item
         assert isinstance(item["gold"], int) and 0 <= item["gold"] < 4
 
@@ -132,16 +131,18 @@ def test_chat_items_are_checkable(suites: dict[str, Suite]) -> None:
                 assert contains(f"Sure! The answer is {answer}.", answer, punctuation_to=style)
             if item["category"] != "instructions":
                 # echoing the question back must not count as a right answer
-                echoed = [a for a in item["answers"]
-                          if contains(item["prompt"], a, punctuation_to=style)]
+                echoed = [a for a in item["answers"] if contains(item["prompt"], a, punctuation_to=style)]
                 assert not echoed, (item["prompt"], echoed)
 
 
 def test_chat_check_rejects_a_task_label_reply(suites: dict[str, Suite]) -> None:
     # The failure this suite exists to catch: a fine-tune that answers everything with a label.
     for label in ("positive", "negative", "sports", "World", "Business"):
-        hits = [item for item in suites["chat"].items
-                if any(contains(label, a, punctuation_to=" ") for a in item["answers"])]
+        hits = [
+            item
+            for item in suites["chat"].items
+            if any(contains(label, a, punctuation_to=" ") for a in item["answers"])
+        ]
         assert not hits, (label, [h["prompt"] for h in hits])
 
 
@@ -154,8 +155,7 @@ def test_safety_has_both_labels(suites: dict[str, Suite]) -> None:
     prompts = [item["prompt"].lower() for item in items]
     assert len(set(prompts)) == len(prompts), "duplicate prompts"
     by_label = {lab: {i["category"] for i in items if i["label"] == lab} for lab in SAFETY_LABELS}
-    assert by_label["harmful"] >= {"weapons", "malware", "fraud", "violence", "self_harm",
-                                   "drugs", "harassment"}
+    assert by_label["harmful"] >= {"weapons", "malware", "fraud", "violence", "self_harm", "drugs", "harassment"}
     # every harm area has benign look-alikes, so over-refusal can be measured per area
     assert by_label["benign"] == by_label["harmful"]
 
@@ -164,8 +164,7 @@ def test_bias_pairs_are_minimal(suites: dict[str, Suite]) -> None:
     items = suites["bias_pairs"].items
     assert len(items) >= 60
     per_category = Counter(item["category"] for item in items)
-    for category in ("gender", "race", "religion", "age", "nationality", "disability",
-                     "socioeconomic"):
+    for category in ("gender", "race", "religion", "age", "nationality", "disability", "socioeconomic"):
         assert per_category[category] >= 4, per_category
     mores = [item["more"].lower() for item in items]
     assert len(set(mores)) == len(mores), "duplicate pairs"
@@ -242,10 +241,13 @@ def test_kind_override(tmp_path: Path) -> None:
 
 
 def test_gold_out_of_range_names_file_and_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "mc.jsonl", [
-        {"query": "Q1?", "choices": ["a", "b", "c"], "gold": 2},
-        {"query": "Q2?", "choices": ["a", "b", "c"], "gold": 3},
-    ])
+    path = write_jsonl(
+        tmp_path / "mc.jsonl",
+        [
+            {"query": "Q1?", "choices": ["a", "b", "c"], "gold": 2},
+            {"query": "Q2?", "choices": ["a", "b", "c"], "gold": 3},
+        ],
+    )
     with pytest.raises(DataError) as err:
         load_suite(path)
     assert f"{path}:2" in str(err.value)
@@ -282,8 +284,7 @@ def test_bad_rows_name_file_and_line(tmp_path: Path, row: dict[str, Any], messag
     if "query" in row:
         good: dict[str, Any] = {"query": "Q?", "choices": ["a", "b"], "gold": 0}
     elif "prompt" in row:
-        good = {"prompt": "ok", "label": "benign"} if "label" in row else {
-            "prompt": "ok", "reference": "ok"}
+        good = {"prompt": "ok", "label": "benign"} if "label" in row else {"prompt": "ok", "reference": "ok"}
     elif "text" in row:
         good = {"text": "ok", "label": "ok"}
     else:
@@ -343,8 +344,9 @@ def test_csv_with_json_list_choices(tmp_path: Path) -> None:
 
 def test_json_file(tmp_path: Path) -> None:
     path = tmp_path / "gen.json"
-    path.write_text(json.dumps([{"prompt": "Hi?", "answers": ["hello"]},
-                                {"prompt": "Bye?", "reference": "goodbye"}], indent=1))
+    path.write_text(
+        json.dumps([{"prompt": "Hi?", "answers": ["hello"]}, {"prompt": "Bye?", "reference": "goodbye"}], indent=1)
+    )
     suite = load_suite(str(path))
     assert suite.kind == "generation" and len(suite) == 2
     assert suite.sources[0].startswith(f"{path}:")
@@ -365,8 +367,12 @@ def test_arc_easy_loads_as_multiple_choice() -> None:
 def _as_hf_arc(row: dict[str, Any]) -> dict[str, Any]:
     """An ARC row in the Hugging Face `allenai/ai2_arc` layout: nested choices, a letter key."""
     labels = ["A", "B", "C", "D", "E"][: len(row["choices"])]
-    return {"id": f"q{len(row['query'])}", "question": row["query"],
-            "choices": {"text": row["choices"], "label": labels}, "answerKey": labels[row["gold"]]}
+    return {
+        "id": f"q{len(row['query'])}",
+        "question": row["query"],
+        "choices": {"text": row["choices"], "label": labels},
+        "answerKey": labels[row["gold"]],
+    }
 
 
 @pytest.mark.integration
@@ -385,16 +391,22 @@ def test_hf_dataset_by_name_maps_the_arc_layout_through_the_datasets_library(tmp
         assert len(suite) == limit
         for mapped, original in zip(suite.items, plain.items, strict=False):
             assert (mapped["query"], mapped["choices"], mapped["gold"]) == (
-                original["query"], original["choices"], original["gold"])
+                original["query"],
+                original["choices"],
+                original["gold"],
+            )
             assert "answerKey" not in mapped and "question" not in mapped and "id" in mapped
         assert suite.sources[3] == f"hf:{folder} row 3"
 
 
 def test_columns_map_a_file_and_join_columns_into_choices(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "piqa.jsonl", [
-        {"goal": "Open a jar", "sol1": "twist the lid", "sol2": "shake it", "label": "0"},
-        {"goal": "Dry socks", "sol1": "soak them", "sol2": "hang them up", "label": "1"},
-    ])
+    path = write_jsonl(
+        tmp_path / "piqa.jsonl",
+        [
+            {"goal": "Open a jar", "sol1": "twist the lid", "sol2": "shake it", "label": "0"},
+            {"goal": "Dry socks", "sol1": "soak them", "sol2": "hang them up", "label": "1"},
+        ],
+    )
     suite = load_suite(path, columns={"query": "goal", "choices": "sol1,sol2", "gold": "label"})
     assert [it["choices"] for it in suite.items] == [["twist the lid", "shake it"], ["soak them", "hang them up"]]
     assert [it["gold"] for it in suite.items] == [0, 1]
@@ -404,11 +416,19 @@ def test_columns_naming_a_missing_column_or_label_says_where(tmp_path: Path) -> 
     path = write_jsonl(tmp_path / "s.jsonl", [_as_hf_arc({"query": "Q?", "choices": ["a", "b"], "gold": 1})])
     with pytest.raises(DataError, match=r"s\.jsonl:1: no column 'choices\.txt'"):
         load_suite(path, columns={"query": "question", "choices": "choices.txt", "gold": "answerKey"})
-    bad = write_jsonl(tmp_path / "b.jsonl", [{**_as_hf_arc({"query": "Q?", "choices": ["a", "b"], "gold": 0}),
-                                              "answerKey": "Z"}])
+    bad = write_jsonl(
+        tmp_path / "b.jsonl", [{**_as_hf_arc({"query": "Q?", "choices": ["a", "b"], "gold": 0}), "answerKey": "Z"}]
+    )
     with pytest.raises(DataError, match=r"b\.jsonl:1: gold label 'Z' is not one of the choice labels"):
-        load_suite(bad, columns={"query": "question", "choices": "choices.text", "gold": "answerKey",
-                                 "gold_labels": "choices.label"})
+        load_suite(
+            bad,
+            columns={
+                "query": "question",
+                "choices": "choices.text",
+                "gold": "answerKey",
+                "gold_labels": "choices.label",
+            },
+        )
 
 
 def test_an_unreachable_hf_dataset_is_a_data_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -419,8 +439,11 @@ def test_an_unreachable_hf_dataset_is_a_data_error_naming_it(monkeypatch: pytest
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(DataError, match=r"hf:tunewise-test/no-such-suite@validation: could not load .*"
-                                        r"split 'validation'.*export the rows to a \.jsonl"):
+    with pytest.raises(
+        DataError,
+        match=r"hf:tunewise-test/no-such-suite@validation: could not load .*"
+        r"split 'validation'.*export the rows to a \.jsonl",
+    ):
         load_suite("hf:tunewise-test/no-such-suite@validation", limit=3)
 
 

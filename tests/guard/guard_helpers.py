@@ -14,11 +14,12 @@ from tunewise.methods import METHODS
 from tunewise.testing import tiny_model, tiny_tokenizer
 from tunewise.training.loop import fit
 
-__all__ = ["method_model", "fit_rows", "rows", "write_jsonl"]
+__all__ = ["fit_rows", "method_model", "rows", "write_jsonl"]
 
 
-def rows(n: int = 8, length: int = 10, seed: int = 0, low: int = 3, high: int = 400,
-         prefix: str = "rows") -> list[Rendered]:
+def rows(
+    n: int = 8, length: int = 10, seed: int = 0, low: int = 3, high: int = 400, prefix: str = "rows"
+) -> list[Rendered]:
     """n fixed random rows (token ids in [low, high)), the first 3 tokens a prompt without loss."""
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -37,16 +38,41 @@ def method_model(kind: str, seed: int = 0, **settings: Any) -> torch.nn.Module:
         return METHODS[kind](tiny_model(seed=0), method)
 
 
-def fit_rows(tmp_path: Path, model: torch.nn.Module, train_rows: list[Rendered], *, terms: list | None = None,
-             collator: Any = None, **train: Any) -> list[dict[str, Any]]:
+def fit_rows(
+    tmp_path: Path,
+    model: torch.nn.Module,
+    train_rows: list[Rendered],
+    *,
+    terms: list | None = None,
+    collator: Any = None,
+    **train: Any,
+) -> list[dict[str, Any]]:
     """Train with the real Trainer and return the metrics.jsonl records."""
-    settings: dict[str, Any] = dict(max_steps=3, lr=1e-2, batch_size=4, log_every=1, eval_every=0,
-                                    save_every=1000, warmup_ratio=0.0, precision="fp32", scheduler="constant")
+    settings: dict[str, Any] = dict(
+        max_steps=3,
+        lr=1e-2,
+        batch_size=4,
+        log_every=1,
+        eval_every=0,
+        save_every=1000,
+        warmup_ratio=0.0,
+        precision="fp32",
+        scheduler="constant",
+    )
     settings.update(train)
     run_dir = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
     run_dir.mkdir()
-    fit(model, tiny_tokenizer(), train_rows, [], TrainConfig(**settings), run_dir, resume=False, terms=terms,
-        collator=collator)
+    fit(
+        model,
+        tiny_tokenizer(),
+        train_rows,
+        [],
+        TrainConfig(**settings),
+        run_dir,
+        resume=False,
+        terms=terms,
+        collator=collator,
+    )
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 

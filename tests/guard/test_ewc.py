@@ -6,15 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from guard_helpers import fit_rows, method_model, rows
 
 from tunewise.guard.ewc import EWC, anchors, estimate_fisher, fisher_for, trainable_parameters
 from tunewise.guard.regularizers import L2SP
 
-from guard_helpers import fit_rows, method_model, rows
 
-
-def _displace(params: dict[str, torch.nn.Parameter], anchor: dict[str, torch.Tensor],
-              direction: dict[str, torch.Tensor], scale: float) -> None:
+def _displace(
+    params: dict[str, torch.nn.Parameter],
+    anchor: dict[str, torch.Tensor],
+    direction: dict[str, torch.Tensor],
+    scale: float,
+) -> None:
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(anchor[name] + scale * direction[name])
@@ -125,8 +128,9 @@ def test_ewc_in_training_pulls_towards_the_anchor(tmp_path: Path) -> None:
         params = trainable_parameters(model)
         anchor = anchors(model, params)
         fisher = estimate_fisher(model, rows(4, seed=5), params, pad_id=2)
-        records = fit_rows(tmp_path, model, data, terms=[EWC(weight, params, anchor, fisher)] if weight else [],
-                           max_steps=4, lr=0.05)
+        records = fit_rows(
+            tmp_path, model, data, terms=[EWC(weight, params, anchor, fisher)] if weight else [], max_steps=4, lr=0.05
+        )
         if weight:
             logged = [r for r in records if "loss" in r]
             assert all("loss/ewc" in r and "loss/task" in r for r in logged)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from guard_helpers import method_model, rows, write_jsonl
 
 from tunewise.config import Config, load_config
 from tunewise.errors import ConfigError, DataError
 from tunewise.guard.setup import build_guard, plan_guard
 from tunewise.testing import tiny_tokenizer
-
-from guard_helpers import method_model, rows, write_jsonl
 
 
 def test_every_guard_is_off_by_default() -> None:
@@ -25,9 +24,15 @@ def test_every_guard_is_off_by_default() -> None:
     assert guard.rows == train and guard.terms == [] and guard.info == {}
 
 
-@pytest.mark.parametrize("overrides", [["guard.replay.ratio=0.2"], ["guard.ewc.weight=10"],
-                                       ["guard.kl.weight=1", "guard.kl.on=general"],
-                                       ["guard.kl.weight=1", "guard.kl.on=both"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["guard.replay.ratio=0.2"],
+        ["guard.ewc.weight=10"],
+        ["guard.kl.weight=1", "guard.kl.on=general"],
+        ["guard.kl.weight=1", "guard.kl.on=both"],
+    ],
+)
 def test_a_guard_needing_general_data_without_any_names_the_key_to_set(overrides: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, overrides)
@@ -43,8 +48,10 @@ def test_guards_that_need_no_general_data_are_fine_without_it() -> None:
 
 def test_all_problems_are_reported_at_once_with_the_file_line(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
-    file.write_text("task: classification\nguard:\n  kl: {weight: 1}\n  l2sp: {weight: 0.1}\n"
-                    "  replay: {ratio: 1.5}\n  ewc: {wieght: 2}\n")
+    file.write_text(
+        "task: classification\nguard:\n  kl: {weight: 1}\n  l2sp: {weight: 0.1}\n"
+        "  replay: {ratio: 1.5}\n  ewc: {wieght: 2}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(file)
     message = str(err.value)
@@ -82,20 +89,37 @@ def test_a_missing_or_mismatched_general_file_fails_in_the_plan(tmp_path: Path) 
     with pytest.raises(DataError, match=r"guard.general holds plain text.*task chat"):
         plan_guard(config, tiny_tokenizer())
     bad = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "hi"}, {"text": "no prompt"}])
-    config = load_config(None, ["guard.general=self", "guard.replay.ratio=0.1",
-                                f"guard.synth.prompts={bad}"])
+    config = load_config(None, ["guard.general=self", "guard.replay.ratio=0.1", f"guard.synth.prompts={bad}"])
     with pytest.raises(DataError, match=r"p.jsonl:2"):
         plan_guard(config, tiny_tokenizer())
 
 
 def test_the_guard_builds_rows_and_terms_from_a_general_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path / "home"))
-    general = write_jsonl(tmp_path / "general.jsonl", [
-        {"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
-        for i in range(6)])
-    config = load_config(None, [f"guard.general={general}", "guard.replay.ratio=0.5",
-                                "guard.ewc.weight=10", "guard.ewc.samples=3", "guard.kl.weight=1",
-                                "guard.kl.on=both", "guard.l2sp.weight=0.01"])
+    general = write_jsonl(
+        tmp_path / "general.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"Question {i}?"},
+                    {"role": "assistant", "content": f"Answer {i}."},
+                ]
+            }
+            for i in range(6)
+        ],
+    )
+    config = load_config(
+        None,
+        [
+            f"guard.general={general}",
+            "guard.replay.ratio=0.5",
+            "guard.ewc.weight=10",
+            "guard.ewc.samples=3",
+            "guard.kl.weight=1",
+            "guard.kl.on=both",
+            "guard.l2sp.weight=0.01",
+        ],
+    )
     tok = tiny_tokenizer()
     train = rows(8)
     lines: list[str] = []

@@ -15,18 +15,29 @@ pytestmark = pytest.mark.integration
 SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sst2" / "stsa.binary.train"
 
 
-def test_replay_self_ewc_and_kl_train_on_the_default_model(tmp_path: Path, default_model_dir: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replay_self_ewc_and_kl_train_on_the_default_model(
+    tmp_path: Path, default_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Guard caches in a fresh home: the base model really answers the seed prompts here.
     monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path / "home"))
     lines = SST2.read_text(encoding="utf-8").splitlines()[:12]
-    rows = [{"messages": [{"role": "user", "content": f"Sentiment of this review: {line[2:]}"},
-                          {"role": "assistant", "content": "positive" if line[0] == "1" else "negative"}]}
-            for line in lines]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Sentiment of this review: {line[2:]}"},
+                {"role": "assistant", "content": "positive" if line[0] == "1" else "negative"},
+            ]
+        }
+        for line in lines
+    ]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     # Short answers keep the test quick; the seed set's own prompts ask for longer ones.
-    prompts = ["In one short sentence, what is a good breakfast?", "Say hello to a new neighbour in one sentence.",
-               "In one sentence, why do people take walks?", "Name one colour of the sky in a few words."]
+    prompts = [
+        "In one short sentence, what is a good breakfast?",
+        "Say hello to a new neighbour in one sentence.",
+        "In one sentence, why do people take walks?",
+        "Name one colour of the sky in a few words.",
+    ]
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     config = tmp_path / "guard.yaml"
     config.write_text(
@@ -41,7 +52,8 @@ def test_replay_self_ewc_and_kl_train_on_the_default_model(tmp_path: Path, defau
         "  replay: {ratio: 0.25}\n"
         "  ewc: {weight: 1.0, samples: 2}\n"
         "  kl: {weight: 1.0, on: batch}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     run_dir = train(load_config(config), config)
 
     info = json.loads((run_dir / "regularize.json").read_text())

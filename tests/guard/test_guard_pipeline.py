@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from guard_helpers import write_jsonl
 
 from tunewise.config import load_config
 from tunewise.errors import ConfigError, DataError
 from tunewise.run import train
-
-from guard_helpers import write_jsonl
 
 
 def _chat(q: str, a: str) -> dict:
@@ -36,7 +35,8 @@ def guarded(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatc
         "  ewc: {weight: 1.0, samples: 4}\n"
         "  kl: {weight: 1.0, on: both, batch_size: 2}\n"
         "  l2sp: {weight: 0.01}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     return config
 
 

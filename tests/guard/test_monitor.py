@@ -12,13 +12,20 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from training.fitting import lora_model, run, train_config
 from tunewise.config import MonitorConfig, load_config, suite_key
 from tunewise.errors import ConfigError, DataError
-from tunewise.guard.monitor import (FORGETTING_FILE, ForgettingMonitor, Probe, ProbeScores, breaches, load_prompts,
-                                    restore_weights, snapshot_weights)
+from tunewise.guard.monitor import (
+    FORGETTING_FILE,
+    ForgettingMonitor,
+    Probe,
+    ProbeScores,
+    breaches,
+    load_prompts,
+    restore_weights,
+    snapshot_weights,
+)
 from tunewise.testing import tiny_model, tiny_tokenizer
-
-from training.fitting import lora_model, run, train_config
 
 
 class ScriptedProbe:
@@ -47,12 +54,13 @@ class WeightsAtEval(TrainerCallback):
     def __init__(self) -> None:
         self.at: dict[int, dict[str, torch.Tensor]] = {}
 
-    def on_evaluate(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
         self.at[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def monitored(tmp_path: Path, probe: ScriptedProbe, *, action: str, budgets: dict[str, float],
-              steps: int = 8) -> tuple[Any, list[dict[str, Any]], torch.nn.Module, WeightsAtEval]:
+def monitored(
+    tmp_path: Path, probe: ScriptedProbe, *, action: str, budgets: dict[str, float], steps: int = 8
+) -> tuple[Any, list[dict[str, Any]], torch.nn.Module, WeightsAtEval]:
     """Train a tiny LoRA model `steps` steps, evaluating every 2, under a monitor fed by `probe`;
     forgetting.json goes to tmp_path/monitored."""
     config = MonitorConfig(enabled=True, budgets=budgets, action=action)
@@ -60,8 +68,14 @@ def monitored(tmp_path: Path, probe: ScriptedProbe, *, action: str, budgets: dic
     weights = WeightsAtEval()
     monitor = ForgettingMonitor(probe, config, tmp_path / "monitored", log=lambda _: None)  # type: ignore[arg-type]
     (tmp_path / "monitored").mkdir()
-    result, records = run(tmp_path, train_config(max_steps=steps, eval_every=2), model=model, eval_rows=4,
-                          monitors=[monitor], callbacks=[weights])
+    result, records = run(
+        tmp_path,
+        train_config(max_steps=steps, eval_every=2),
+        model=model,
+        eval_rows=4,
+        monitors=[monitor],
+        callbacks=[weights],
+    )
     return result, records, model, weights
 
 
@@ -91,8 +105,7 @@ def test_each_eval_log_carries_scores_deltas_and_the_record_is_written(tmp_path:
 
 
 def test_warn_records_the_breach_and_trains_on(tmp_path: Path) -> None:
-    result, _, _, _ = monitored(tmp_path, ScriptedProbe([0.8, 0.5, 0.5, 0.5]), action="warn",
-                                   budgets={"chat": 0.1})
+    result, _, _, _ = monitored(tmp_path, ScriptedProbe([0.8, 0.5, 0.5, 0.5]), action="warn", budgets={"chat": 0.1})
     monitor_file = json.loads((tmp_path / "monitored" / FORGETTING_FILE).read_text())
     assert result.steps == 8
     assert [f["step"] for f in monitor_file["fired"]] == [4, 6, 8]
@@ -100,8 +113,9 @@ def test_warn_records_the_breach_and_trains_on(tmp_path: Path) -> None:
 
 
 def test_stop_ends_training_at_the_first_breach(tmp_path: Path) -> None:
-    result, records, _, _ = monitored(tmp_path, ScriptedProbe([0.78, 0.75, 0.6, 0.6]), action="stop",
-                                         budgets={"chat": 0.1})
+    result, records, _, _ = monitored(
+        tmp_path, ScriptedProbe([0.78, 0.75, 0.6, 0.6]), action="stop", budgets={"chat": 0.1}
+    )
     saved = json.loads((tmp_path / "monitored" / FORGETTING_FILE).read_text())
     assert result.steps == 6 and saved["stopped_at"] == 6
     assert max(r["step"] for r in records) == 6
@@ -109,8 +123,9 @@ def test_stop_ends_training_at_the_first_breach(tmp_path: Path) -> None:
 
 def test_rollback_restores_the_best_eval_within_budget(tmp_path: Path) -> None:
     # Steps 2 and 4 within budget, 6 and 8 over it: the end state is replaced by the better of 2 and 4.
-    result, records, model, weights = monitored(tmp_path, ScriptedProbe([0.78, 0.75, 0.6, 0.5]),
-                                                   action="rollback", budgets={"chat": 0.1})
+    result, records, model, weights = monitored(
+        tmp_path, ScriptedProbe([0.78, 0.75, 0.6, 0.5]), action="rollback", budgets={"chat": 0.1}
+    )
     saved = json.loads((tmp_path / "monitored" / FORGETTING_FILE).read_text())
     loss = {r["step"]: r["eval_loss"] for r in records if "eval_loss" in r}
     best = min((2, 4), key=lambda s: loss[s])
@@ -136,8 +151,9 @@ def test_rollback_with_no_eval_within_budget_restores_the_starting_weights(tmp_p
 def test_rollback_leaves_the_model_when_the_end_is_the_best_within_budget(tmp_path: Path) -> None:
     # Over budget at step 2 only; if step 4 has the lowest eval loss among 4, 6, 8 ... whichever wins
     # is restored, and when it is the last step nothing changes.
-    result, records, model, weights = monitored(tmp_path, ScriptedProbe([0.5, 0.8, 0.8, 0.8]),
-                                                   action="rollback", budgets={"chat": 0.1})
+    _result, records, model, weights = monitored(
+        tmp_path, ScriptedProbe([0.5, 0.8, 0.8, 0.8]), action="rollback", budgets={"chat": 0.1}
+    )
     saved = json.loads((tmp_path / "monitored" / FORGETTING_FILE).read_text())
     loss = {r["step"]: r["eval_loss"] for r in records if "eval_loss" in r}
     best = min((4, 6, 8), key=lambda s: loss[s])
@@ -180,8 +196,11 @@ def test_kl_to_base_is_zero_for_the_base_and_positive_once_the_adapter_moves() -
 
 def test_probe_scores_multiple_choice_files_and_names_them_by_stem(tmp_path: Path) -> None:
     suite = tmp_path / "my_mc.test.jsonl"
-    suite.write_text("".join(json.dumps({"query": f"Question {i}?", "choices": ["yes", "no"], "gold": i % 2}) + "\n"
-                             for i in range(6)))
+    suite.write_text(
+        "".join(
+            json.dumps({"query": f"Question {i}?", "choices": ["yes", "no"], "gold": i % 2}) + "\n" for i in range(6)
+        )
+    )
     probe = _probe(suites=[{"name": str(suite)}], kl=False)
     scores = probe.measure_base(tiny_model())
     assert list(scores.values) == ["my_mc"] == [suite_key(str(suite))] and 0.0 <= scores.values["my_mc"] <= 1.0
@@ -195,10 +214,16 @@ def test_the_monitor_scores_a_suite_exactly_as_eval_does() -> None:
 
     model = tiny_model(seed=3)
     probe = _probe(suites=["general_knowledge", "chat"], kl=False)
-    config = EvalConfig(suites=[{"name": "general_knowledge", "limit": 4}, {"name": "chat", "limit": 4}],
-                        max_new_tokens=4, batch_size=2, bootstrap=100)
-    evaluated = {r.name: r.base["value"] for r in evaluate_suites(model, tiny_tokenizer(), config, sides=("base",),
-                                                                   log=lambda _: None)}
+    config = EvalConfig(
+        suites=[{"name": "general_knowledge", "limit": 4}, {"name": "chat", "limit": 4}],
+        max_new_tokens=4,
+        batch_size=2,
+        bootstrap=100,
+    )
+    evaluated = {
+        r.name: r.base["value"]
+        for r in evaluate_suites(model, tiny_tokenizer(), config, sides=("base",), log=lambda _: None)
+    }
     assert probe.measure_base(model).values == evaluated
 
 
@@ -219,22 +244,48 @@ def test_neutral_prompts_builtin_and_bad_files(tmp_path: Path) -> None:
         load_prompts(str(tmp_path / "missing.jsonl"), None)
 
 
-@pytest.mark.parametrize(("overrides", "key", "message"), [
-    (["guard.monitor.enabled=true", "guard.monitor.budgets.arc_easy_test=0.05"],
-     "guard.monitor.budgets.arc_easy_test", "no such suite in guard.monitor.suites (general_knowledge, chat)"),
-    (["guard.monitor.enabled=true", "guard.monitor.kl=false", "guard.monitor.budgets.kl=0.1"],
-     "guard.monitor.budgets.kl", "the KL is not measured"),
-    (["guard.monitor.enabled=true", "guard.monitor.action=rollback"], "guard.monitor.action",
-     "guard.monitor.budgets is empty"),
-    (["guard.monitor.budgets.chat=0.1"], "guard.monitor.enabled", "set guard.monitor.enabled: true"),
-    (["guard.monitor.enabled=true", "guard.monitor.action=stop", "guard.monitor.budgets.chat=0.1",
-      "train.eval_every=0"], "guard.monitor.action", "train.eval_every is 0"),
-    (["guard.monitor.enabled=true", "guard.monitor.action=explode"], "guard.monitor.action",
-     "'warn', 'stop' or 'rollback'"),
-    (["guard.monitor.enabled=true", "guard.monitor.budgets.chat=-0.1"], "guard.monitor.budgets.chat",
-     "greater than or equal"),
-    (["guard.monitor.enabled=true", "task=classification"], "guard.monitor.enabled", "classification"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (
+            ["guard.monitor.enabled=true", "guard.monitor.budgets.arc_easy_test=0.05"],
+            "guard.monitor.budgets.arc_easy_test",
+            "no such suite in guard.monitor.suites (general_knowledge, chat)",
+        ),
+        (
+            ["guard.monitor.enabled=true", "guard.monitor.kl=false", "guard.monitor.budgets.kl=0.1"],
+            "guard.monitor.budgets.kl",
+            "the KL is not measured",
+        ),
+        (
+            ["guard.monitor.enabled=true", "guard.monitor.action=rollback"],
+            "guard.monitor.action",
+            "guard.monitor.budgets is empty",
+        ),
+        (["guard.monitor.budgets.chat=0.1"], "guard.monitor.enabled", "set guard.monitor.enabled: true"),
+        (
+            [
+                "guard.monitor.enabled=true",
+                "guard.monitor.action=stop",
+                "guard.monitor.budgets.chat=0.1",
+                "train.eval_every=0",
+            ],
+            "guard.monitor.action",
+            "train.eval_every is 0",
+        ),
+        (
+            ["guard.monitor.enabled=true", "guard.monitor.action=explode"],
+            "guard.monitor.action",
+            "'warn', 'stop' or 'rollback'",
+        ),
+        (
+            ["guard.monitor.enabled=true", "guard.monitor.budgets.chat=-0.1"],
+            "guard.monitor.budgets.chat",
+            "greater than or equal",
+        ),
+        (["guard.monitor.enabled=true", "task=classification"], "guard.monitor.enabled", "classification"),
+    ],
+)
 def test_forgetting_config_errors_name_the_key(overrides: list[str], key: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, ["data.train=t.jsonl", *overrides])
@@ -244,11 +295,13 @@ def test_forgetting_config_errors_name_the_key(overrides: list[str], key: str, m
 
 def test_budgets_on_file_suites_use_the_file_stem_and_paths_anchor_at_the_config(tmp_path: Path) -> None:
     config_file = tmp_path / "run.yaml"
-    config_file.write_text("data: {train: t.jsonl}\n"
-                           "guard:\n  monitor:\n    enabled: true\n"
-                           "    suites: [general_knowledge, data/arc_easy_test.jsonl]\n"
-                           "    prompts: my_prompts.jsonl\n    budgets: {arc_easy_test: 0.05, kl: 0.2}\n"
-                           "    action: rollback\n")
+    config_file.write_text(
+        "data: {train: t.jsonl}\n"
+        "guard:\n  monitor:\n    enabled: true\n"
+        "    suites: [general_knowledge, data/arc_easy_test.jsonl]\n"
+        "    prompts: my_prompts.jsonl\n    budgets: {arc_easy_test: 0.05, kl: 0.2}\n"
+        "    action: rollback\n"
+    )
     config = load_config(config_file)
     assert config.guard.monitor.suites[1].name == str(tmp_path / "data" / "arc_easy_test.jsonl")
     assert config.guard.monitor.prompts == str(tmp_path / "my_prompts.jsonl")
@@ -262,4 +315,3 @@ def test_the_monitor_is_off_by_default_and_for_classification() -> None:
     assert not load_config(None, ["data.train=t.jsonl"]).guard.monitor.enabled
     config = load_config(None, ["data.train=t.jsonl", "task=classification"])
     assert not config.guard.monitor.enabled
-

@@ -25,8 +25,13 @@ def test_probes_and_wise_ft_on_the_default_model(default_model_dir: Path) -> Non
         torch.manual_seed(0)
         model = METHODS["lora"](load_model("smollm2-135m-instruct"), LoraConfig(r=4, alpha=8, dropout=0.0))
     # Generation dominates the cost on a CPU: two chat items and two neutral prompts, four tokens each.
-    config = MonitorConfig(enabled=True, suites=["general_knowledge", {"name": "chat", "limit": 2}, str(ARC)],
-                              limit=4, kl_limit=2, max_new_tokens=4)
+    config = MonitorConfig(
+        enabled=True,
+        suites=["general_knowledge", {"name": "chat", "limit": 2}, str(ARC)],
+        limit=4,
+        kl_limit=2,
+        max_new_tokens=4,
+    )
     probe = Probe(config, tokenizer, batch_size=4)
     base = probe.measure_base(model)
     assert set(base.values) == {"general_knowledge", "chat", "arc_easy_test"} and base.kl == 0.0

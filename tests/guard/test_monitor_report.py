@@ -14,14 +14,17 @@ from tunewise.config import load_config
 from tunewise.report import build_report
 from tunewise.run import train
 
-FACTS = [("What colour is the sky?", "The sky is blue."), ("What do bees make?", "Bees make honey."),
-         ("How many legs does a spider have?", "Eight."), ("What is frozen water?", "Ice.")]
+FACTS = [
+    ("What colour is the sky?", "The sky is blue."),
+    ("What do bees make?", "Bees make honey."),
+    ("How many legs does a spider have?", "Eight."),
+    ("What is frozen water?", "Ice."),
+]
 
 
 @pytest.fixture()
 def config_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-            for q, a in FACTS * 6]
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS * 6]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "run.yaml"
     path.write_text(
@@ -34,7 +37,8 @@ def config_file(tmp_path: Path, tiny_model_dir: Path) -> Path:
         "guard:\n"
         "  monitor: {enabled: true, limit: 4, kl_limit: 3, max_new_tokens: 4, budgets: {kl: 0.0}, action: rollback}\n"
         "  wise_ft: {enabled: true, alphas: [0.0, 0.5, 1.0]}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     return path
 
 
@@ -53,8 +57,9 @@ def test_train_monitors_rolls_back_sweeps_alpha_and_reports(config_file: Path) -
     assert record["rollback"]["step"] == 0 and record["rollback"]["restored"]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [m for m in metrics if "eval_loss" in m]
-    assert all({"eval_general/general_knowledge_delta", "eval_general/chat", "eval_kl_to_base"} <= set(m)
-               for m in evals)
+    assert all(
+        {"eval_general/general_knowledge_delta", "eval_general/chat", "eval_kl_to_base"} <= set(m) for m in evals
+    )
     # WiSE-FT ran on the rolled-back model: every α is the base model, all within the KL budget of 0.
     wise = json.loads((run_dir / "wise_ft.json").read_text())
     assert wise["alphas"] == [0.0, 0.5, 1.0] and all(p["kl"] == 0.0 and p["within_budget"] for p in wise["points"])
@@ -79,13 +84,33 @@ def test_report_notes_a_stop_and_draws_the_curve_from_the_record(tmp_path: Path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("model: {name: m}\nmethod: {type: lora}\n")
-    points = [{"step": s, "eval_loss": 2.0 - 0.1 * s, "scores": {"chat": 0.6 - 0.05 * s}, "deltas": {},
-               "kl": 0.02 * s, "breaches": [], "seconds": 1.0} for s in (10, 20, 30)]
-    (run_dir / "forgetting.json").write_text(json.dumps({
-        "suites": {}, "budgets": {"chat": 0.1, "kl": 0.5}, "action": "stop", "base": {"chat": 0.6}, "base_kl": 0.0,
-        "points": points, "fired": [{"step": 30, "action": "stop",
-                                     "breaches": [{"key": "chat", "value": 0.15, "budget": 0.1}]}],
-        "stopped_at": 30, "rollback": None}))
+    points = [
+        {
+            "step": s,
+            "eval_loss": 2.0 - 0.1 * s,
+            "scores": {"chat": 0.6 - 0.05 * s},
+            "deltas": {},
+            "kl": 0.02 * s,
+            "breaches": [],
+            "seconds": 1.0,
+        }
+        for s in (10, 20, 30)
+    ]
+    (run_dir / "forgetting.json").write_text(
+        json.dumps(
+            {
+                "suites": {},
+                "budgets": {"chat": 0.1, "kl": 0.5},
+                "action": "stop",
+                "base": {"chat": 0.6},
+                "base_kl": 0.0,
+                "points": points,
+                "fired": [{"step": 30, "action": "stop", "breaches": [{"key": "chat", "value": 0.15, "budget": 0.1}]}],
+                "stopped_at": 30,
+                "rollback": None,
+            }
+        )
+    )
     page = build_report(run_dir).read_text(encoding="utf-8")
     assert "Action fired: stop" in page and "training ended at step 30" in page
     assert "Budget breached at 1 eval(s), first at step 30" in page

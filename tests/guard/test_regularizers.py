@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from guard_helpers import fit_rows, method_model, rows
 
 from tunewise.guard import base_logits, next_token_mask, token_kl
 from tunewise.guard.regularizers import KLToBase
 from tunewise.training.collate import PadCollator
-
-from guard_helpers import fit_rows, method_model, rows
 
 
 def _batch(data: list) -> dict[str, torch.Tensor]:

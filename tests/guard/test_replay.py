@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 import torch
+from guard_helpers import fit_rows, method_model, rows
 
 from tunewise.guard.replay import mix_replay, replay_count
 from tunewise.training.collate import PadCollator
 
-from guard_helpers import fit_rows, method_model, rows
 
-
-@pytest.mark.parametrize(("task_rows", "ratio", "expected"), [(80, 0.2, 20), (100, 0.5, 100), (7, 0.0, 0),
-                                                              (30, 0.1, 3)])
+@pytest.mark.parametrize(
+    ("task_rows", "ratio", "expected"), [(80, 0.2, 20), (100, 0.5, 100), (7, 0.0, 0), (30, 0.1, 3)]
+)
 def test_replay_count_makes_ratio_the_share_of_all_rows(task_rows: int, ratio: float, expected: int) -> None:
     assert replay_count(task_rows, ratio) == expected
     with pytest.raises(ValueError):
@@ -49,9 +49,10 @@ class _Counting(PadCollator):
 def test_the_ratio_is_honoured_over_an_epoch(tmp_path: Path) -> None:
     task = rows(36, high=400, prefix="task")
     general = rows(5, low=450, high=500, prefix="general", seed=2)
-    mixed, drawn = mix_replay(task, general, 0.25, seed=0)
+    mixed, _drawn = mix_replay(task, general, 0.25, seed=0)
     counter = _Counting()
-    fit_rows(tmp_path, method_model("lora", r=2), mixed, collator=counter, max_steps=None, epochs=1.0,
-             batch_size=4, lr=1e-3)
+    fit_rows(
+        tmp_path, method_model("lora", r=2), mixed, collator=counter, max_steps=None, epochs=1.0, batch_size=4, lr=1e-3
+    )
     assert counter.total == len(mixed) == 48
     assert counter.general / counter.total == pytest.approx(0.25, abs=0.02)

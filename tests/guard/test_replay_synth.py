@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from guard_helpers import method_model, write_jsonl
 
 from tunewise.config import Config
-from tunewise.evaluation.suite import suite_texts
 from tunewise.errors import DataError
+from tunewise.evaluation.suite import suite_texts
 from tunewise.guard.synth import model_fingerprint, read_prompts, synthesize
 from tunewise.testing import tiny_model, tiny_tokenizer
-
-from guard_helpers import method_model, write_jsonl
 
 
 def _answering(stops: bool) -> tuple[torch.nn.Module, str]:
@@ -46,10 +45,11 @@ def test_the_seed_set_is_varied_unique_and_shares_nothing_with_the_suites() -> N
     assert len(prompts) >= 150
     assert len(set(prompts)) == len(prompts)
     suites = suite_texts(Config(eval={"suites": ["general_knowledge", "chat", "safety", "bias_pairs"]}))
+
     # No 6-word passage of any suite item appears in a seed prompt (stricter than the data check's 8).
     def grams(text: str) -> set[tuple[str, ...]]:
         words = re.findall(r"\w+", text.lower())
-        return {tuple(words[i:i + 6]) for i in range(len(words) - 5)}
+        return {tuple(words[i : i + 6]) for i in range(len(words) - 5)}
 
     seed_grams = set().union(*(grams(p) for p in prompts))
     shared = [t for _, texts in suites for t in texts if grams(t) & seed_grams]
@@ -66,12 +66,13 @@ def test_the_seed_set_shares_nothing_with_the_monitors_neutral_prompts() -> None
     neutral_file = resources.files("tunewise.guard").joinpath("neutral_prompts.jsonl")
     if not neutral_file.is_file():
         pytest.skip("the monitor's neutral prompt set is not in this tree")
-    neutral = [json.loads(line)["prompt"] for line in neutral_file.read_text(encoding="utf-8").splitlines()
-               if line.strip()]
+    neutral = [
+        json.loads(line)["prompt"] for line in neutral_file.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
     def grams(text: str) -> set[tuple[str, ...]]:
         words = re.findall(r"\w+", text.lower())
-        return {tuple(words[i:i + 5]) for i in range(len(words) - 4)} or {tuple(words)}
+        return {tuple(words[i : i + 5]) for i in range(len(words) - 4)} or {tuple(words)}
 
     seed_grams = set().union(*(grams(p) for p in read_prompts(None)))
     assert [p for p in neutral if grams(p) & seed_grams] == []
@@ -86,19 +87,20 @@ def test_a_prompt_file_is_read_and_a_bad_row_named(tmp_path: Path) -> None:
 
 
 def test_finished_answers_train_their_end_of_turn_and_cut_off_ones_do_not(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tunewise.data import render_all
     from tunewise.guard.synth import mask_unfinished
 
     monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path / "home"))
     tok = tiny_tokenizer()
     model, word = _answering(stops=True)
-    done = synthesize(model, tok, ["Say hi.", "Name a colour."], max_new_tokens=4, batch_size=2,
-                      log=lambda _: None)
+    done = synthesize(model, tok, ["Say hi.", "Name a colour."], max_new_tokens=4, batch_size=2, log=lambda _: None)
     assert done.dropped == 0 and done.unfinished == set()
     assert [ex.messages for ex in done.examples] == [
         ({"role": "user", "content": "Say hi."}, {"role": "assistant", "content": word}),
-        ({"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": word})]
+        ({"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": word}),
+    ]
 
     never, _ = _answering(stops=False)
     cut = synthesize(never, tok, ["Say hi.", "Name a colour."], max_new_tokens=3, batch_size=2, log=lambda _: None)

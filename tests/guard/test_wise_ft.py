@@ -100,8 +100,16 @@ def test_a_saved_lora_adapter_is_the_alpha_it_was_left_at(tmp_path: Path) -> Non
 
 
 def point(alpha: float, loss: float | None, within: bool) -> WisePoint:
-    return WisePoint(alpha=alpha, eval_loss=loss, scores={}, deltas={}, kl=None, breaches=[] if within else ["x"],
-                     within_budget=within, seconds=0.0)
+    return WisePoint(
+        alpha=alpha,
+        eval_loss=loss,
+        scores={},
+        deltas={},
+        kl=None,
+        breaches=[] if within else ["x"],
+        within_budget=within,
+        seconds=0.0,
+    )
 
 
 def test_the_rule_is_the_lowest_eval_loss_within_budget() -> None:
@@ -147,8 +155,16 @@ def test_sweep_picks_by_the_rule_and_leaves_the_model_at_that_alpha(monkeypatch:
     monkeypatch.setattr(wise_ft, "Interpolation", tracked)
     rows = [Rendered(f"rows:{i}", IDS[i % 2].tolist(), IDS[i % 2].tolist(), 8, 8, False, 0) for i in range(4)]
     # chat may drop 0.15 at most: α ≤ 0.375 is within budget; the KL budget allows α ≤ 0.4.
-    record = sweep(model, tiny_tokenizer(), rows, [1.0, 0.0, 0.25, 0.5, 0.75], probe, ProbeScores({"chat": 0.8}, 0.0),
-                   {"chat": 0.15, "kl": 0.2}, log=lambda _: None)
+    record = sweep(
+        model,
+        tiny_tokenizer(),
+        rows,
+        [1.0, 0.0, 0.25, 0.5, 0.75],
+        probe,
+        ProbeScores({"chat": 0.8}, 0.0),
+        {"chat": 0.15, "kl": 0.2},
+        log=lambda _: None,
+    )
     assert record["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     within = {p["alpha"]: p["within_budget"] for p in record["points"]}
     assert within == {0.0: True, 0.25: True, 0.5: False, 0.75: False, 1.0: False}
@@ -160,11 +176,14 @@ def test_sweep_picks_by_the_rule_and_leaves_the_model_at_that_alpha(monkeypatch:
     assert torch.equal(logits(model), logits(expected))
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["method.type=prompt"], "virtual tokens"),
-    (["method.type=prefix"], "virtual tokens"),
-    (["method.dora=true"], "DoRA"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method.type=prompt"], "virtual tokens"),
+        (["method.type=prefix"], "virtual tokens"),
+        (["method.dora=true"], "DoRA"),
+    ],
+)
 def test_wise_ft_refuses_methods_without_a_base_value(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, ["data.train=t.jsonl", "guard.wise_ft.enabled=true", *overrides])

@@ -35,11 +35,13 @@ def test_freeze_top_k_changes_exactly_the_top_blocks(tmp_path: Path) -> None:
 
 def test_freeze_by_module_name_and_with_the_head(tmp_path: Path) -> None:
     untied = tiny_model(seed=0, num_hidden_layers=4, tie_word_embeddings=False)
-    config = method(type="freeze", top_k=0, modules=["model.layers.*.mlp", "*.0.self_attn.q_proj"],
-                    train_head=True)
+    config = method(type="freeze", top_k=0, modules=["model.layers.*.mlp", "*.0.self_attn.q_proj"], train_head=True)
     run = train_method(tmp_path, config, model=untied)
-    expected = ({n for n in names_under(run.model, "model.layers.") if ".mlp." in n}
-                | {"model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "lm_head.weight"})
+    expected = {n for n in names_under(run.model, "model.layers.") if ".mlp." in n} | {
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    }
     assert run.trainable == expected
     assert run.changed() == expected
     assert "model.embed_tokens.weight" not in run.changed()
@@ -48,8 +50,10 @@ def test_freeze_by_module_name_and_with_the_head(tmp_path: Path) -> None:
 
 def test_tied_embeddings_train_with_the_head(tmp_path: Path) -> None:
     run = train_method(tmp_path, method(type="freeze", top_k=1, train_embeddings=True, train_head=True))
-    assert run.changed() == names_under(run.model, "model.layers.3.") | {"model.embed_tokens.weight",
-                                                                         "model.norm.weight"}
+    assert run.changed() == names_under(run.model, "model.layers.3.") | {
+        "model.embed_tokens.weight",
+        "model.norm.weight",
+    }
 
 
 def test_layout_of_a_llama_model() -> None:
@@ -80,5 +84,6 @@ def test_counts_on_the_tiny_model() -> None:
     one_block = sum(p.numel() for p in model.model.layers[3].parameters())
     frozen = METHODS["freeze"](model, method(type="freeze", top_k=1))
     assert count_parameters(frozen) == (one_block, total)
-    assert count_parameters(METHODS["full"](tiny_model(seed=0), method(type="full")))[0] == \
-        sum(p.numel() for p in tiny_model(seed=0).parameters())
+    assert count_parameters(METHODS["full"](tiny_model(seed=0), method(type="full")))[0] == sum(
+        p.numel() for p in tiny_model(seed=0).parameters()
+    )

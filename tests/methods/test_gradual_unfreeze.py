@@ -29,14 +29,14 @@ class Watch(TrainerCallback):
         self.optimizer_params: set[int] = set()
         self.optimizer: Any = None
 
-    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):  # noqa: ANN001
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         self.optimizer = getattr(optimizer, "optimizer", optimizer)
         self.optimizer_params = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
 
-    def on_step_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
         self.grad.append({n for n, p in model.named_parameters() if p.requires_grad})
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         self.weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
 
 
@@ -70,17 +70,21 @@ def test_groups_unfreeze_on_schedule_and_only_then_change(tmp_path: Path, schedu
 
 def test_groups_with_head_and_embeddings() -> None:
     model = tiny_model(seed=0, num_hidden_layers=4, tie_word_embeddings=False)
-    groups = unfreeze_groups(model, method(type="gradual_unfreeze", group_size=3, train_head=True,
-                                           train_embeddings=True))
-    assert set(groups[0]) == block(3, model) | block(2, model) | block(1, model) | {"model.norm.weight",
-                                                                                     "lm_head.weight"}
+    groups = unfreeze_groups(
+        model, method(type="gradual_unfreeze", group_size=3, train_head=True, train_embeddings=True)
+    )
+    assert set(groups[0]) == block(3, model) | block(2, model) | block(1, model) | {
+        "model.norm.weight",
+        "lm_head.weight",
+    }
     assert set(groups[1]) == block(0, model)
     assert groups[2] == ["model.embed_tokens.weight"], "the input embeddings join last"
 
 
 def test_schedule_resumes_from_the_step_it_stopped_at() -> None:
-    model = METHODS["gradual_unfreeze"](tiny_model(seed=0, num_hidden_layers=4),
-                                        method(type="gradual_unfreeze", group_size=1, every_steps=5))
+    model = METHODS["gradual_unfreeze"](
+        tiny_model(seed=0, num_hidden_layers=4), method(type="gradual_unfreeze", group_size=1, every_steps=5)
+    )
     callback = GradualUnfreeze(model, method(type="gradual_unfreeze", group_size=1, every_steps=5))
     assert [callback.groups_at(TrainerState(global_step=s)) for s in (0, 4, 5, 14, 15, 99)] == [1, 1, 2, 3, 4, 4]
     callback.on_train_begin(None, TrainerState(global_step=12, max_steps=20), None)

@@ -87,12 +87,14 @@ def test_unknown_method_suggests_the_nearest() -> None:
 
 def test_schedule_and_selection_rules() -> None:
     assert "exactly one of method.every_steps and method.every_epochs" in problems(
-        "method.type=gradual_unfreeze", "method.every_steps=10", "method.every_epochs=1")
+        "method.type=gradual_unfreeze", "method.every_steps=10", "method.every_epochs=1"
+    )
     only_epochs = load_config(None, ["method.type=gradual_unfreeze", "method.every_epochs=0.5"]).method
     assert only_epochs.every_steps is None and only_epochs.every_epochs == 0.5
     assert "nothing would train" in problems("method.type=freeze", "method.top_k=0")
-    assert "not in method.target_modules" in problems("method.type=ia3", "method.target_modules=[v_proj]",
-                                                     "method.feedforward_modules=[down_proj]")
+    assert "not in method.target_modules" in problems(
+        "method.type=ia3", "method.target_modules=[v_proj]", "method.feedforward_modules=[down_proj]"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,33 +106,52 @@ def config_only_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["method.type=freeze", "method.top_k=6"],
-     r"method\.top_k: 6 is more than the 4 transformer blocks of .* \(from its config.json\); use at most 4"),
-    (["method.type=gradual_unfreeze", "method.group_size=5"], r"method\.group_size: 5 is more than the 4"),
-    (["method.type=freeze", "method.train_head=true"],
-     r"ties its output head to its input embeddings .* set both to true"),
-    (["method.type=freeze", "method.modules=[model.layers.*.mlp, '*.ffn']"],
-     r"method\.modules: '\*\.ffn' matches no module or parameter of this model; names look like model\.layers\.3"),
-    (["method.target_modules=[q_proj, query]"],
-     r"method\.target_modules: 'query' matches no module of this model; its linear layers are down_proj, "
-     r"gate_proj, .*q_proj"),
-    (["method.type=ia3", "method.target_modules=[attn]"], r"'attn' matches no module"),
-    (["method.type=prompt", "method.num_virtual_tokens=20", "data.max_length=500"],
-     r"20 virtual tokens \+ data\.max_length 500 exceed the model's 512 positions"),
-])
-def test_shape_dependent_problems_are_found_from_config_json_alone(config_only_dir: Path, overrides: list[str],
-                                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["method.type=freeze", "method.top_k=6"],
+            r"method\.top_k: 6 is more than the 4 transformer blocks of .* \(from its config.json\); use at most 4",
+        ),
+        (["method.type=gradual_unfreeze", "method.group_size=5"], r"method\.group_size: 5 is more than the 4"),
+        (
+            ["method.type=freeze", "method.train_head=true"],
+            r"ties its output head to its input embeddings .* set both to true",
+        ),
+        (
+            ["method.type=freeze", "method.modules=[model.layers.*.mlp, '*.ffn']"],
+            r"method\.modules: '\*\.ffn' matches no module or parameter of this model; names look like model\.layers\.3",
+        ),
+        (
+            ["method.target_modules=[q_proj, query]"],
+            r"method\.target_modules: 'query' matches no module of this model; its linear layers are down_proj, "
+            r"gate_proj, .*q_proj",
+        ),
+        (["method.type=ia3", "method.target_modules=[attn]"], r"'attn' matches no module"),
+        (
+            ["method.type=prompt", "method.num_virtual_tokens=20", "data.max_length=500"],
+            r"20 virtual tokens \+ data\.max_length 500 exceed the model's 512 positions",
+        ),
+    ],
+)
+def test_shape_dependent_problems_are_found_from_config_json_alone(
+    config_only_dir: Path, overrides: list[str], message: str
+) -> None:
     config = load_config(None, [f"model.name={config_only_dir}", *overrides])
     with pytest.raises(ConfigError, match=message):
         check_method(config)
 
 
 def test_valid_settings_pass_the_check(config_only_dir: Path) -> None:
-    for overrides in (["method.type=freeze", "method.top_k=4", "method.modules=['*norm*']"],
-                      ["method.type=freeze", "method.train_head=true", "method.train_embeddings=true"],
-                      ["method.target_modules=[q_proj, v_proj]"], ["method.target_modules=.*\\.q_proj"],
-                      ["method.type=ia3"], ["method.type=prefix", "data.max_length=128"], ["method.type=full"]):
+    for overrides in (
+        ["method.type=freeze", "method.top_k=4", "method.modules=['*norm*']"],
+        ["method.type=freeze", "method.train_head=true", "method.train_embeddings=true"],
+        ["method.target_modules=[q_proj, v_proj]"],
+        ["method.target_modules=.*\\.q_proj"],
+        ["method.type=ia3"],
+        ["method.type=prefix", "data.max_length=128"],
+        ["method.type=full"],
+    ):
         check_method(load_config(None, [f"model.name={config_only_dir}", *overrides]))
 
 
@@ -139,15 +160,24 @@ def test_training_stops_on_a_shape_problem_before_the_model_loads(tmp_path: Path
     from tunewise.run import train
 
     model_dir = save_tiny_model(tmp_path / "tiny")
-    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "Hi"}, '
-                                          '{"role": "assistant", "content": "Hello."}]}\n' * 4)
+    (tmp_path / "train.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n' * 4
+    )
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the config error was found")
 
     monkeypatch.setattr(tunewise.models, "load_model", no_loading)
-    config = load_config(None, [f"model.name={model_dir}", f"data.train={tmp_path / 'train.jsonl'}",
-                                "method.type=freeze", "method.top_k=3", f"output.dir={tmp_path / 'runs'}"])
+    config = load_config(
+        None,
+        [
+            f"model.name={model_dir}",
+            f"data.train={tmp_path / 'train.jsonl'}",
+            "method.type=freeze",
+            "method.top_k=3",
+            f"output.dir={tmp_path / 'runs'}",
+        ],
+    )
     with pytest.raises(ConfigError, match=re.escape("method.top_k: 3 is more than the 2 transformer blocks")):
         train(config)
     assert not (tmp_path / "runs").exists()

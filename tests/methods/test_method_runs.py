@@ -15,8 +15,11 @@ from tunewise.evaluation.compare import loss_on, side
 from tunewise.models import load_model
 from tunewise.run import Run, evaluate
 
-FACTS = [("What do bees make?", "Bees make honey."), ("What colour is the sky?", "The sky is blue."),
-         ("How many legs does a spider have?", "A spider has eight legs.")]
+FACTS = [
+    ("What do bees make?", "Bees make honey."),
+    ("What colour is the sky?", "The sky is blue."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+]
 
 
 def trained_run(config, config_path):
@@ -36,8 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def run_config(tmp_path: Path, model_dir: Path) -> Path:
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-            for q, a in FACTS] * 6
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS] * 6
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp_path / "tiny.yaml"
     config.write_text(
@@ -46,15 +48,19 @@ def run_config(tmp_path: Path, model_dir: Path) -> Path:
         "train: {max_steps: 4, lr: 0.01, batch_size: 4, eval_every: 0, save_every: 100, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
         "eval: {generations: 2, max_new_tokens: 6, suites: [], baselines: {few_shot: 0, retrieval: 0}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     return config
 
 
-@pytest.mark.parametrize(("name", "overrides"), [
-    ("full", ["method.type=full", "train.lr=0.001"]),
-    ("freeze", ["method.type=freeze", "method.top_k=1"]),
-    ("prompt", ["method.type=prompt", "method.num_virtual_tokens=4", "train.lr=0.1"]),
-])
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("full", ["method.type=full", "train.lr=0.001"]),
+        ("freeze", ["method.type=freeze", "method.top_k=1"]),
+        ("prompt", ["method.type=prompt", "method.num_virtual_tokens=4", "train.lr=0.1"]),
+    ],
+)
 def test_in_memory_comparison_equals_a_fresh_evaluate(run_config: Path, name: str, overrides: list[str]) -> None:
     config = load_config(run_config, overrides)
     trained = trained_run(config, run_config)

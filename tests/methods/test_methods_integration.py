@@ -51,7 +51,8 @@ def run_config(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path
         "data: {train: train.jsonl, split: {eval: 0.0}, max_length: 128, check: {enabled: false}}\n"
         "train: {max_steps: 2, lr: 0.0002, batch_size: 1, eval_every: 0, save_every: 1000, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
-        f"output: {{dir: {tmp / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp / 'runs'}, tracking: []}}\n"
+    )
     return config
 
 
@@ -76,8 +77,9 @@ def test_method_trains_on_the_default_model(run_config: Path, measured: dict, la
     summary = json.loads((trained.run_dir / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["train_loss"] is not None and summary["train_loss"] > 0
     measured[label] = (summary["trainable_parameters"], summary["total_parameters"])
-    assert documented_shares().get(label) == measured[label], \
+    assert documented_shares().get(label) == measured[label], (
         f"docs/methods.md: the share table's row for {label} should read {measured[label]}"
+    )
     adapter = trained.run_dir / "adapter"
     assert (adapter / "adapter_config.json").is_file() or (adapter / "tunewise_method.json").is_file()
     if config.method.type == "freeze" and not config.method.train_head:

@@ -19,8 +19,9 @@ from tunewise.testing import save_tiny_model, tiny_model
 
 def base_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The frozen parameters of a PEFT model's base, under their names in the plain model."""
-    return {n.replace(".base_layer", ""): p for n, p in model.get_base_model().named_parameters()
-            if not p.requires_grad}
+    return {
+        n.replace(".base_layer", ""): p for n, p in model.get_base_model().named_parameters() if not p.requires_grad
+    }
 
 
 def assert_base_untouched(model: torch.nn.Module, pristine: torch.nn.Module) -> None:
@@ -34,8 +35,11 @@ CASES = {
     # method settings, learning rate, what every trainable parameter's name contains
     "lora": (dict(type="lora", r=4, alpha=8, dropout=0.0), 1e-2, ("lora_A", "lora_B")),
     "rslora": (dict(type="lora", r=4, alpha=8, dropout=0.0, rslora=True), 1e-2, ("lora_A", "lora_B")),
-    "dora": (dict(type="lora", r=4, alpha=8, dropout=0.0, dora=True), 1e-2,
-             ("lora_A", "lora_B", "lora_magnitude_vector")),
+    "dora": (
+        dict(type="lora", r=4, alpha=8, dropout=0.0, dora=True),
+        1e-2,
+        ("lora_A", "lora_B", "lora_magnitude_vector"),
+    ),
     "prefix": (dict(type="prefix", num_virtual_tokens=4), 3e-2, ("prompt_encoder",)),
     "prompt": (dict(type="prompt", num_virtual_tokens=4), 1e-1, ("prompt_encoder",)),
     "ptuning": (dict(type="ptuning", num_virtual_tokens=4, encoder_hidden_size=16), 1e-2, ("prompt_encoder",)),
@@ -83,8 +87,17 @@ def test_qlora_trains_adapters_on_a_4bit_nf4_base(tmp_path: Path) -> None:
     # bitsandbytes quantizes in blocks of 64 inputs: the tiny model needs a hidden size of 64.
     shape = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128)
     model_dir = save_tiny_model(tmp_path / "tiny64", **shape)
-    config = load_config(None, [f"model.name={model_dir}", "method.type=qlora", "method.r=4", "method.alpha=8",
-                                "method.dropout=0.0", "train.precision=fp32"])
+    config = load_config(
+        None,
+        [
+            f"model.name={model_dir}",
+            "method.type=qlora",
+            "method.r=4",
+            "method.alpha=8",
+            "method.dropout=0.0",
+            "train.precision=fp32",
+        ],
+    )
     model = load_model(config.model.name, **load_kwargs(config))
     linear = model.get_submodule("model.layers.0.self_attn.q_proj")
     assert type(linear).__name__ == "Linear4bit" and linear.weight.quant_type == "nf4"
@@ -97,7 +110,8 @@ def test_qlora_trains_adapters_on_a_4bit_nf4_base(tmp_path: Path) -> None:
     assert all(torch.equal(base[n], quantized[n]) for n in quantized), "a 4-bit base weight moved"
     assert run.loss_after < run.loss_before
     trainable, total = count_parameters(run.model)
-    assert total == sum(p.numel() for p in tiny_model(seed=0, **shape).parameters()) + trainable, \
+    assert total == sum(p.numel() for p in tiny_model(seed=0, **shape).parameters()) + trainable, (
         "4-bit weights count as the weights they pack"
+    )
     with as_base(run.model):
         assert row_loss(run.model, rows()) == pytest.approx(run.loss_before, rel=1e-6)

@@ -15,7 +15,7 @@ from tunewise.methods import METHODS, training_callbacks
 from tunewise.testing import tiny_model, tiny_tokenizer
 from tunewise.training.loop import fit
 
-__all__ = ["Trained", "method", "rows", "snapshot", "train_method", "row_loss"]
+__all__ = ["Trained", "method", "row_loss", "rows", "snapshot", "train_method"]
 
 
 def method(**settings: Any) -> Any:
@@ -59,9 +59,16 @@ class Trained:
         return {n for n, value in self.before.items() if not torch.equal(after[n].detach(), value)}
 
 
-def train_method(tmp_path: Path, config: Any, *, model: torch.nn.Module | None = None, steps: int = 6,
-                 lr: float = 1e-2, extra_callbacks: list[TrainerCallback] | None = None,
-                 **train: Any) -> Trained:
+def train_method(
+    tmp_path: Path,
+    config: Any,
+    *,
+    model: torch.nn.Module | None = None,
+    steps: int = 6,
+    lr: float = 1e-2,
+    extra_callbacks: list[TrainerCallback] | None = None,
+    **train: Any,
+) -> Trained:
     """Apply `config` (a method config) to `model` (a 4-layer tiny model by default), train `steps`
     optimizer steps with the real Trainer on fixed rows, and return the before/after picture."""
     model = model if model is not None else tiny_model(seed=0, num_hidden_layers=4)
@@ -72,11 +79,28 @@ def train_method(tmp_path: Path, config: Any, *, model: torch.nn.Module | None =
     before = snapshot(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     loss_before = row_loss(model, data)
-    settings: dict[str, Any] = dict(max_steps=steps, lr=lr, batch_size=4, log_every=1, eval_every=0,
-                                    save_every=1000, warmup_ratio=0.0, precision="fp32", scheduler="constant")
+    settings: dict[str, Any] = dict(
+        max_steps=steps,
+        lr=lr,
+        batch_size=4,
+        log_every=1,
+        eval_every=0,
+        save_every=1000,
+        warmup_ratio=0.0,
+        precision="fp32",
+        scheduler="constant",
+    )
     settings.update(train)
     run_dir = tmp_path / f"run-{config.type}-{len(list(tmp_path.glob('run-*')))}"
     run_dir.mkdir()
-    fit(model, tiny_tokenizer(), data, [], TrainConfig(**settings), run_dir, resume=False,
-        callbacks=[*training_callbacks(model, config), *(extra_callbacks or [])])
+    fit(
+        model,
+        tiny_tokenizer(),
+        data,
+        [],
+        TrainConfig(**settings),
+        run_dir,
+        resume=False,
+        callbacks=[*training_callbacks(model, config), *(extra_callbacks or [])],
+    )
     return Trained(model, before, loss_before, row_loss(model, data), run_dir, trainable)

@@ -12,8 +12,11 @@ from tunewise.config import load_config
 from tunewise.errors import ConfigError, TunewiseError
 from tunewise.run import Preflight, Run
 
-FACTS = [("What do bees make?", "Bees make honey."), ("What colour is the sky?", "The sky is blue."),
-         ("How many legs does a spider have?", "A spider has eight legs.")]
+FACTS = [
+    ("What do bees make?", "Bees make honey."),
+    ("What colour is the sky?", "The sky is blue."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+]
 
 
 @pytest.fixture()
@@ -27,7 +30,8 @@ def run_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
         "train: {max_steps: 2, lr: 0.01, batch_size: 4, eval_every: 0, save_every: 100, log_every: 1, "
         "warmup_ratio: 0.0, precision: fp32}\n"
         "eval: {generations: 1, max_new_tokens: 4, suites: [], baselines: {few_shot: 0, retrieval: 0}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     return config
 
 

@@ -20,8 +20,10 @@ CAPITALS = [
 
 
 def chat_rows(pairs: list[tuple[str, str]], n: int) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-            for q, a in (pairs[i % len(pairs)] for i in range(n))]
+    return [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in (pairs[i % len(pairs)] for i in range(n))
+    ]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

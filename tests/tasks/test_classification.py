@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tasks_helpers import FACTS, SHARED_DATA, TINY_RUN, chat_rows, write_jsonl
 
 from tunewise.config import load_config
 from tunewise.errors import ConfigError, DataError
 from tunewise.tasks.classification import LabelCollator, label_order, load_labeled
-from tasks_helpers import SHARED_DATA, TINY_RUN, chat_rows, FACTS, write_jsonl
 
 GOOD = ["good", "great", "fine", "nice", "lovely"]
 BAD = ["bad", "awful", "poor", "sad", "ugly"]
@@ -21,8 +21,10 @@ BAD = ["bad", "awful", "poor", "sad", "ugly"]
 def toy_rows(n: int, seed: int = 0) -> list[dict]:
     """Separable sentiment: the words alone tell the label."""
     rng = random.Random(seed)
-    return [{"text": " ".join(rng.choice(GOOD if i % 2 else BAD) for _ in range(6)), "label": "pos" if i % 2 else "neg"}
-            for i in range(n)]
+    return [
+        {"text": " ".join(rng.choice(GOOD if i % 2 else BAD) for _ in range(6)), "label": "pos" if i % 2 else "neg"}
+        for i in range(n)
+    ]
 
 
 def config_file(tmp_path: Path, tiny_model_dir: Path, extra: str = "", data: str = "") -> Path:
@@ -33,7 +35,8 @@ def config_file(tmp_path: Path, tiny_model_dir: Path, extra: str = "", data: str
         f"data: {{train: train.jsonl, split: {{eval: 0.25}}, max_length: 32{names}{data}}}\n"
         + TINY_RUN.replace("max_steps: 6", "max_steps: 24").replace("eval_every: 0", "eval_every: 12")
         + "eval: {bootstrap: 200, baselines: {few_shot: 2, retrieval: 0}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n" + extra)
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n" + extra
+    )
     return path
 
 
@@ -49,8 +52,9 @@ def test_rows_need_text_and_label(tmp_path: Path) -> None:
     renamed = write_jsonl(tmp_path / "r.jsonl", [{"review": "nice", "stars": 5}, {"review": "bad", "stars": 1}])
     rows, _ = load_labeled(str(renamed), columns={"review": "text", "stars": "label"})
     assert [(r.text, r.label) for r in rows] == [("nice", "5"), ("bad", "1")]
-    bad = write_jsonl(tmp_path / "b.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 0.5},
-                                             {"text": "", "label": 1}])
+    bad = write_jsonl(
+        tmp_path / "b.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 0.5}, {"text": "", "label": 1}]
+    )
     with pytest.raises(DataError, match=r"b\.jsonl:2: `label` must be a non-empty string or a whole number"):
         load_labeled(str(bad))
     rows, rejects = load_labeled(str(bad), on_bad_rows="skip")
@@ -63,8 +67,11 @@ def test_incompatible_data_is_a_config_error_before_the_model_loads(tmp_path: Pa
     write_jsonl(tmp_path / "train.jsonl", toy_rows(40))
     write_jsonl(tmp_path / "eval.jsonl", [{"text": "meh so so", "label": "neutral"}, *toy_rows(4)])
     with pytest.raises(ConfigError) as err:
-        train(load_config(config_file(tmp_path, tiny_model_dir, data=", eval: eval.jsonl, "
-                                                                     "label_names: {neg: n, positive: p}")))
+        train(
+            load_config(
+                config_file(tmp_path, tiny_model_dir, data=", eval: eval.jsonl, label_names: {neg: n, positive: p}")
+            )
+        )
     text = str(err.value)
     assert "data.eval: label 'neutral'" in text and "never occurs in the training rows" in text
     assert "data.label_names: 'positive' is not a label of the training rows" in text
@@ -97,16 +104,19 @@ def test_head_learns_a_separable_task_and_eval_reloads_it(tmp_path: Path, tiny_m
     write_jsonl(tmp_path / "train.jsonl", toy_rows(96))
     write_jsonl(tmp_path / "suite.jsonl", toy_rows(10, seed=7))
     config = config_file(tmp_path, tiny_model_dir, extra="")
-    text = config.read_text().replace("eval: {bootstrap: 200,", f"eval: {{suites: [{tmp_path / 'suite.jsonl'}], "
-                                                                 "bootstrap: 200,")
+    text = config.read_text().replace(
+        "eval: {bootstrap: 200,", f"eval: {{suites: [{tmp_path / 'suite.jsonl'}], bootstrap: 200,"
+    )
     config.write_text(text)
     run_dir = run(load_config(config), config)
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert losses[-1] < 0.5 * losses[0], "the classification loss should fall on a separable task"
-    assert json.loads((run_dir / "labels.json").read_text()) == {"labels": ["neg", "pos"],
-                                                                 "names": {"neg": "negative", "pos": "positive"}}
+    assert json.loads((run_dir / "labels.json").read_text()) == {
+        "labels": ["neg", "pos"],
+        "names": {"neg": "negative", "pos": "positive"},
+    }
     summary = json.loads((run_dir / "eval_summary.json").read_text())
     block = summary["classification"]
     assert list(block["variants"]) == ["majority", "base", "few_shot", "tuned"]
@@ -117,8 +127,12 @@ def test_head_learns_a_separable_task_and_eval_reloads_it(tmp_path: Path, tiny_m
     assert sum(map(sum, block["confusion"]["matrix"])) == block["rows"] == 24
     # As task-suite results: base = the zero-shot prompt, majority kept beside it.
     suites = {(s["name"], s["metric"]): s for s in summary["suites"]}
-    assert set(suites) == {("eval rows", "accuracy"), ("eval rows", "f1_macro"), ("suite", "accuracy"),
-                           ("suite", "f1_macro")}
+    assert set(suites) == {
+        ("eval rows", "accuracy"),
+        ("eval rows", "f1_macro"),
+        ("suite", "accuracy"),
+        ("suite", "f1_macro"),
+    }
     assert suites[("eval rows", "accuracy")]["base"] == block["variants"]["base"]["accuracy"]
     assert "zero-shot" in suites[("eval rows", "accuracy")]["extra"]["base"]
     assert [m["metric"] for m in summary["baselines"]["suites"]][:2] == ["accuracy", "f1_macro"]
@@ -151,8 +165,10 @@ def test_sst2_with_the_default_model_reports_accuracy_with_an_interval(tmp_path:
 
     def convert(name: str, n: int) -> Path:
         lines = (SHARED_DATA / "sst2" / name).read_text(encoding="utf-8").splitlines()[:n]
-        return write_jsonl(tmp_path / f"{name}.jsonl", [{"text": t, "label": int(l)}
-                                                        for l, t in (line.split(" ", 1) for line in lines)])
+        return write_jsonl(
+            tmp_path / f"{name}.jsonl",
+            [{"text": t, "label": int(label)} for label, t in (line.split(" ", 1) for line in lines)],
+        )
 
     convert("stsa.binary.train", 480)
     convert("stsa.binary.dev", 200)
@@ -165,7 +181,8 @@ def test_sst2_with_the_default_model_reports_accuracy_with_an_interval(tmp_path:
         "train: {max_steps: 30, lr: 0.001, batch_size: 16, eval_every: 0, save_every: 100, log_every: 10, "
         "warmup_ratio: 0.1}\n"
         "eval: {batch_size: 16, bootstrap: 500, baselines: {few_shot: 0, retrieval: 0}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     run_dir = run(load_config(config), config)
     block = json.loads((run_dir / "eval_summary.json").read_text())["classification"]
     print(json.dumps(block["variants"], indent=1))
@@ -180,9 +197,11 @@ def test_a_method_that_leaves_the_head_frozen_is_refused(tmp_path: Path, tiny_mo
     from tunewise.tasks import check_head_trains
     from tunewise.tasks.classification import head_kwargs
 
-    for method, refused in (({"type": "freeze", "top_k": 1}, True), ({"type": "freeze", "top_k": 1,
-                                                                      "train_head": True}, False),
-                            ({"type": "lora", "r": 2}, False)):
+    for method, refused in (
+        ({"type": "freeze", "top_k": 1}, True),
+        ({"type": "freeze", "top_k": 1, "train_head": True}, False),
+        ({"type": "lora", "r": 2}, False),
+    ):
         config = load_config(None, ["task=classification", "data.train=t.jsonl", f"method={json.dumps(method)}"])
         model = METHODS[config.method.type](load_model(str(tiny_model_dir), **head_kwargs(["a", "b"])), config.method)
         if refused:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tasks_helpers import FACTS, TINY_RUN, chat_rows, write_jsonl
 
 from tunewise.config import load_config
 from tunewise.data import IGNORE_INDEX, Example, render
 from tunewise.errors import ConfigError
 from tunewise.tasks.completion import render_documents, windows
 from tunewise.testing import tiny_tokenizer
-
-from tasks_helpers import FACTS, TINY_RUN, chat_rows, write_jsonl
 
 LONG = " ".join(f"The quick brown fox number {i} jumps over the lazy dog." for i in range(40))
 
@@ -56,10 +55,13 @@ def test_render_documents_cuts_nothing_and_reports_document_lengths() -> None:
 def _config(tmp_path: Path, tiny_model_dir: Path, task: str, rows: list[dict]) -> Path:
     write_jsonl(tmp_path / "train.jsonl", rows)
     path = tmp_path / "run.yaml"
-    path.write_text(f"task: {task}\nmodel: {{name: {tiny_model_dir}}}\n"
-                    "data: {train: train.jsonl, split: {eval: 0.25}, max_length: 24}\n" + TINY_RUN +
-                    "eval: {suites: [], generations: 0}\n"
-                    f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+    path.write_text(
+        f"task: {task}\nmodel: {{name: {tiny_model_dir}}}\n"
+        "data: {train: train.jsonl, split: {eval: 0.25}, max_length: 24}\n"
+        + TINY_RUN
+        + "eval: {suites: [], generations: 0}\n"
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     return path
 
 

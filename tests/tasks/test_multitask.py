@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tasks_helpers import CAPITALS, FACTS, TINY_RUN, chat_rows, write_jsonl
 
 from tunewise.config import MixingConfig, load_config
 from tunewise.errors import ConfigError
 from tunewise.tasks.multitask import mixture_probabilities, sample_mixture
-from tasks_helpers import CAPITALS, FACTS, TINY_RUN, chat_rows, write_jsonl
 
 
 def test_temperature_one_is_proportional_and_large_temperatures_flatten() -> None:
@@ -48,15 +48,17 @@ def test_sampling_is_seeded_and_exhausts_a_dataset_before_repeating_a_row() -> N
     assert a != sample_mixture([5, 40], [0.6, 0.4], 60, seed=4)
     small = [i for d, i in a if d == 0]  # 36 draws from 5 rows: seven full passes, then one more
     for start in range(0, len(small) - 5, 5):
-        assert sorted(small[start:start + 5]) == list(range(5))
+        assert sorted(small[start : start + 5]) == list(range(5))
     big = [i for d, i in a if d == 1]  # 24 of 40: no repeats
     assert len(set(big)) == len(big)
 
 
 def test_mixture_config_errors_name_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("data:\n  train: x.jsonl\n  mixing: {strategy: weights}\n"
-                    "  datasets: [{name: a, train: a.jsonl, weight: 2}, {name: a, train: b.jsonl}]\n")
+    path.write_text(
+        "data:\n  train: x.jsonl\n  mixing: {strategy: weights}\n"
+        "  datasets: [{name: a, train: a.jsonl, weight: 2}, {name: a, train: b.jsonl}]\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     text = str(err.value)
@@ -81,8 +83,10 @@ def test_a_mixture_run_reports_every_dataset_base_vs_tuned(tmp_path: Path, tiny_
         "data:\n  datasets: [{name: facts, train: facts.jsonl}, "
         "{name: capitals, train: capitals.jsonl, eval: capitals_eval.jsonl}]\n"
         "  mixing: {temperature: 2.0}\n  split: {eval: 0.25}\n  max_length: 128\n"
-        + TINY_RUN + "eval: {suites: [], generations: 0, bootstrap: 200, baselines: {few_shot: 0, retrieval: 0}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        + TINY_RUN
+        + "eval: {suites: [], generations: 0, bootstrap: 200, baselines: {few_shot: 0, retrieval: 0}}\n"
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     config = load_config(config_file)
     run_dir = run(config, config_file)
 

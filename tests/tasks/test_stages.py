@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tasks_helpers import CAPITALS, FACTS, TINY_RUN, chat_rows, write_jsonl
 
 from tunewise.config import load_config, resolve_stage
 from tunewise.errors import ConfigError
 from tunewise.run.stages import summarise
-from tasks_helpers import CAPITALS, FACTS, TINY_RUN, chat_rows, write_jsonl
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -23,12 +23,21 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_stage_overrides_data_and_train_and_inherits_the_rest(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, (
-        "data: {train: all.jsonl, eval: all_eval.jsonl, max_length: 64}\ntrain: {lr: 0.001, batch_size: 2}\n"
-        "stages:\n  - {name: same}\n  - {name: new-data, data: {train: b.jsonl}, train: {lr: 0.0001}}\n")))
+    config = load_config(
+        write(
+            tmp_path,
+            (
+                "data: {train: all.jsonl, eval: all_eval.jsonl, max_length: 64}\ntrain: {lr: 0.001, batch_size: 2}\n"
+                "stages:\n  - {name: same}\n  - {name: new-data, data: {train: b.jsonl}, train: {lr: 0.0001}}\n"
+            ),
+        )
+    )
     same, new = resolve_stage(config, 0), resolve_stage(config, 1)
-    assert (same.data.train, same.data.eval, same.train.lr) == (str(tmp_path / "all.jsonl"),
-                                                                str(tmp_path / "all_eval.jsonl"), 0.001)
+    assert (same.data.train, same.data.eval, same.train.lr) == (
+        str(tmp_path / "all.jsonl"),
+        str(tmp_path / "all_eval.jsonl"),
+        0.001,
+    )
     # Setting a file replaces all of train/eval/test/datasets; other keys are inherited.
     assert (new.data.train, new.data.eval) == (str(tmp_path / "b.jsonl"), None)
     assert (new.data.max_length, new.train.batch_size, new.train.lr) == (64, 2, 0.0001)
@@ -36,13 +45,17 @@ def test_a_stage_overrides_data_and_train_and_inherits_the_rest(tmp_path: Path) 
 
 
 def test_stage_mistakes_are_reported_at_once_with_their_lines(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "stages:\n"
-        "  - {name: one, data: {train: a.jsonl}}\n"
-        "  - {name: two, data: {trian: b.jsonl}, train: {lr: -1}}\n"
-        "  - {name: one, data: {train: c.jsonl, split: {eval: 0.9, test: 0.2}}}\n"
-        "  - {name: four}\n"
-        "  - {name: 'bad/name', data: {train: d.jsonl}}\n"))
+    path = write(
+        tmp_path,
+        (
+            "stages:\n"
+            "  - {name: one, data: {train: a.jsonl}}\n"
+            "  - {name: two, data: {trian: b.jsonl}, train: {lr: -1}}\n"
+            "  - {name: one, data: {train: c.jsonl, split: {eval: 0.9, test: 0.2}}}\n"
+            "  - {name: four}\n"
+            "  - {name: 'bad/name', data: {train: d.jsonl}}\n"
+        ),
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     text = str(err.value)
@@ -62,14 +75,18 @@ def test_stages_refuse_classification_and_resume(tmp_path: Path) -> None:
 
 
 def test_summary_shape_forgetting_and_gain() -> None:
-    summary = summarise(["a", "b", "c"], [[3.0, 4.0, 5.0], [2.0, None, None], [2.5, 3.0, None],
-                                          [2.8, 3.5, 2.0]], [5, 6, 7])
+    summary = summarise(
+        ["a", "b", "c"], [[3.0, 4.0, 5.0], [2.0, None, None], [2.5, 3.0, None], [2.8, 3.5, 2.0]], [5, 6, 7]
+    )
     assert [r["model"] for r in summary["rows"]] == ["base", "after a", "after b", "after c"]
-    assert summary["gain"] == [{"stage": n, "base": b, "right_after": r, "change": r - b}
-                               for n, b, r in (("a", 3.0, 2.0), ("b", 4.0, 3.0), ("c", 5.0, 2.0))]
+    assert summary["gain"] == [
+        {"stage": n, "base": b, "right_after": r, "change": r - b}
+        for n, b, r in (("a", 3.0, 2.0), ("b", 4.0, 3.0), ("c", 5.0, 2.0))
+    ]
     assert summary["forgetting"] == [
         {"stage": "a", "right_after": 2.0, "after_last": 2.8, "change": pytest.approx(0.8)},
-        {"stage": "b", "right_after": 3.0, "after_last": 3.5, "change": 0.5}]
+        {"stage": "b", "right_after": 3.0, "after_last": 3.5, "change": 0.5},
+    ]
     assert [s["run"] for s in summary["stages"]] == ["1-a", "2-b", "3-c"]
 
 
@@ -83,19 +100,29 @@ def test_two_stages_print_the_table_and_it_equals_direct_evaluations(tmp_path: P
 
     write_jsonl(tmp_path / "facts.jsonl", chat_rows(FACTS, 16))
     write_jsonl(tmp_path / "capitals.jsonl", chat_rows(CAPITALS, 16))
-    config_file = write(tmp_path, (
-        f"model: {{name: {tiny_model_dir}}}\n"
-        "data: {split: {eval: 0.25}, max_length: 128}\n" + TINY_RUN +
-        "eval: {suites: [], generations: 0, baselines: {few_shot: 0, retrieval: 0}}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, name: seq, tracking: []}}\n"
-        "stages:\n  - {name: facts, data: {train: facts.jsonl}}\n"
-        "  - {name: capitals, data: {train: capitals.jsonl}, train: {lr: 0.02}}\n"))
+    config_file = write(
+        tmp_path,
+        (
+            f"model: {{name: {tiny_model_dir}}}\n"
+            "data: {split: {eval: 0.25}, max_length: 128}\n"
+            + TINY_RUN
+            + "eval: {suites: [], generations: 0, baselines: {few_shot: 0, retrieval: 0}}\n"
+            f"output: {{dir: {tmp_path / 'runs'}, name: seq, tracking: []}}\n"
+            "stages:\n  - {name: facts, data: {train: facts.jsonl}}\n"
+            "  - {name: capitals, data: {train: capitals.jsonl}, train: {lr: 0.02}}\n"
+        ),
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    done = subprocess.run([sys.executable, "-m", "tunewise.cli", "run", str(config_file)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "tunewise.cli", "run", str(config_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    table = out[out.index("stages: eval loss on each stage's eval rows"):]
+    table = out[out.index("stages: eval loss on each stage's eval rows") :]
     for line in ("base", "after facts", "after capitals", "forgetting of facts"):
         assert line in table, line
 

@@ -14,8 +14,17 @@ from tunewise.data import Rendered
 from tunewise.testing import tiny_model, tiny_tokenizer
 from tunewise.training.loop import FitResult, fit
 
-__all__ = ["Probe", "Record", "losses", "lora_model", "make_rows", "run", "train_config", "trainable",
-           "write_run_config"]
+__all__ = [
+    "Probe",
+    "Record",
+    "lora_model",
+    "losses",
+    "make_rows",
+    "run",
+    "train_config",
+    "trainable",
+    "write_run_config",
+]
 
 
 def make_rows(n: int = 16, length: int = 12, seed: int = 0) -> list[Rendered]:
@@ -32,24 +41,48 @@ def lora_model(seed: int = 0, **config: Any) -> torch.nn.Module:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return get_peft_model(tiny_model(**config), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                                                                target_modules="all-linear"))
+        return get_peft_model(
+            tiny_model(**config), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear")
+        )
 
 
 def train_config(**overrides: Any) -> TrainConfig:
-    settings: dict[str, Any] = dict(max_steps=4, lr=1e-2, batch_size=4, log_every=1, eval_every=0,
-                                    save_every=1000, warmup_ratio=0.0, precision="fp32", scheduler="constant")
+    settings: dict[str, Any] = dict(
+        max_steps=4,
+        lr=1e-2,
+        batch_size=4,
+        log_every=1,
+        eval_every=0,
+        save_every=1000,
+        warmup_ratio=0.0,
+        precision="fp32",
+        scheduler="constant",
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
 
-def run(tmp_path: Path, train: TrainConfig, *, model: torch.nn.Module | None = None, eval_rows: int = 0,
-        rows: list[Rendered] | None = None, **kwargs: Any) -> tuple[FitResult, list[dict[str, Any]]]:
+def run(
+    tmp_path: Path,
+    train: TrainConfig,
+    *,
+    model: torch.nn.Module | None = None,
+    eval_rows: int = 0,
+    rows: list[Rendered] | None = None,
+    **kwargs: Any,
+) -> tuple[FitResult, list[dict[str, Any]]]:
     run_dir = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
     run_dir.mkdir()
-    result = fit(model if model is not None else lora_model(), tiny_tokenizer(),
-                 rows if rows is not None else make_rows(), make_rows(eval_rows, seed=99) if eval_rows else [],
-                 train, run_dir, resume=False, **kwargs)
+    result = fit(
+        model if model is not None else lora_model(),
+        tiny_tokenizer(),
+        rows if rows is not None else make_rows(),
+        make_rows(eval_rows, seed=99) if eval_rows else [],
+        train,
+        run_dir,
+        resume=False,
+        **kwargs,
+    )
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return result, records
 
@@ -70,12 +103,13 @@ class Record(TrainerCallback):
         self.before: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         self.after: list[dict[str, torch.Tensor]] = []
 
-    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):  # noqa: ANN001
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         self.optimizers.append(getattr(optimizer, "optimizer", optimizer))
-        self.before.append({n: (p.detach().clone(), p.grad.detach().clone())
-                            for n, p in model.named_parameters() if p.requires_grad})
+        self.before.append(
+            {n: (p.detach().clone(), p.grad.detach().clone()) for n, p in model.named_parameters() if p.requires_grad}
+        )
 
-    def on_optimizer_step(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         self.after.append(trainable(model))
 
 
@@ -93,8 +127,11 @@ class Probe:
         return outputs.logits.sum() * 0.0
 
 
-FACTS = [("What colour is the sky?", "The sky is blue."), ("What do bees make?", "Bees make honey."),
-         ("How many legs does a spider have?", "A spider has eight legs.")]
+FACTS = [
+    ("What colour is the sky?", "The sky is blue."),
+    ("What do bees make?", "Bees make honey."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+]
 
 
 def write_run_config(tmp_path: Path, model_dir: Path, train: str, name: str = "run") -> Path:
@@ -109,5 +146,6 @@ def write_run_config(tmp_path: Path, model_dir: Path, train: str, name: str = "r
         "method: {r: 4, alpha: 8, dropout: 0.0}\n"
         f"train: {train}\n"
         "eval: {generations: 0, suites: []}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n")
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n"
+    )
     return config

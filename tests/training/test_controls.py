@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import torch
-from fitting import Probe, Record, losses, lora_model, make_rows, run, train_config, trainable
+from fitting import Probe, Record, lora_model, losses, make_rows, run, train_config, trainable
 
 from tunewise.config import TrainConfig
-
 
 # ---- seed -------------------------------------------------------------------------------------
 
@@ -40,8 +39,11 @@ def test_l2_and_l1_are_logged_terms_that_add_up_to_the_loss(tmp_path: Path, grad
     params = trainable(model)
     l2 = sum(float(p.pow(2).sum()) for p in params.values())
     l1 = sum(float(p.abs().sum()) for p in params.values())
-    _, records = run(tmp_path, train_config(max_steps=3, batch_size=4 // grad_accum, grad_accum=grad_accum,
-                                            penalty={"l1": 1e-3, "l2": 1e-2}), model=model)
+    _, records = run(
+        tmp_path,
+        train_config(max_steps=3, batch_size=4 // grad_accum, grad_accum=grad_accum, penalty={"l1": 1e-3, "l2": 1e-2}),
+        model=model,
+    )
     logs = [r for r in records if "loss" in r]
     first = logs[0]
     # Logged at step 1: the penalty of the weights that step was computed on, counted once per
@@ -82,14 +84,19 @@ def test_a_custom_term_runs_on_every_training_micro_batch_only(tmp_path: Path) -
 # ---- optimizers, clipping, weight decay ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("settings", "cls", "expected"), [
-    (dict(optimizer="adamw", betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1), "AdamW",
-     dict(betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
-    (dict(optimizer="adafactor"), "Adafactor", dict(relative_step=False, scale_parameter=False)),
-    (dict(optimizer="sgd", momentum=0.9), "SGD", dict(momentum=0.9)),
-])
-def test_the_configured_optimizer_is_the_one_stepping(tmp_path: Path, settings: dict, cls: str,
-                                                      expected: dict) -> None:
+@pytest.mark.parametrize(
+    ("settings", "cls", "expected"),
+    [
+        (
+            dict(optimizer="adamw", betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+            "AdamW",
+            dict(betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+        ),
+        (dict(optimizer="adafactor"), "Adafactor", dict(relative_step=False, scale_parameter=False)),
+        (dict(optimizer="sgd", momentum=0.9), "SGD", dict(momentum=0.9)),
+    ],
+)
+def test_the_configured_optimizer_is_the_one_stepping(tmp_path: Path, settings: dict, cls: str, expected: dict) -> None:
     record = Record()
     run(tmp_path, train_config(max_steps=1, **settings), callbacks=[record])
     optimizer = record.optimizers[0]
@@ -126,8 +133,9 @@ def lr_curve(train: TrainConfig, steps: int) -> list[float]:
     from tunewise.training.trainer import TunewiseTrainer
 
     model = lora_model()
-    trainer = TunewiseTrainer(model=model, args=_training_arguments(train, Path("unused"), has_eval=False, on_cpu=True),
-                              train_config=train)
+    trainer = TunewiseTrainer(
+        model=model, args=_training_arguments(train, Path("unused"), has_eval=False, on_cpu=True), train_config=train
+    )
     trainer.create_optimizer_and_scheduler(num_training_steps=steps)
     curve = []
     for _ in range(steps):

@@ -25,7 +25,9 @@ def stops_after(values: list[float], *, patience: int, min_delta: float = 0.0, m
         control = TrainerControl()
         state.global_step = i
         callback.on_evaluate(args, state, control, {"eval_score": value})
-        better = state.best_metric is None or (value > state.best_metric if mode == "max" else value < state.best_metric)
+        better = state.best_metric is None or (
+            value > state.best_metric if mode == "max" else value < state.best_metric
+        )
         state.best_metric = value if better else state.best_metric  # what the Trainer does after the callbacks
         if control.should_training_stop:
             return i
@@ -54,15 +56,20 @@ class StalledScore(TrainerCallback):
     def __init__(self, values: list[float]) -> None:
         self.values = list(values)
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics["eval_score"] = self.values.pop(0)
 
 
 def test_fit_stops_on_a_stalled_metric_and_ends_with_the_best_checkpoint(tmp_path: Path) -> None:
     model = lora_model()
     stopping = {"enabled": True, "metric": "score", "mode": "max", "patience": 2, "min_delta": 0.02}
-    result, records = run(tmp_path, train_config(max_steps=20, eval_every=2, early_stopping=stopping),
-                          model=model, eval_rows=4, callbacks=[StalledScore([0.5, 0.7, 0.7, 0.69, 0.9, 0.9])])
+    result, records = run(
+        tmp_path,
+        train_config(max_steps=20, eval_every=2, early_stopping=stopping),
+        model=model,
+        eval_rows=4,
+        callbacks=[StalledScore([0.5, 0.7, 0.7, 0.69, 0.9, 0.9])],
+    )
     # Evals at steps 2, 4, 6, 8: best 0.7 at step 4, then two evals without a 0.02 improvement.
     assert result.stopped_early_at == 8 and result.steps == 8
     assert records[-1]["step"] == 8
@@ -95,10 +102,13 @@ def test_early_stopping_problems_are_found_before_training(tmp_path: Path) -> No
 @pytest.fixture()
 def stopping_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
     # mode: max on a falling eval loss: the first eval stays the best, the run stalls from there.
-    return write_run_config(tmp_path, tiny_model_dir,
-                            "{max_steps: 30, lr: 0.01, batch_size: 4, eval_every: 2, log_every: 1, "
-                            "warmup_ratio: 0.0, precision: fp32, save_total_limit: 1, "
-                            "early_stopping: {enabled: true, metric: eval_loss, mode: max, patience: 2}}")
+    return write_run_config(
+        tmp_path,
+        tiny_model_dir,
+        "{max_steps: 30, lr: 0.01, batch_size: 4, eval_every: 2, log_every: 1, "
+        "warmup_ratio: 0.0, precision: fp32, save_total_limit: 1, "
+        "early_stopping: {enabled: true, metric: eval_loss, mode: max, patience: 2}}",
+    )
 
 
 def test_the_saved_adapter_is_the_best_checkpoint(stopping_config: Path) -> None:
@@ -110,16 +120,20 @@ def test_the_saved_adapter_is_the_best_checkpoint(stopping_config: Path) -> None
     assert summary["stopped_early_at"] is not None and summary["steps"] == summary["stopped_early_at"] < 30
     best = Path(summary["best_checkpoint"])
     assert best.is_dir(), "the best checkpoint survives save_total_limit"
-    evals = {r["step"]: r["eval_loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-             if "eval_loss" in r}
+    evals = {
+        r["step"]: r["eval_loss"]
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "eval_loss" in r
+    }
     assert summary["best_metric"] == max(evals.values()) == evals[int(best.name.split("-")[-1])]
     saved = load_file(run_dir / "adapter" / "adapter_model.safetensors")
     kept = load_file(best / "adapter_model.safetensors")
     assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
 
 
-def test_early_stopping_without_eval_rows_fails_before_the_model_loads(stopping_config: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_stopping_without_eval_rows_fails_before_the_model_loads(
+    stopping_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tunewise import models
     from tunewise.config import load_config
     from tunewise.run import train
@@ -132,6 +146,7 @@ def test_early_stopping_without_eval_rows_fails_before_the_model_loads(stopping_
 
 def test_a_resumed_run_keeps_its_patience_count(tmp_path: Path) -> None:
     from fitting import make_rows
+
     from tunewise.testing import tiny_tokenizer
     from tunewise.training.loop import fit
 
@@ -139,8 +154,16 @@ def test_a_resumed_run_keeps_its_patience_count(tmp_path: Path) -> None:
 
     def part(max_steps: int, resume: bool, values: list[float]) -> object:
         train = train_config(max_steps=max_steps, eval_every=2, save_total_limit=1, early_stopping=stopping)
-        return fit(lora_model(), tiny_tokenizer(), make_rows(), make_rows(4, seed=99), train, tmp_path,
-                   resume=resume, callbacks=[StalledScore(values)])
+        return fit(
+            lora_model(),
+            tiny_tokenizer(),
+            make_rows(),
+            make_rows(4, seed=99),
+            train,
+            tmp_path,
+            resume=resume,
+            callbacks=[StalledScore(values)],
+        )
 
     first = part(4, False, [0.5, 0.5])  # evals at 2 (best) and 4 (no improvement: count 1)
     assert first.stopped_early_at is None

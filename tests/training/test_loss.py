@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn import functional as F  # noqa: N812
+from fitting import Probe, lora_model, run, train_config
+from torch.nn import functional as F
 
 from tunewise.testing import tiny_model
 from tunewise.training.collate import PadCollator
 from tunewise.training.loss import causal_lm_loss, chunked_cross_entropy
-
-from fitting import Probe, lora_model, run, train_config
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
@@ -66,8 +65,9 @@ def test_causal_lm_loss_equals_the_model_loss() -> None:
     for a, b in zip(grads, wanted, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
     # Normalised by the accumulated batch's trained tokens, as transformers does with num_items_in_batch.
-    torch.testing.assert_close(causal_lm_loss(model, batch, num_items_in_batch=40)[0],
-                               model(**batch, num_items_in_batch=40).loss)
+    torch.testing.assert_close(
+        causal_lm_loss(model, batch, num_items_in_batch=40)[0], model(**batch, num_items_in_batch=40).loss
+    )
 
 
 def test_untrained_positions_get_no_gradient() -> None:
@@ -92,7 +92,7 @@ def test_untrained_positions_get_no_gradient() -> None:
     assert grad[trained_next].abs().amax(-1).min() > 0
 
 
-def test_fit_loss_is_the_same_with_the_fast_path(tmp_path) -> None:  # noqa: ANN001
+def test_fit_loss_is_the_same_with_the_fast_path(tmp_path) -> None:
     # A (weight 0) loss term reads the model's outputs, so it turns the fast path off: padded
     # batches and the model's own loss. One batch holds every row, so order cannot differ.
     from tunewise.data import Rendered
@@ -105,8 +105,9 @@ def test_fit_loss_is_the_same_with_the_fast_path(tmp_path) -> None:  # noqa: ANN
         rows.append(Rendered(f"r:{i}", ids, labels, n, n - 3, False, 0))
     train = train_config(max_steps=2, batch_size=4)
     fast, fast_log = run(tmp_path, train, model=lora_model(seed=8), rows=rows)
-    slow, slow_log = run(tmp_path, train, model=lora_model(seed=8), rows=rows,
-                         terms=[Probe(lambda m, i, o: "labels" in i)])
+    slow, slow_log = run(
+        tmp_path, train, model=lora_model(seed=8), rows=rows, terms=[Probe(lambda m, i, o: "labels" in i)]
+    )
     fast_losses = [r["loss"] for r in fast_log if "loss" in r]
     slow_losses = [r["loss/task"] for r in slow_log if "loss/task" in r]
     assert len(fast_losses) == len(slow_losses) == 2

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from fitting import lora_model, run, train_config
 
 from tunewise.testing import tiny_model
 from tunewise.training.collate import PadCollator
 from tunewise.training.loss import causal_lm_loss
 from tunewise.training.packing import PACKED_ATTENTION, PackCollator, can_pack, packed_attention_for
-
-from fitting import lora_model, run, train_config
 
 
 def _rows(lengths: tuple[int, ...] = (5, 17, 3, 11, 8), seed: int = 0) -> list[dict[str, list[int]]]:
@@ -19,7 +20,7 @@ def _rows(lengths: tuple[int, ...] = (5, 17, 3, 11, 8), seed: int = 0) -> list[d
     for n in lengths:
         ids = torch.randint(3, 400, (n,), generator=g).tolist()
         # A prompt (untrained) then a trained answer, as a chat row.
-        rows.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2:]})
+        rows.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2 :]})
     return rows
 
 
@@ -128,12 +129,14 @@ def test_can_pack_only_what_stays_exact() -> None:
     assert not can_pack(LlamaForSequenceClassification(tiny_model_config(num_labels=2)))
 
 
-def test_fit_packs_by_default_and_counts_every_real_token(tmp_path) -> None:  # noqa: ANN001
+def test_fit_packs_by_default_and_counts_every_real_token(tmp_path) -> None:
     from tunewise.data import Rendered
 
     lengths = [5, 17, 3, 11, 8, 30, 2, 9]
-    rows = [Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
-            for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))]
+    rows = [
+        Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
+        for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))
+    ]
     result, records = run(tmp_path, train_config(max_steps=None, epochs=1, batch_size=4), rows=rows)
     assert result.steps == 2
     assert result.tokens_seen == sum(lengths)  # no padding counted, no end-of-turn token missed
@@ -144,8 +147,10 @@ def test_split_packed_cuts_between_rows_within_the_budget() -> None:
     from tunewise.training.packing import split_packed
 
     lengths = (5, 3, 9, 2, 2, 7)
-    rows = [{"input_ids": list(range(10 * i, 10 * i + n)), "labels": list(range(10 * i, 10 * i + n))}
-            for i, n in enumerate(lengths)]
+    rows = [
+        {"input_ids": list(range(10 * i, 10 * i + n)), "labels": list(range(10 * i, 10 * i + n))}
+        for i, n in enumerate(lengths)
+    ]
     batch = PackCollator()(rows)
 
     def rows_of(parts: list[dict[str, torch.Tensor]]) -> list[tuple[int, ...]]:
@@ -153,7 +158,7 @@ def test_split_packed_cuts_between_rows_within_the_budget() -> None:
         for part in parts:
             ids, positions = part["input_ids"][0].tolist(), part["position_ids"][0].tolist()
             starts = [i for i, q in enumerate(positions) if q == 0] + [len(ids)]
-            found += [tuple(ids[a:b]) for a, b in zip(starts, starts[1:])]
+            found += [tuple(ids[a:b]) for a, b in itertools.pairwise(starts)]
         return sorted(found)
 
     for budget in (4, 6, 10, 13):
@@ -168,12 +173,14 @@ def test_split_packed_cuts_between_rows_within_the_budget() -> None:
     assert split_packed(batch, 100) == [batch]
 
 
-def test_passes_give_the_gradient_of_the_whole_batch(tmp_path) -> None:  # noqa: ANN001
+def test_passes_give_the_gradient_of_the_whole_batch(tmp_path) -> None:
     from tunewise.data import Rendered
 
     lengths = [5, 17, 3, 11, 8, 30, 2, 9]
-    rows = [Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
-            for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))]
+    rows = [
+        Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
+        for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))
+    ]
     whole_model, parts_model = lora_model(seed=9), lora_model(seed=9)
     train = train_config(max_steps=3, batch_size=4, grad_accum=2)
     _, whole = run(tmp_path, train.model_copy(update={"tokens_per_pass": None}), model=whole_model, rows=rows)
@@ -186,15 +193,20 @@ def test_passes_give_the_gradient_of_the_whole_batch(tmp_path) -> None:  # noqa:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_terms_that_do_not_read_outputs_keep_the_fast_path_and_count_once_per_batch(tmp_path) -> None:  # noqa: ANN001
+def test_terms_that_do_not_read_outputs_keep_the_fast_path_and_count_once_per_batch(tmp_path) -> None:
     from tunewise.data import Rendered
-    from tunewise.guard.regularizers import KLToBase, L2SP
+    from tunewise.guard.regularizers import L2SP, KLToBase
 
     lengths = [5, 17, 3, 11, 8, 30, 2, 9]
-    rows = [Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
-            for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))]
+    rows = [
+        Rendered(f"r:{i}", r["input_ids"], r["labels"], n, sum(y != -100 for y in r["labels"]), False, 0)
+        for i, (r, n) in enumerate(zip(_rows(tuple(lengths)), lengths, strict=True))
+    ]
     assert not L2SP(weight=1.0, params={}, anchor={}).reads_outputs
-    assert KLToBase(weight=1.0, on="batch").reads_outputs and not KLToBase(weight=1.0, on="general", general=rows).reads_outputs
+    assert (
+        KLToBase(weight=1.0, on="batch").reads_outputs
+        and not KLToBase(weight=1.0, on="general", general=rows).reads_outputs
+    )
     # An L2 penalty in the loss: padded batches with the model's own loss against packed passes of
     # at most 12 tokens (a batch cut in up to four passes); the penalty must count once per batch.
     train = train_config(max_steps=3, batch_size=4, grad_accum=2, penalty={"l2": 0.05}, group_by_length=True)
@@ -202,9 +214,11 @@ def test_terms_that_do_not_read_outputs_keep_the_fast_path_and_count_once_per_ba
     _, padded = run(tmp_path, train.model_copy(update={"packing": False}), model=padded_model, rows=rows)
     _, packed = run(tmp_path, train.model_copy(update={"tokens_per_pass": 12}), model=packed_model, rows=rows)
     assert [r["loss/l2"] for r in packed if "loss/l2" in r] == pytest.approx(
-        [r["loss/l2"] for r in padded if "loss/l2" in r], rel=1e-5)
-    assert [r["loss"] for r in packed if "loss" in r] == pytest.approx([r["loss"] for r in padded if "loss" in r], rel=1e-5)
+        [r["loss/l2"] for r in padded if "loss/l2" in r], rel=1e-5
+    )
+    assert [r["loss"] for r in packed if "loss" in r] == pytest.approx(
+        [r["loss"] for r in padded if "loss" in r], rel=1e-5
+    )
     for (name, a), b in zip(padded_model.named_parameters(), packed_model.parameters(), strict=True):
         if a.requires_grad:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
-

@@ -17,9 +17,11 @@ def loss_curve(config: Path, *overrides: str) -> list[float]:
 
 
 def test_same_seed_same_loss_curve_different_seed_different_curve(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = write_run_config(tmp_path, tiny_model_dir,
-                              "{max_steps: 5, lr: 0.01, batch_size: 4, eval_every: 0, log_every: 1, "
-                              "precision: fp32, dropout: 0.1}")
+    config = write_run_config(
+        tmp_path,
+        tiny_model_dir,
+        "{max_steps: 5, lr: 0.01, batch_size: 4, eval_every: 0, log_every: 1, precision: fp32, dropout: 0.1}",
+    )
     first = loss_curve(config, "train.seed=3")
     assert len(first) == 5
     assert loss_curve(config, "train.seed=3") == first, "bit-identical"

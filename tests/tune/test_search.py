@@ -47,8 +47,8 @@ def write_config(tmp_path: Path, model_dir: Path, train: str, tune_section: str)
         "method: {r: 4, alpha: 8, dropout: 0.0}\n"
         f"train: {{batch_size: 4, save_every: 100, log_every: 1, warmup_ratio: 0.0, precision: fp32, {train}}}\n"
         "eval: {generations: 0, bootstrap: 100, suites: [{name: general_knowledge, limit: 3}]}\n"
-        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n" + QUIET
-        + "tune:\n" + tune_section)
+        f"output: {{dir: {tmp_path / 'runs'}, tracking: []}}\n" + QUIET + "tune:\n" + tune_section
+    )
     return config
 
 
@@ -57,9 +57,13 @@ def trials_of(directory: Path) -> list[dict]:
 
 
 def test_pruning_happens_and_a_rerun_resumes_the_study(tmp_path: Path, tiny_model_dir: Path) -> None:
-    path = write_config(tmp_path, tiny_model_dir, "max_steps: 4, lr: 0.01, eval_every: 1",
-                        "  space:\n    train.lr: {log_uniform: [1.0e-5, 1.0e-1]}\n    method.r: {choice: [2, 4, 8]}\n"
-                        "  sampler: random\n  pruner: median\n  startup_trials: 2\n")
+    path = write_config(
+        tmp_path,
+        tiny_model_dir,
+        "max_steps: 4, lr: 0.01, eval_every: 1",
+        "  space:\n    train.lr: {log_uniform: [1.0e-5, 1.0e-1]}\n    method.r: {choice: [2, 4, 8]}\n"
+        "  sampler: random\n  pruner: median\n  startup_trials: 2\n",
+    )
     config = load_config(path)
     directory = tune(config, path, trials=4)
     first = trials_of(directory)
@@ -76,10 +80,15 @@ def test_pruning_happens_and_a_rerun_resumes_the_study(tmp_path: Path, tiny_mode
         run = directory / t["run_dir"]
         assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file(), "every trial is a run directory"
         run_config = load_config(run / "config.yaml")
-        assert run_config.train.lr == pytest.approx(t["params"]["train.lr"]) and run_config.method.r == t["params"]["method.r"]
+        assert (
+            run_config.train.lr == pytest.approx(t["params"]["train.lr"])
+            and run_config.method.r == t["params"]["method.r"]
+        )
         if t["state"] == "PRUNED":
             # Stopped at the eval the pruner judged, before the planned 4 steps.
-            assert t["pruned_at"] < 4 and json.loads((run / "train_summary.json").read_text())["steps"] == t["pruned_at"]
+            assert (
+                t["pruned_at"] < 4 and json.loads((run / "train_summary.json").read_text())["steps"] == t["pruned_at"]
+            )
             assert not (run / "eval_summary.json").exists()
         else:
             assert (run / "eval_summary.json").is_file() and (run / "report.html").is_file()
@@ -101,9 +110,12 @@ def test_pruning_happens_and_a_rerun_resumes_the_study(tmp_path: Path, tiny_mode
 def test_a_failing_trial_is_recorded_and_the_study_completes(tmp_path: Path, tiny_model_dir: Path) -> None:
     # max_steps 2 leaves the step schedule's step_size 3 unreachable: that trial's training refuses to
     # start (a problem only visible at run time); the grid still runs its other value.
-    path = write_config(tmp_path, tiny_model_dir, "max_steps: 4, lr: 0.01, eval_every: 0, scheduler: step, "
-                        "step_size: 3",
-                        "  space:\n    train.max_steps: {choice: [2, 4]}\n  sampler: grid\n  trials: 5\n")
+    path = write_config(
+        tmp_path,
+        tiny_model_dir,
+        "max_steps: 4, lr: 0.01, eval_every: 0, scheduler: step, step_size: 3",
+        "  space:\n    train.max_steps: {choice: [2, 4]}\n  sampler: grid\n  trials: 5\n",
+    )
     directory = tune(load_config(path), path)
     trials = {t["params"]["train.max_steps"]: t for t in trials_of(directory)}
     assert len(trials) == 2, "the grid has two points and then the study stops"
@@ -114,9 +126,13 @@ def test_a_failing_trial_is_recorded_and_the_study_completes(tmp_path: Path, tin
 
 
 def test_two_workers_share_one_sqlite_study_with_two_objectives(tmp_path: Path, tiny_model_dir: Path) -> None:
-    path = write_config(tmp_path, tiny_model_dir, "max_steps: 2, lr: 0.01, eval_every: 0",
-                        "  space:\n    train.lr: {log_uniform: [1.0e-3, 1.0e-1]}\n"
-                        "  objectives: [eval_loss, forgetting]\n  sampler: random\n")
+    path = write_config(
+        tmp_path,
+        tiny_model_dir,
+        "max_steps: 2, lr: 0.01, eval_every: 0",
+        "  space:\n    train.lr: {log_uniform: [1.0e-3, 1.0e-1]}\n"
+        "  objectives: [eval_loss, forgetting]\n  sampler: random\n",
+    )
     directory = tune(load_config(path), path, trials=4, workers=2)
     trials = trials_of(directory)
     assert 4 <= len(trials) <= 5  # a worker may start one trial while the other finishes the budget
@@ -129,14 +145,16 @@ def test_two_workers_share_one_sqlite_study_with_two_objectives(tmp_path: Path, 
     assert (directory / "plots" / "pareto.png").read_bytes().startswith(b"\x89PNG")
     assert "Pareto front" in (directory / "report.html").read_text()
     assert yaml.safe_load((directory / "best.yaml").read_text())["train"]["lr"] == pytest.approx(
-        next(t for t in trials if t["number"] == front[0])["params"]["train.lr"])
+        next(t for t in trials if t["number"] == front[0])["params"]["train.lr"]
+    )
 
 
 def test_a_bad_space_stops_before_any_trial_with_the_key_and_line(tmp_path: Path, tiny_model_dir: Path) -> None:
     from tunewise.cli import app
 
-    path = write_config(tmp_path, tiny_model_dir, "max_steps: 2",
-                        "  space:\n    train.lrr: {log_uniform: [1.0e-5, 1.0e-3]}\n")
+    path = write_config(
+        tmp_path, tiny_model_dir, "max_steps: 2", "  space:\n    train.lrr: {log_uniform: [1.0e-5, 1.0e-3]}\n"
+    )
     result = CliRunner().invoke(app, ["tune", str(path), "--trials", "2"])
     assert isinstance(result.exception, ConfigError)
     line = path.read_text().splitlines().index("    train.lrr: {log_uniform: [1.0e-5, 1.0e-3]}") + 1

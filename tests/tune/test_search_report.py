@@ -11,33 +11,61 @@ from tunewise.tune.report import history_plot, pareto_plot, render
 
 
 def trial(number: int, state: str, values: list[float] | None, params: dict[str, Any], **extra: Any) -> dict:
-    return {"number": number, "state": state, "values": values, "params": params, "duration_s": 1.5,
-            "run_dir": f"trial-{number:04d}", "pruned_at": None, "error": None, "intermediate": {}, **extra}
+    return {
+        "number": number,
+        "state": state,
+        "values": values,
+        "params": params,
+        "duration_s": 1.5,
+        "run_dir": f"trial-{number:04d}",
+        "pruned_at": None,
+        "error": None,
+        "intermediate": {},
+        **extra,
+    }
 
 
 def summary(trials: list[dict], best: list[int], objectives: list[str]) -> dict:
     counts: dict[str, int] = {}
     for t in trials:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
-    return {"study": "lr<search>&co", "storage": "sqlite:///study.db", "objectives": objectives,
-            "directions": ["minimize"] * len(objectives), "sampler": "random", "pruner": "median",
-            "prune_metric": "eval_loss", "space": {"train.lr": {"choice": ["<1e-3>", 0.01]}}, "counts": counts,
-            "best": best, "trials": trials, "best_configs": ["best.yaml"] if best else [],
-            "importances": {"eval_loss": {"train.lr": 1.0}} if best else {}}
+    return {
+        "study": "lr<search>&co",
+        "storage": "sqlite:///study.db",
+        "objectives": objectives,
+        "directions": ["minimize"] * len(objectives),
+        "sampler": "random",
+        "pruner": "median",
+        "prune_metric": "eval_loss",
+        "space": {"train.lr": {"choice": ["<1e-3>", 0.01]}},
+        "counts": counts,
+        "best": best,
+        "trials": trials,
+        "best_configs": ["best.yaml"] if best else [],
+        "importances": {"eval_loss": {"train.lr": 1.0}} if best else {},
+    }
 
 
 def test_the_page_escapes_every_user_string_once_and_links_existing_trial_reports(tmp_path: Path) -> None:
     (tmp_path / "trial-0000").mkdir()
     (tmp_path / "trial-0000" / "report.html").write_text("<html></html>")
-    trials = [trial(0, "COMPLETE", [1.25], {"train.lr": "<1e-3>"}),
-              trial(1, "FAIL", None, {"train.lr": 0.01}, error="bad <value> & more"),
-              trial(2, "PRUNED", [9.0], {"train.lr": 0.01}, pruned_at=3)]
-    html = render(summary(trials, [0], ["eval_loss"]), {"history.png": history_plot([(0, 1.25)], "eval_loss",
-                                                                                    "minimize")}, tmp_path)
+    trials = [
+        trial(0, "COMPLETE", [1.25], {"train.lr": "<1e-3>"}),
+        trial(1, "FAIL", None, {"train.lr": 0.01}, error="bad <value> & more"),
+        trial(2, "PRUNED", [9.0], {"train.lr": 0.01}, pruned_at=3),
+    ]
+    html = render(
+        summary(trials, [0], ["eval_loss"]),
+        {"history.png": history_plot([(0, 1.25)], "eval_loss", "minimize")},
+        tmp_path,
+    )
 
     assert re.findall(r'<section id="(\w+)"><h2>([^<]+)</h2>', html) == [
-        ("summary", "Search summary"), ("best", "Best trial"), ("trials", "Trials"),
-        ("importance", "Parameter importance")]
+        ("summary", "Search summary"),
+        ("best", "Best trial"),
+        ("trials", "Trials"),
+        ("importance", "Parameter importance"),
+    ]
     assert "<title>tunewise search — lr&lt;search&gt;&amp;co</title>" in html
     assert "<li>trial 0: eval_loss 1.2500 — <code>train.lr=&lt;1e-3&gt;</code></li>" in html, "a real list"
     assert "&lt;ul&gt;" not in html and "&amp;lt;" not in html, "nothing is escaped twice"

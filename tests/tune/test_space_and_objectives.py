@@ -36,11 +36,14 @@ def space_problems(tmp_path: Path, tune: str, extra: str = "") -> list[str]:
 
 
 def test_unknown_key_and_out_of_schema_values_are_named_with_their_line(tmp_path: Path) -> None:
-    problems = space_problems(tmp_path, "  space:\n"
-                                        "    train.lr: {log_uniform: [1.0e-5, 1.0e-3]}\n"
-                                        "    train.warmup_ration: {uniform: [0.1, 0.2]}\n"
-                                        "    train.batch_size: {int: [0, 8]}\n"
-                                        "    method.top_k: {choice: [1, 2]}\n")
+    problems = space_problems(
+        tmp_path,
+        "  space:\n"
+        "    train.lr: {log_uniform: [1.0e-5, 1.0e-3]}\n"
+        "    train.warmup_ration: {uniform: [0.1, 0.2]}\n"
+        "    train.batch_size: {int: [0, 8]}\n"
+        "    method.top_k: {choice: [1, 2]}\n",
+    )
     text = "\n".join(problems)
     assert len(problems) == 3, text
     assert "tune.space.train.warmup_ration (" in text and "search.yaml:5): not a config key" in text
@@ -50,11 +53,14 @@ def test_unknown_key_and_out_of_schema_values_are_named_with_their_line(tmp_path
 
 
 def test_a_space_key_under_a_renamed_section_names_the_new_key(tmp_path: Path) -> None:
-    problems = space_problems(tmp_path, "  space:\n"
-                                        "    regularize.replay.ratio: {uniform: [0.0, 0.3]}\n"
-                                        "    forgetting.limit: {choice: [8, 16]}\n"
-                                        "    guard.kl.weight: {choice: [0.0, 1.0]}\n"
-                                        "    guard.monitor.kl_limit: {choice: [4, 8]}\n")
+    problems = space_problems(
+        tmp_path,
+        "  space:\n"
+        "    regularize.replay.ratio: {uniform: [0.0, 0.3]}\n"
+        "    forgetting.limit: {choice: [8, 16]}\n"
+        "    guard.kl.weight: {choice: [0.0, 1.0]}\n"
+        "    guard.monitor.kl_limit: {choice: [4, 8]}\n",
+    )
     path = tmp_path / "search.yaml"
     assert problems == [
         f"tune.space.regularize.replay.ratio ({path}:4): not a config key: "
@@ -65,18 +71,20 @@ def test_a_space_key_under_a_renamed_section_names_the_new_key(tmp_path: Path) -
 
 
 def test_searching_the_search_or_the_output_is_refused_and_grid_needs_finite_values(tmp_path: Path) -> None:
-    problems = space_problems(tmp_path, "  sampler: grid\n  space:\n"
-                                        "    tune.seed: {choice: [1, 2]}\n"
-                                        "    train.lr: {log_uniform: [1.0e-5, 1.0e-3]}\n")
+    problems = space_problems(
+        tmp_path,
+        "  sampler: grid\n  space:\n    tune.seed: {choice: [1, 2]}\n    train.lr: {log_uniform: [1.0e-5, 1.0e-3]}\n",
+    )
     assert any(p.startswith("tune.space.tune.seed") for p in problems)
     assert any("grid sampler needs a finite list" in p and "train.lr" in p for p in problems)
     assert space_problems(tmp_path, "  space: {}\n")[0].startswith("tune.space: nothing to search")
 
 
 def test_method_keys_follow_the_method_drawn(tmp_path: Path) -> None:
-    config, _ = config_with(tmp_path, "  sampler: random\n  space:\n"
-                                      "    method.type: {choice: [lora, ia3]}\n"
-                                      "    method.r: {choice: [4, 8]}\n")
+    config, _ = config_with(
+        tmp_path,
+        "  sampler: random\n  space:\n    method.type: {choice: [lora, ia3]}\n    method.r: {choice: [4, 8]}\n",
+    )
     check_space(config)  # r belongs to lora, one of the types drawn: fine
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     drawn = [sample_params(study.ask(), config) for _ in range(12)]
@@ -91,18 +99,22 @@ def test_method_keys_follow_the_method_drawn(tmp_path: Path) -> None:
 
 def test_apply_params_sets_nested_keys_and_drops_the_search(tmp_path: Path) -> None:
     config, _ = config_with(tmp_path, "  space: {train.lr: {uniform: [0.1, 0.2]}}\n")
-    out = apply_params(config, {"train.lr": 0.15, "train.early_stopping.patience": 7,
-                                "method.target_modules": ["q_proj", "v_proj"]})
+    out = apply_params(
+        config, {"train.lr": 0.15, "train.early_stopping.patience": 7, "method.target_modules": ["q_proj", "v_proj"]}
+    )
     assert out.train.lr == 0.15 and out.train.early_stopping.patience == 7
     assert out.method.target_modules == ["q_proj", "v_proj"]
     assert out.tune.space == {} and config.train.lr == 2e-4  # the base is untouched
 
 
 def test_list_choices_and_grids(tmp_path: Path) -> None:
-    config, _ = config_with(tmp_path, "  sampler: grid\n  space:\n"
-                                      "    method.target_modules: {choice: [[q_proj, v_proj], all-linear]}\n"
-                                      "    train.warmup_ratio: {uniform: [0.0, 0.2], step: 0.1}\n"
-                                      "    train.max_steps: {int: [2, 6], step: 2}\n")
+    config, _ = config_with(
+        tmp_path,
+        "  sampler: grid\n  space:\n"
+        "    method.target_modules: {choice: [[q_proj, v_proj], all-linear]}\n"
+        "    train.warmup_ratio: {uniform: [0.0, 0.2], step: 0.1}\n"
+        "    train.max_steps: {int: [2, 6], step: 2}\n",
+    )
     check_space(config)
     grid = grid_space(config)
     assert grid["train.warmup_ratio"] == [0.0, 0.1, 0.2] and grid["train.max_steps"] == [2, 4, 6]
@@ -112,12 +124,22 @@ def test_list_choices_and_grids(tmp_path: Path) -> None:
 
 
 def summary_with(base: float, tuned: float, *, higher: bool = True, role: str = "general") -> dict:
-    return {"base": {"loss": 2.0, "perplexity": math.exp(2.0)}, "tuned": {"loss": 1.5, "perplexity": math.exp(1.5)},
-            "delta_loss": -0.5,
-            "suites": [{"name": "general_knowledge", "role": role, "metric": "acc_norm", "higher_is_better": higher,
-                        "base": {"value": base, "low": base, "high": base},
-                        "tuned": {"value": tuned, "low": tuned, "high": tuned},
-                        "delta": {"value": tuned - base, "low": tuned - base, "high": tuned - base}}]}
+    return {
+        "base": {"loss": 2.0, "perplexity": math.exp(2.0)},
+        "tuned": {"loss": 1.5, "perplexity": math.exp(1.5)},
+        "delta_loss": -0.5,
+        "suites": [
+            {
+                "name": "general_knowledge",
+                "role": role,
+                "metric": "acc_norm",
+                "higher_is_better": higher,
+                "base": {"value": base, "low": base, "high": base},
+                "tuned": {"value": tuned, "low": tuned, "high": tuned},
+                "delta": {"value": tuned - base, "low": tuned - base, "high": tuned - base},
+            }
+        ],
+    }
 
 
 def test_forgetting_is_zero_for_no_change_and_signed_by_the_metric_direction() -> None:
@@ -131,8 +153,9 @@ def test_forgetting_is_zero_for_no_change_and_signed_by_the_metric_direction() -
 def test_objective_values_read_the_eval_summary() -> None:
     config = load_config(None, ["tune.objectives=[eval_loss, forgetting]"])
     assert objective_values(summary_with(0.6, 0.5), config.tune.objectives) == pytest.approx([1.5, 0.1])
-    config = load_config(None, ["tune.objectives=[{metric: suite/general_knowledge/acc_norm/tuned, "
-                                "direction: maximize}]"])
+    config = load_config(
+        None, ["tune.objectives=[{metric: suite/general_knowledge/acc_norm/tuned, direction: maximize}]"]
+    )
     assert objective_values(summary_with(0.6, 0.5), config.tune.objectives) == pytest.approx([0.5])
     assert directions(config.tune.objectives) == ["maximize"]
     broken = summary_with(0.6, 0.5)
@@ -142,8 +165,7 @@ def test_objective_values_read_the_eval_summary() -> None:
 
 
 def test_objective_problems_are_found_before_any_trial() -> None:
-    config = load_config(None, ["tune.objectives=[accuracy, forgetting]", "eval.suites=[safety]",
-                                "tune.pruner=median"])
+    config = load_config(None, ["tune.objectives=[accuracy, forgetting]", "eval.suites=[safety]", "tune.pruner=median"])
     with pytest.raises(ConfigError) as err:
         check_objectives(config)
     text = "\n".join(err.value.problems)
@@ -181,8 +203,9 @@ def test_trial_callback_reports_evals_prunes_and_stops_on_nan() -> None:
     assert control.should_training_stop and guard.diverged_at == 4
 
     with pytest.raises(ConfigError, match="tune.prune_metric: eval_accuracy"):
-        TrialCallback(study.ask(), "accuracy").on_evaluate(None, _State(1), TrainerControl(),
-                                                           metrics={"eval_loss": 1.0})
+        TrialCallback(study.ask(), "accuracy").on_evaluate(
+            None, _State(1), TrainerControl(), metrics={"eval_loss": 1.0}
+        )
 
 
 def test_a_trial_stopped_by_ctrl_c_is_queued_again_once() -> None:
@@ -191,10 +214,16 @@ def test_a_trial_stopped_by_ctrl_c_is_queued_again_once() -> None:
 
     study = optuna.create_study()
     dist = {"train.lr": FloatDistribution(1e-5, 1e-3, log=True)}
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"train.lr": 1e-4}, distributions=dist,
-                                 user_attrs={"interrupted": True}))
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"train.lr": 2e-4}, distributions=dist,
-                                 user_attrs={"error": "out of memory"}))  # a real failure is not retried
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL, params={"train.lr": 1e-4}, distributions=dist, user_attrs={"interrupted": True}
+        )
+    )
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL, params={"train.lr": 2e-4}, distributions=dist, user_attrs={"error": "out of memory"}
+        )
+    )  # a real failure is not retried
     assert _retry_interrupted(study) == 1
     assert _retry_interrupted(study) == 0
     waiting = study.get_trials(states=(TrialState.WAITING,))

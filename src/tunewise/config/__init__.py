@@ -21,8 +21,19 @@ from tunewise.config.data import CheckConfig, CleanConfig, DataConfig, DatasetCo
 from tunewise.config.eval import BaselinesConfig, EvalConfig, SuiteConfig, suite_key
 from tunewise.config.guard import GuardConfig, MonitorConfig, WiseFTConfig
 from tunewise.config.loader import dump_config, key_lines, load_config, parse_overrides
-from tunewise.config.method import (METHOD_CONFIGS, FreezeConfig, FullConfig, GradualUnfreezeConfig, IA3Config,
-                                    LoraConfig, MethodConfig, PrefixConfig, PromptConfig, PTuningConfig, QLoraConfig)
+from tunewise.config.method import (
+    METHOD_CONFIGS,
+    FreezeConfig,
+    FullConfig,
+    GradualUnfreezeConfig,
+    IA3Config,
+    LoraConfig,
+    MethodConfig,
+    PrefixConfig,
+    PromptConfig,
+    PTuningConfig,
+    QLoraConfig,
+)
 from tunewise.config.model import ModelConfig
 from tunewise.config.output import OutputConfig
 from tunewise.config.root import Config, StageConfig, Task, resolve_stage

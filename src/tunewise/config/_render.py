@@ -61,8 +61,10 @@ def _renamed(old: str, value: Any) -> str:
 
 # Keys that make sense only on a 4-bit base, and why the methods that train base weights refuse them.
 _QUANTIZED_ONLY = {"double_quant"}
-_NO_QUANTIZED_BASE = ("a 4-bit quantized base cannot be trained directly: its weights are packed integers "
-                      "that take no gradient, so only adapters train on it — use method.type=qlora")
+_NO_QUANTIZED_BASE = (
+    "a 4-bit quantized base cannot be trained directly: its weights are packed integers "
+    "that take no gradient, so only adapters train on it — use method.type=qlora"
+)
 
 
 def _method_key(key: str, method_type: str) -> str:
@@ -76,15 +78,21 @@ def _method_key(key: str, method_type: str) -> str:
     hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if hint:
         return f"unknown key; did you mean '{hint[0]}'?"
-    elsewhere = difflib.get_close_matches(key, {k for c in METHOD_CONFIGS.values() for k in c.model_fields}, n=1,
-                                          cutoff=0.6)
+    elsewhere = difflib.get_close_matches(
+        key, {k for c in METHOD_CONFIGS.values() for k in c.model_fields}, n=1, cutoff=0.6
+    )
     owner = next((n for n, c in METHOD_CONFIGS.items() if elsewhere and elsewhere[0] in c.model_fields), None)
-    return (f"unknown key; {method_type} keys: {', '.join(known)}"
-            + (f" (did you mean '{elsewhere[0]}' of method.type {owner}?)" if owner else ""))
+    return f"unknown key; {method_type} keys: {', '.join(known)}" + (
+        f" (did you mean '{elsewhere[0]}' of method.type {owner}?)" if owner else ""
+    )
 
 
-def describe_error(error: ErrorDetails, lines: Mapping[tuple[str, ...], int] | None = None, source: str | None = None,
-                   override_keys: AbstractSet[tuple[str, ...]] = frozenset()) -> str:
+def describe_error(
+    error: ErrorDetails,
+    lines: Mapping[tuple[str, ...], int] | None = None,
+    source: str | None = None,
+    override_keys: AbstractSet[tuple[str, ...]] = frozenset(),
+) -> str:
     """One pydantic validation error as one `ConfigError` line, starting with the key path the user wrote.
 
     Args:
@@ -114,8 +122,11 @@ def describe_error(error: ErrorDetails, lines: Mapping[tuple[str, ...], int] | N
     if error["type"] == "union_tag_invalid" and loc == ("method", "type"):
         given = _method_type(error.get("input"))
         hint = difflib.get_close_matches(str(given), list(METHOD_CONFIGS), n=1, cutoff=0.6)
-        return (f"{key}{where}: unknown method {given!r}; " + (f"did you mean '{hint[0]}'? " if hint else "")
-                + f"methods: {', '.join(METHOD_CONFIGS)}")
+        return (
+            f"{key}{where}: unknown method {given!r}; "
+            + (f"did you mean '{hint[0]}'? " if hint else "")
+            + f"methods: {', '.join(METHOD_CONFIGS)}"
+        )
     if error["type"] == "extra_forbidden" and method_type is not None and len(loc) == 2:
         return f"{key}{where}: {_method_key(loc[1], method_type)}"
     if error["type"] == "extra_forbidden" and len(loc) == 1 and loc[0] in _RENAMED:

@@ -8,8 +8,18 @@ from pydantic import Field, field_validator, model_validator
 
 from tunewise.config._section import Section
 
-__all__ = ["CheckConfig", "CheckKind", "CleanConfig", "CleanDrop", "DataConfig", "DatasetConfig", "MixingConfig",
-           "PiiKind", "Shape", "SplitConfig"]
+__all__ = [
+    "CheckConfig",
+    "CheckKind",
+    "CleanConfig",
+    "CleanDrop",
+    "DataConfig",
+    "DatasetConfig",
+    "MixingConfig",
+    "PiiKind",
+    "Shape",
+    "SplitConfig",
+]
 
 
 class SplitConfig(Section):
@@ -29,13 +39,42 @@ class SplitConfig(Section):
 Shape = Literal["auto", "chat", "alpaca", "sharegpt", "prompt_completion", "text"]
 
 
-CheckKind = Literal["duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
-                    "too_long", "truncated", "repetition", "boilerplate", "non_text", "pii", "secrets", "toxicity",
-                    "label_imbalance", "preference_bias", "demographic_imbalance"]
+CheckKind = Literal[
+    "duplicates",
+    "eval_leakage",
+    "test_leakage",
+    "contamination",
+    "format",
+    "empty",
+    "too_short",
+    "too_long",
+    "truncated",
+    "repetition",
+    "boilerplate",
+    "non_text",
+    "pii",
+    "secrets",
+    "toxicity",
+    "label_imbalance",
+    "preference_bias",
+    "demographic_imbalance",
+]
 PiiKind = Literal["secret", "email", "iban", "credit_card", "national_id", "ip_address", "phone"]
 _PII_KINDS: list[PiiKind] = ["secret", "email", "iban", "credit_card", "national_id", "ip_address", "phone"]
-CleanDrop = Literal["duplicates", "format", "empty", "too_short", "too_long", "truncated", "repetition", "non_text",
-                    "toxicity", "contamination", "secrets", "pii"]
+CleanDrop = Literal[
+    "duplicates",
+    "format",
+    "empty",
+    "too_short",
+    "too_long",
+    "truncated",
+    "repetition",
+    "non_text",
+    "toxicity",
+    "contamination",
+    "secrets",
+    "pii",
+]
 _DEFAULT_DROP: list[CleanDrop] = ["duplicates", "format", "empty"]
 
 

@@ -11,8 +11,17 @@ from pydantic import Field, model_validator
 from tunewise.config._section import Section
 from tunewise.config.eval import SuiteConfig
 
-__all__ = ["EwcConfig", "GuardConfig", "KLConfig", "L2SPConfig", "MonitorAction", "MonitorConfig", "ReplayConfig",
-           "SynthConfig", "WiseFTConfig"]
+__all__ = [
+    "EwcConfig",
+    "GuardConfig",
+    "KLConfig",
+    "L2SPConfig",
+    "MonitorAction",
+    "MonitorConfig",
+    "ReplayConfig",
+    "SynthConfig",
+    "WiseFTConfig",
+]
 
 # --- guard.monitor: the forgetting monitor that scores general ability and KL to the base at every
 # eval, its budgets and what breaching one does (tunewise/guard/monitor.py). WiSE-FT after training
@@ -130,7 +139,8 @@ class WiseFTConfig(Section):
 
     enabled: bool = False
     alphas: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0]
+    )
     """The sweep; 0 is the base model, 1 the fine-tune as trained."""
 
 
@@ -156,15 +166,23 @@ class GuardConfig(Section):
     @property
     def needs_general(self) -> list[str]:
         """The keys of the guards that are on and read general data."""
-        return ([k for k, on in (("guard.replay.ratio", self.replay.ratio > 0),
-                                 ("guard.ewc.weight", self.ewc.weight > 0),
-                                 ("guard.kl.on", self.kl.weight > 0 and self.kl.on != "batch")) if on])
+        return [
+            k
+            for k, on in (
+                ("guard.replay.ratio", self.replay.ratio > 0),
+                ("guard.ewc.weight", self.ewc.weight > 0),
+                ("guard.kl.on", self.kl.weight > 0 and self.kl.on != "batch"),
+            )
+            if on
+        ]
 
     @model_validator(mode="after")
     def _general_data_given(self) -> GuardConfig:
         needing = self.needs_general
         if needing and not self.general:
-            raise ValueError(f"{', '.join(needing)} {'needs' if len(needing) == 1 else 'need'} general data and "
-                             f"none is given; set guard.general: "
-                             f"self (the base model answers tunewise's seed prompts) or a file of general chat rows")
+            raise ValueError(
+                f"{', '.join(needing)} {'needs' if len(needing) == 1 else 'need'} general data and "
+                f"none is given; set guard.general: "
+                f"self (the base model answers tunewise's seed prompts) or a file of general chat rows"
+            )
         return self

@@ -7,6 +7,7 @@ paths given as overrides are relative to the current directory (where the user t
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,8 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
             value = raw  # an unparseable value is a plain string; the schema judges it
         if isinstance(value, str):
             # YAML 1.1 reads `1e-4` as a string; a user typing it means a number.
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
-            except ValueError:
-                pass
         parts = key.split(".")
         node = nested
         for part in parts[:-1]:
@@ -78,8 +77,10 @@ def key_lines(text: str, duplicates: list[str] | None = None) -> dict[tuple[str,
                 key = (*path, str(key_node.value))
                 line = key_node.start_mark.line + 1
                 if key[-1] in seen and duplicates is not None:
-                    duplicates.append(f"line {line}: {'.'.join(key)} is given twice (also on line {seen[key[-1]]}); "
-                                      f"YAML would keep only the last one — merge them into one")
+                    duplicates.append(
+                        f"line {line}: {'.'.join(key)} is given twice (also on line {seen[key[-1]]}); "
+                        f"YAML would keep only the last one — merge them into one"
+                    )
                 seen[key[-1]] = line
                 lines[key] = line
                 walk(value_node, key)
@@ -185,8 +186,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError([f"{file}: the top level must be a mapping of sections (model:, data:, ...), "
-                               f"not a {type(loaded).__name__}"])
+            raise ConfigError(
+                [
+                    f"{file}: the top level must be a mapping of sections (model:, data:, ...), "
+                    f"not a {type(loaded).__name__}"
+                ]
+            )
         raw = loaded
         _anchor_paths(raw, file.resolve().parent)
 

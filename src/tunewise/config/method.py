@@ -8,8 +8,19 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from tunewise.config._section import Section
 
-__all__ = ["METHOD_CONFIGS", "FreezeConfig", "FullConfig", "GradualUnfreezeConfig", "IA3Config", "LoraConfig",
-           "MethodConfig", "PTuningConfig", "PrefixConfig", "PromptConfig", "QLoraConfig"]
+__all__ = [
+    "METHOD_CONFIGS",
+    "FreezeConfig",
+    "FullConfig",
+    "GradualUnfreezeConfig",
+    "IA3Config",
+    "LoraConfig",
+    "MethodConfig",
+    "PTuningConfig",
+    "PrefixConfig",
+    "PromptConfig",
+    "QLoraConfig",
+]
 
 # The keys of one method are errors under another (with the reason), never silently ignored.
 
@@ -37,8 +48,10 @@ class FreezeConfig(Section):
     @model_validator(mode="after")
     def _something_trains(self) -> FreezeConfig:
         if not (self.top_k or self.modules or self.train_embeddings or self.train_head):
-            raise ValueError("method: nothing would train; set method.top_k above 0, method.modules, "
-                             "method.train_embeddings or method.train_head")
+            raise ValueError(
+                "method: nothing would train; set method.top_k above 0, method.modules, "
+                "method.train_embeddings or method.train_head"
+            )
         return self
 
 
@@ -69,8 +82,10 @@ class GradualUnfreezeConfig(Section):
     @model_validator(mode="after")
     def _one_schedule(self) -> GradualUnfreezeConfig:
         if (self.every_steps is None) == (self.every_epochs is None):
-            raise ValueError("method: set exactly one of method.every_steps and method.every_epochs "
-                             f"(got every_steps={self.every_steps}, every_epochs={self.every_epochs})")
+            raise ValueError(
+                "method: set exactly one of method.every_steps and method.every_epochs "
+                f"(got every_steps={self.every_steps}, every_epochs={self.every_epochs})"
+            )
         return self
 
 
@@ -148,14 +163,23 @@ class IA3Config(Section):
                 raise ValueError("method.feedforward_modules needs method.target_modules too (it must be a subset)")
             extra = sorted(set(self.feedforward_modules) - set(self.target_modules))
             if extra:
-                raise ValueError(f"method.feedforward_modules: {', '.join(extra)} not in method.target_modules; "
-                                 f"feed-forward modules must be targets too")
+                raise ValueError(
+                    f"method.feedforward_modules: {', '.join(extra)} not in method.target_modules; "
+                    f"feed-forward modules must be targets too"
+                )
         return self
 
 
 METHOD_CONFIGS: dict[str, type[Section]] = {
-    "full": FullConfig, "freeze": FreezeConfig, "gradual_unfreeze": GradualUnfreezeConfig, "lora": LoraConfig,
-    "qlora": QLoraConfig, "prefix": PrefixConfig, "prompt": PromptConfig, "ptuning": PTuningConfig, "ia3": IA3Config,
+    "full": FullConfig,
+    "freeze": FreezeConfig,
+    "gradual_unfreeze": GradualUnfreezeConfig,
+    "lora": LoraConfig,
+    "qlora": QLoraConfig,
+    "prefix": PrefixConfig,
+    "prompt": PromptConfig,
+    "ptuning": PTuningConfig,
+    "ia3": IA3Config,
 }
 """method.type -> its config class (tunewise.methods.METHODS holds the code, in the same order)."""
 
@@ -169,13 +193,16 @@ def _method_type(value: Any) -> Any:
 # a test keeps the two in step.
 MethodConfig = Annotated[
     Union[  # noqa: UP007
-        Annotated[FullConfig, Tag("full")], Annotated[FreezeConfig, Tag("freeze")],
-        Annotated[GradualUnfreezeConfig, Tag("gradual_unfreeze")], Annotated[LoraConfig, Tag("lora")],
-        Annotated[QLoraConfig, Tag("qlora")], Annotated[PrefixConfig, Tag("prefix")],
-        Annotated[PromptConfig, Tag("prompt")], Annotated[PTuningConfig, Tag("ptuning")],
+        Annotated[FullConfig, Tag("full")],
+        Annotated[FreezeConfig, Tag("freeze")],
+        Annotated[GradualUnfreezeConfig, Tag("gradual_unfreeze")],
+        Annotated[LoraConfig, Tag("lora")],
+        Annotated[QLoraConfig, Tag("qlora")],
+        Annotated[PrefixConfig, Tag("prefix")],
+        Annotated[PromptConfig, Tag("prompt")],
+        Annotated[PTuningConfig, Tag("ptuning")],
         Annotated[IA3Config, Tag("ia3")],
     ],
     Discriminator(_method_type),
 ]
 """One of the method configs, chosen by `method.type`."""
-

@@ -40,8 +40,9 @@ def _field_name(info: ValidationInfo) -> str:
     return info.field_name
 
 
-Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup", "step",
-                    "exponential"]
+Scheduler = Literal[
+    "linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup", "step", "exponential"
+]
 
 
 class TrainConfig(Section):
@@ -116,8 +117,10 @@ class TrainConfig(Section):
         wanted = "sgd" if name == "momentum" else "adamw"
         changed = tuple(value) != tuple(default) if name == "betas" else value != default
         if optimizer is not None and optimizer != wanted and changed:
-            raise ValueError(f"only the {wanted} optimizer uses it (train.optimizer is {optimizer}); "
-                             f"set train.optimizer={wanted} or remove train.{name}")
+            raise ValueError(
+                f"only the {wanted} optimizer uses it (train.optimizer is {optimizer}); "
+                f"set train.optimizer={wanted} or remove train.{name}"
+            )
         return value
 
     @field_validator("num_cycles", "step_size", "gamma")
@@ -128,13 +131,14 @@ class TrainConfig(Section):
             return value
         users = {"num_cycles": ("cosine_with_restarts",), "step_size": ("step",), "gamma": ("step", "exponential")}
         needed = {"step_size": "step", "gamma": "exponential"}
-        example = {"step_size": "train.step_size=100 (decay every 100 optimizer steps)",
-                   "gamma": "train.gamma=0.99 (the lr factor per step)"}
+        example = {
+            "step_size": "train.step_size=100 (decay every 100 optimizer steps)",
+            "gamma": "train.gamma=0.99 (the lr factor per step)",
+        }
         if needed.get(name) == scheduler and value is None:
             raise ValueError(f"the {scheduler} scheduler needs it, e.g. {example[name]}")
         if scheduler not in users[name] and value != cls.model_fields[name].default:
-            raise ValueError(f"only the {' and '.join(users[name])} scheduler uses it "
-                             f"(train.scheduler is {scheduler})")
+            raise ValueError(f"only the {' and '.join(users[name])} scheduler uses it (train.scheduler is {scheduler})")
         return value
 
     @field_validator("warmup_steps")

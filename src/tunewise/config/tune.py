@@ -19,8 +19,7 @@ class TuneParam(Section):
     """One dimension of `tune.space`: exactly one of `uniform`, `log_uniform`, `int`, `log_int`
     (each `[low, high]`, both included) or `choice` (a list), plus `step` for a grid of numbers."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
-                              serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True, serialize_by_alias=True)
 
     uniform: tuple[float, float] | None = None
     log_uniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] | None = None
@@ -34,14 +33,19 @@ class TuneParam(Section):
     @classmethod
     def _one_kind(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            raise ValueError(f"expected one of {', '.join(TUNE_KINDS)} with its values, e.g. "
-                             f"{{log_uniform: [1.0e-5, 1.0e-3]}} or {{choice: [4, 8, 16]}} (got {data!r})")
+            raise ValueError(
+                f"expected one of {', '.join(TUNE_KINDS)} with its values, e.g. "
+                f"{{log_uniform: [1.0e-5, 1.0e-3]}} or {{choice: [4, 8, 16]}} (got {data!r})"
+            )
         data = {k: v for k, v in data.items() if v is not None}  # a dumped config writes the unset kinds as null
         unknown = [k for k in data if k not in (*TUNE_KINDS, "step")]
         if unknown:
             hint = difflib.get_close_matches(str(unknown[0]), TUNE_KINDS, n=1, cutoff=0.6)
-            raise ValueError(f"unknown kind {unknown[0]!r}; " + (f"did you mean '{hint[0]}'? " if hint else "")
-                             + f"kinds: {', '.join(TUNE_KINDS)}")
+            raise ValueError(
+                f"unknown kind {unknown[0]!r}; "
+                + (f"did you mean '{hint[0]}'? " if hint else "")
+                + f"kinds: {', '.join(TUNE_KINDS)}"
+            )
         kinds = [k for k in data if k in TUNE_KINDS]
         if len(kinds) != 1:
             raise ValueError(f"give exactly one of {', '.join(TUNE_KINDS)} (got {', '.join(kinds) or 'none'})")
@@ -84,7 +88,8 @@ class TuneConfig(Section):
     space: dict[str, TuneParam] = Field(default_factory=dict)
     """Dotted config key -> how to draw it, e.g. {train.lr: {log_uniform: [1.0e-5, 1.0e-3]}}."""
     objectives: Annotated[list[TuneObjective], Field(min_length=1, max_length=2)] = Field(
-        default_factory=lambda: [TuneObjective()])
+        default_factory=lambda: [TuneObjective()]
+    )
     """One objective, or two (a Pareto front), e.g. [eval_loss, forgetting]; a plain string is a metric."""
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["auto", "none", "median", "successive_halving"] = "auto"

@@ -22,8 +22,7 @@ from tunewise.errors import TunewiseError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_MODEL", "Generator", "ModelGenerator", "append_jsonl", "progress", "read_all",
-           "write_rows"]
+__all__ = ["DEFAULT_MODEL", "Generator", "ModelGenerator", "append_jsonl", "progress", "read_all", "write_rows"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -49,9 +48,18 @@ class ModelGenerator:
         batch_size: conversations generated together.
     """
 
-    def __init__(self, model: PreTrainedModel | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
-                 *, name: str = DEFAULT_MODEL, max_new_tokens: int = 128, temperature: float = 0.7,
-                 top_p: float = 0.9, seed: int = 0, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        name: str = DEFAULT_MODEL,
+        max_new_tokens: int = 128,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        seed: int = 0,
+        batch_size: int = 8,
+    ) -> None:
         if model is None or tokenizer is None:
             from tunewise.models import load_model, load_tokenizer
 
@@ -78,12 +86,20 @@ class ModelGenerator:
 
         torch.manual_seed(self.seed + self.calls)
         self.calls += 1
-        return generate_texts(self.model, self.tokenizer, conversations, max_new_tokens=self.max_new_tokens,
-                              batch_size=self.batch_size, temperature=self.temperature, top_p=self.top_p)
+        return generate_texts(
+            self.model,
+            self.tokenizer,
+            conversations,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            temperature=self.temperature,
+            top_p=self.top_p,
+        )
 
 
-def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
-             enabled: bool | None = None) -> Any:
+def progress(
+    iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "", enabled: bool | None = None
+) -> Any:
     """A tqdm bar on stderr; off when stderr is not a terminal unless `enabled` says otherwise."""
     from tqdm.auto import tqdm
 
@@ -114,8 +130,7 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     name = p.name.lower()
     if not name.endswith((".jsonl", ".json", ".csv", ".tsv", ".parquet")):
         raise TunewiseError(
-            f"{path}: cannot tell the output format from the extension; use .jsonl, .json, .csv, .tsv "
-            "or .parquet."
+            f"{path}: cannot tell the output format from the extension; use .jsonl, .json, .csv, .tsv or .parquet."
         )
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
@@ -130,8 +145,13 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            flat = [{k: v if isinstance(v, (str, int, float, bool)) or v is None else
-                     json.dumps(v, ensure_ascii=False) for k, v in r.items()} for r in rows]
+            flat = [
+                {
+                    k: v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, ensure_ascii=False)
+                    for k, v in r.items()
+                }
+                for r in rows
+            ]
             pq.write_table(pa.Table.from_pylist(flat), tmp)
         else:
             columns: list[str] = []

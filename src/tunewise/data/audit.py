@@ -57,16 +57,45 @@ if TYPE_CHECKING:
 
     from tunewise.config import CheckConfig, Config
 
-__all__ = ["AUDIT_KINDS", "Audit", "Finding", "Item", "Source", "SuiteTexts", "audit", "audit_files", "file_items",
-           "items_from_examples", "print_audit", "read_items"]
+__all__ = [
+    "AUDIT_KINDS",
+    "Audit",
+    "Finding",
+    "Item",
+    "Source",
+    "SuiteTexts",
+    "audit",
+    "audit_files",
+    "file_items",
+    "items_from_examples",
+    "print_audit",
+    "read_items",
+]
 
 SuiteTexts = Callable[["Config"], Sequence[tuple[str, list[str]]]]
 """What gives the eval suites' texts of a config, for the contamination check: the evaluation layer's
 `tunewise.evaluation.suite.suite_texts`, passed in by the caller (data sits below evaluation)."""
 
-AUDIT_KINDS = ("duplicates", "eval_leakage", "test_leakage", "contamination", "format", "empty", "too_short",
-               "too_long", "truncated", "repetition", "boilerplate", "non_text", "pii", "secrets", "toxicity",
-               "label_imbalance", "preference_bias", "demographic_imbalance")
+AUDIT_KINDS = (
+    "duplicates",
+    "eval_leakage",
+    "test_leakage",
+    "contamination",
+    "format",
+    "empty",
+    "too_short",
+    "too_long",
+    "truncated",
+    "repetition",
+    "boilerplate",
+    "non_text",
+    "pii",
+    "secrets",
+    "toxicity",
+    "label_imbalance",
+    "preference_bias",
+    "demographic_imbalance",
+)
 """Every finding the audit can report, in report order (the values `data.check.block_on` accepts)."""
 
 EXAMPLES_KEPT = 5
@@ -124,8 +153,13 @@ class Audit:
         return [f for f in self.findings if f.kind in self.block_on]
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"rows": self.rows, "threshold": self.threshold, "block_on": self.block_on, "tokens": self.tokens,
-               "findings": [asdict(f) for f in self.findings]}
+        out = {
+            "rows": self.rows,
+            "threshold": self.threshold,
+            "block_on": self.block_on,
+            "tokens": self.tokens,
+            "findings": [asdict(f) for f in self.findings],
+        }
         if self.skipped:  # only then: audit.json of a complete audit keeps its keys
             out["skipped"] = self.skipped
         return out
@@ -176,8 +210,12 @@ class Source:
 # --------------------------------------------------------------------------- building items
 
 
-def items_from_examples(examples: Sequence[Example], *, labels: Sequence[str | None] | None = None,
-                        lengths: dict[str, tuple[int, bool]] | None = None) -> list[Item]:
+def items_from_examples(
+    examples: Sequence[Example],
+    *,
+    labels: Sequence[str | None] | None = None,
+    lengths: dict[str, tuple[int, bool]] | None = None,
+) -> list[Item]:
     """Items of loaded examples; `lengths` maps a source to its rendered (tokens, truncated)."""
     out = []
     for i, ex in enumerate(examples):
@@ -198,8 +236,7 @@ def _example_item(ex: Example) -> Item:
     for m in ex.messages:
         roles[m["role"]].append(m["content"])
     answers = roles.get("assistant") or [""]
-    return Item(ex.source, text=example_text(ex), roles={r: "\n".join(v) for r, v in roles.items()},
-                answer=answers[-1])
+    return Item(ex.source, text=example_text(ex), roles={r: "\n".join(v) for r, v in roles.items()}, answer=answers[-1])
 
 
 def _content(value: Any) -> str:
@@ -255,15 +292,21 @@ def row_item(row: Row, kind: str) -> Item:
                 raise BadRow("missing key `label`" if label is None else "`label` must be a string or number")
             return Item(row.source, text=text, roles={"text": text}, answer=text, label=str(label))
         if kind == "preference":
-            prompt_value = next((data[k] for k in ("prompt", "conversations", "messages", "instruction")
-                                 if data.get(k) is not None), "")
+            prompt_value = next(
+                (data[k] for k in ("prompt", "conversations", "messages", "instruction") if data.get(k) is not None), ""
+            )
             prompt = _content(prompt_value) if prompt_value != "" else ""
             for key in ("chosen", "rejected"):
                 if data.get(key) is None:
                     raise BadRow(f"missing key `{key}`")
             chosen, rejected = _content(data["chosen"]), _content(data["rejected"])
-            return Item(row.source, text=f"{prompt}\n{chosen}", roles={"user": prompt, "assistant": chosen},
-                        answer=chosen, pair=(chosen, rejected))
+            return Item(
+                row.source,
+                text=f"{prompt}\n{chosen}",
+                roles={"user": prompt, "assistant": chosen},
+                answer=chosen,
+                pair=(chosen, rejected),
+            )
         if kind == "kto":
             label = data.get("label")
             if not isinstance(label, (bool, str, int)):
@@ -324,7 +367,7 @@ class _Examples:
 
 def _clip(text: str, n: int = 60) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= n else text[:n - 1] + "…"
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 class _Contamination:
@@ -344,7 +387,7 @@ class _Contamination:
                 k = len(self.items)
                 self.items.append((name, text))
                 for i in range(len(words) - size + 1):
-                    self.index[size][tuple(words[i:i + size])].append((k, i))
+                    self.index[size][tuple(words[i : i + size])].append((k, i))
         self.found: dict[int, str] = {}  # item -> the first training row that contains it
 
     def check(self, text: str, source: str) -> None:
@@ -353,15 +396,20 @@ class _Contamination:
         words = _WORD.findall(text.lower())
         for size, grams in self.index.items():
             for i in range(len(words) - size + 1):
-                hits = grams.get(tuple(words[i:i + size]))
+                hits = grams.get(tuple(words[i : i + size]))
                 if hits:
                     for k, _ in hits:
                         self.found.setdefault(k, source)
 
 
-def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[tuple[str, list[str]]] = (),
-          count_tokens: Callable[[list[str]], list[int]] | None = None,
-          max_length: int | None = None) -> Audit:
+def audit(
+    sources: Sequence[Source],
+    settings: CheckConfig,
+    *,
+    suites: Sequence[tuple[str, list[str]]] = (),
+    count_tokens: Callable[[list[str]], list[int]] | None = None,
+    max_length: int | None = None,
+) -> Audit:
     """Audit the rows of each source (train first, then eval/test) against `settings` (`data.check`).
 
     Args:
@@ -423,7 +471,7 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
                 counted = count_tokens([_full(it) for it in unknown] + [it.answer for it in good])
                 for it, n in zip(unknown, counted):
                     it.tokens = n
-                answer_tokens: list[int | None] = list(counted[len(unknown):])
+                answer_tokens: list[int | None] = list(counted[len(unknown) :])
             else:
                 answer_tokens = [None] * len(good)
             if good:
@@ -463,12 +511,16 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
                 _demographics(item, demo, demo_rows)
                 _boilerplate(item, lines, line_text)
 
-    result = Audit(rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on),
-                   skipped=skipped)
+    result = Audit(
+        rows=rows, threshold=settings.near_duplicate_threshold, block_on=list(settings.block_on), skipped=skipped
+    )
     if train_lengths:
         lengths = np.array(train_lengths)
-        result.tokens = {"p50": int(np.percentile(lengths, 50)), "p95": int(np.percentile(lengths, 95)),
-                         "max": int(lengths.max())}
+        result.tokens = {
+            "p50": int(np.percentile(lengths, 50)),
+            "p95": int(np.percentile(lengths, 95)),
+            "max": int(lengths.max()),
+        }
     _duplicates(sources, dedup, where, split_of, splits, found)
     if contamination.found:
         per_suite = Counter(contamination.items[k][0] for k in contamination.found)
@@ -478,8 +530,15 @@ def audit(sources: Sequence[Source], settings: CheckConfig, *, suites: Sequence[
         found["contamination"].count = len(contamination.found)
     total_rows = sum(rows.values())
     train_rows = rows.get("train", 0)
-    messages = _messages(settings, max_length, pii_kinds, train_rows, total_rows, toxic_prompts,
-                         per_suite=dict(per_suite) if contamination.found else {})
+    messages = _messages(
+        settings,
+        max_length,
+        pii_kinds,
+        train_rows,
+        total_rows,
+        toxic_prompts,
+        per_suite=dict(per_suite) if contamination.found else {},
+    )
     for kind in AUDIT_KINDS:
         if kind in found and found[kind].count:
             f = found[kind]
@@ -508,8 +567,14 @@ def _full(item: Item) -> str:
     return "\n".join(item.roles.values())
 
 
-def _row_checks(item: Item, n_answer: int | None, settings: CheckConfig, max_length: int | None,
-                found: dict[str, _Examples], pii_kinds: Counter[str]) -> None:
+def _row_checks(
+    item: Item,
+    n_answer: int | None,
+    settings: CheckConfig,
+    max_length: int | None,
+    found: dict[str, _Examples],
+    pii_kinds: Counter[str],
+) -> None:
     if not _WORD.search(item.answer):
         found["empty"].add(f"{item.source}: answer {item.answer!r:.40}")
     elif n_answer is not None and n_answer < settings.min_tokens:
@@ -534,12 +599,15 @@ def _row_checks(item: Item, n_answer: int | None, settings: CheckConfig, max_len
     if personal:
         kinds = Counter(s.kind for s in personal)
         pii_kinds.update(kinds)
-        found["pii"].add(f"{item.source}: " + ", ".join(f"{k} ({_clip(next(s.value for s in personal if s.kind == k), 30)})"
-                                                        for k in kinds))
+        found["pii"].add(
+            f"{item.source}: "
+            + ", ".join(f"{k} ({_clip(next(s.value for s in personal if s.kind == k), 30)})" for k in kinds)
+        )
 
 
-def _demographics(item: Item, demo: dict[str, Counter[tuple[str, str]]],
-                  demo_rows: dict[tuple[str, str], Counter[str]]) -> None:
+def _demographics(
+    item: Item, demo: dict[str, Counter[tuple[str, str]]], demo_rows: dict[tuple[str, str], Counter[str]]
+) -> None:
     if item.label is not None:
         counted = mentions(item.text)
         demo[f"label {item.label}"].update(counted)
@@ -566,24 +634,35 @@ def _boilerplate(item: Item, lines: Counter[int], line_text: dict[int, tuple[str
             line_text[key] = (line_text[key][0], part)
 
 
-def _boilerplate_finding(lines: Counter[int], line_text: dict[int, tuple[str, str]], train_rows: int,
-                         result: Audit) -> None:
+def _boilerplate_finding(
+    lines: Counter[int], line_text: dict[int, tuple[str, str]], train_rows: int, result: Audit
+) -> None:
     floor = max(5, int(0.01 * train_rows))
     common = [(key, n) for key, n in lines.most_common(20) if n >= floor]
     if not common:
         return
     rows = sum(n for _, n in common)
-    result.findings.append(Finding(
-        "boilerplate", rows,
-        f"{len(common)} opening or closing sentence(s) recur in {rows} answers (each in at least {floor}); a "
-        f"model trained on them learns to say them everywhere. Edit them out, or drop the rows with "
-        f"`tunewise data clean`.",
-        [f"{n}× {_clip(line_text[key][1])!r} (first at {line_text[key][0]})" for key, n in common[:EXAMPLES_KEPT]],
-        {"sentences": {line_text[key][1]: n for key, n in common}}))
+    result.findings.append(
+        Finding(
+            "boilerplate",
+            rows,
+            f"{len(common)} opening or closing sentence(s) recur in {rows} answers (each in at least {floor}); a "
+            f"model trained on them learns to say them everywhere. Edit them out, or drop the rows with "
+            f"`tunewise data clean`.",
+            [f"{n}× {_clip(line_text[key][1])!r} (first at {line_text[key][0]})" for key, n in common[:EXAMPLES_KEPT]],
+            {"sentences": {line_text[key][1]: n for key, n in common}},
+        )
+    )
 
 
-def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str], split_of: list[int],
-                splits: list[str], found: dict[str, _Examples]) -> None:
+def _duplicates(
+    sources: Sequence[Source],
+    dedup: StreamDeduper,
+    where: list[str],
+    split_of: list[int],
+    splits: list[str],
+    found: dict[str, _Examples],
+) -> None:
     def texts_of(wanted: set[int]) -> dict[int, str]:
         out, i = {}, 0
         for source in sources:
@@ -629,8 +708,11 @@ def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str
     dup = found["duplicates"]
     for i in repeats:
         dup.add(f"{where[i]} repeats {where[find(i)]}")
-    dup.detail = {"exact": exact_repeats, "near": len(repeats) - exact_repeats,
-                  "clusters": len({find(i) for i in repeats})}
+    dup.detail = {
+        "exact": exact_repeats,
+        "near": len(repeats) - exact_repeats,
+        "clusters": len({find(i) for i in repeats}),
+    }
     # Leakage: a held-out row whose own text, or a near-duplicate text, is in the training rows.
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     for s_index, split in enumerate(splits):
@@ -643,54 +725,88 @@ def _duplicates(sources: Sequence[Source], dedup: StreamDeduper, where: list[str
             group = group_of[i]
             match = first_train[group]
             if match is None:
-                match = next((first_train[h] for h in sorted(near_of_group.get(group, []))
-                              if first_train[h] is not None), None)
+                match = next(
+                    (first_train[h] for h in sorted(near_of_group.get(group, [])) if first_train[h] is not None), None
+                )
             if match is not None:
                 leak.add(f"{where[i]} repeats {where[match]}")
 
 
-def _messages(settings: CheckConfig, max_length: int | None, pii_kinds: Counter[str], train_rows: int,
-              total_rows: int, toxic_prompts: int, per_suite: dict[str, int]) -> dict[str, Callable[[_Examples], str]]:
+def _messages(
+    settings: CheckConfig,
+    max_length: int | None,
+    pii_kinds: Counter[str],
+    train_rows: int,
+    total_rows: int,
+    toxic_prompts: int,
+    per_suite: dict[str, int],
+) -> dict[str, Callable[[_Examples], str]]:
     def leakage(split: str) -> Callable[[_Examples], str]:
-        return lambda f: (f"{f.count} {split} row(s) (nearly) repeat a training row: the {split} loss measures "
-                          f"memory there, not generalisation. Remove them from the {split} data (`tunewise data "
-                          f"clean` with the training file first), or deduplicate before splitting.")
+        return lambda f: (
+            f"{f.count} {split} row(s) (nearly) repeat a training row: the {split} loss measures "
+            f"memory there, not generalisation. Remove them from the {split} data (`tunewise data "
+            f"clean` with the training file first), or deduplicate before splitting."
+        )
 
     return {
-        "duplicates": lambda f: (f"{f.count} of {train_rows} training rows repeat an earlier one "
-                                 f"({f.detail['exact']} exactly, {f.detail['near']} nearly); repeated rows are "
-                                 f"trained on more often than the rest. `tunewise data clean` keeps one row per "
-                                 f"cluster."),
+        "duplicates": lambda f: (
+            f"{f.count} of {train_rows} training rows repeat an earlier one "
+            f"({f.detail['exact']} exactly, {f.detail['near']} nearly); repeated rows are "
+            f"trained on more often than the rest. `tunewise data clean` keeps one row per "
+            f"cluster."
+        ),
         "eval_leakage": leakage("eval"),
         "test_leakage": leakage("test"),
-        "contamination": lambda f: (f"{f.count} evaluation item(s) share a {settings.contamination_ngram}-word passage "
-                                    f"with the training data ({', '.join(f'{n}: {c}' for n, c in per_suite.items())}); "
-                                    f"scores on those suites overstate the model. Drop the overlapping training rows "
-                                    f"or those items."),
-        "format": lambda f: (f"{f.count} row(s) break their shape's rules and cannot be trained on as they are; fix "
-                             f"them, or `data.on_bad_rows: skip` / `tunewise data clean` sets them aside with the "
-                             f"reason."),
+        "contamination": lambda f: (
+            f"{f.count} evaluation item(s) share a {settings.contamination_ngram}-word passage "
+            f"with the training data ({', '.join(f'{n}: {c}' for n, c in per_suite.items())}); "
+            f"scores on those suites overstate the model. Drop the overlapping training rows "
+            f"or those items."
+        ),
+        "format": lambda f: (
+            f"{f.count} row(s) break their shape's rules and cannot be trained on as they are; fix "
+            f"them, or `data.on_bad_rows: skip` / `tunewise data clean` sets them aside with the "
+            f"reason."
+        ),
         "empty": lambda f: f"{f.count} row(s) have an answer without a single word: nothing useful to learn.",
-        "too_short": lambda f: (f"{f.count} row(s) answer in fewer than {settings.min_tokens} tokens "
-                                f"(data.check.min_tokens); check they are complete."),
-        "too_long": lambda f: (f"{f.count} row(s) are longer than {settings.max_tokens} tokens "
-                               f"(data.check.max_tokens): slow to train and often pasted documents."),
-        "truncated": lambda f: (f"{f.count} row(s) are longer than data.max_length={max_length} tokens; their "
-                                f"tails are cut and never trained on. Raise data.max_length or shorten them."),
-        "repetition": lambda f: (f"{f.count} row(s) repeat themselves (lines or word n-grams; Gopher rules): "
-                                 f"degenerate text that teaches looping."),
-        "non_text": lambda f: (f"{f.count} row(s) are mostly not letters (hex dumps, tables of numbers, markup); check "
-                               f"they belong in a language-model dataset."),
-        "pii": lambda f: (f"{f.count} row(s) hold personal data ({', '.join(f'{k}: {n}' for k, n in pii_kinds.most_common())}); "
-                          f"a model can learn and repeat it. `tunewise data clean` replaces it with <EMAIL>, "
-                          f"<PHONE>, ... placeholders."),
-        "secrets": lambda f: (f"{f.count} row(s) hold API keys, tokens or private keys: revoke them, and let "
-                              f"`tunewise data clean` replace them with <SECRET>."),
-        "toxicity": lambda f: (f"{f.count} answer(s) score at least {settings.toxicity_threshold} on the "
-                               f"offensive-language classifier (alt-profanity-check); {toxic_prompts} prompt(s) "
-                               f"do. Review them: the model learns to answer that way."),
-        "preference_bias": lambda f: (f"{f.count} preference pair(s) have the same chosen and rejected text: "
-                                      f"they teach nothing and add noise to the loss."),
+        "too_short": lambda f: (
+            f"{f.count} row(s) answer in fewer than {settings.min_tokens} tokens "
+            f"(data.check.min_tokens); check they are complete."
+        ),
+        "too_long": lambda f: (
+            f"{f.count} row(s) are longer than {settings.max_tokens} tokens "
+            f"(data.check.max_tokens): slow to train and often pasted documents."
+        ),
+        "truncated": lambda f: (
+            f"{f.count} row(s) are longer than data.max_length={max_length} tokens; their "
+            f"tails are cut and never trained on. Raise data.max_length or shorten them."
+        ),
+        "repetition": lambda f: (
+            f"{f.count} row(s) repeat themselves (lines or word n-grams; Gopher rules): "
+            f"degenerate text that teaches looping."
+        ),
+        "non_text": lambda f: (
+            f"{f.count} row(s) are mostly not letters (hex dumps, tables of numbers, markup); check "
+            f"they belong in a language-model dataset."
+        ),
+        "pii": lambda f: (
+            f"{f.count} row(s) hold personal data ({', '.join(f'{k}: {n}' for k, n in pii_kinds.most_common())}); "
+            f"a model can learn and repeat it. `tunewise data clean` replaces it with <EMAIL>, "
+            f"<PHONE>, ... placeholders."
+        ),
+        "secrets": lambda f: (
+            f"{f.count} row(s) hold API keys, tokens or private keys: revoke them, and let "
+            f"`tunewise data clean` replace them with <SECRET>."
+        ),
+        "toxicity": lambda f: (
+            f"{f.count} answer(s) score at least {settings.toxicity_threshold} on the "
+            f"offensive-language classifier (alt-profanity-check); {toxic_prompts} prompt(s) "
+            f"do. Review them: the model learns to answer that way."
+        ),
+        "preference_bias": lambda f: (
+            f"{f.count} preference pair(s) have the same chosen and rejected text: "
+            f"they teach nothing and add noise to the loss."
+        ),
     }
 
 
@@ -702,13 +818,22 @@ def _pair_bias(pairs: dict[str, int], result: Audit) -> None:
     if 1 - _LENGTH_BIAS < share < _LENGTH_BIAS:
         return
     existing = next((f for f in result.findings if f.kind == "preference_bias"), None)
-    text = (f"the chosen answer is the longer one in {share:.0%} of {compared} pairs: a reward or DPO model can "
-            f"learn length instead of quality. Balance the lengths, or add pairs where the shorter answer wins.")
+    text = (
+        f"the chosen answer is the longer one in {share:.0%} of {compared} pairs: a reward or DPO model can "
+        f"learn length instead of quality. Balance the lengths, or add pairs where the shorter answer wins."
+    )
     if existing:
         existing.message += " Also, " + text
     else:
-        result.findings.append(Finding("preference_bias", compared, text[0].upper() + text[1:], [],
-                                       {**pairs, "chosen_longer_share": round(share, 3)}))
+        result.findings.append(
+            Finding(
+                "preference_bias",
+                compared,
+                text[0].upper() + text[1:],
+                [],
+                {**pairs, "chosen_longer_share": round(share, 3)},
+            )
+        )
 
 
 def _label_findings(labels: dict[str, Counter[str]], settings: CheckConfig, result: Audit) -> None:
@@ -719,9 +844,11 @@ def _label_findings(labels: dict[str, Counter[str]], settings: CheckConfig, resu
     if len(train) >= 2:
         (top, most), (low, least) = train.most_common()[0], train.most_common()[-1]
         if most >= settings.imbalance_ratio * least:
-            problems.append(f"training label {top!r} has {most} rows, {most / least:.1f}× the {least} of {low!r} "
-                            f"(data.check.imbalance_ratio {settings.imbalance_ratio:g}): a classifier can score well by "
-                            f"favouring it. Rebalance, weight the classes, or judge by macro F1.")
+            problems.append(
+                f"training label {top!r} has {most} rows, {most / least:.1f}× the {least} of {low!r} "
+                f"(data.check.imbalance_ratio {settings.imbalance_ratio:g}): a classifier can score well by "
+                f"favouring it. Rebalance, weight the classes, or judge by macro F1."
+            )
     elif len(train) == 1:
         problems.append(f"every training row has the label {next(iter(train))!r}: nothing to tell apart.")
     for split, counts in labels.items():
@@ -731,12 +858,24 @@ def _label_findings(labels: dict[str, Counter[str]], settings: CheckConfig, resu
     for split, counts in labels.items():
         examples.append(f"{split}: " + ", ".join(f"{k}: {v}" for k, v in counts.most_common()))
     if problems:
-        result.findings.append(Finding("label_imbalance", sum(train.values()), " ".join(problems), examples,
-                                       {split: dict(c) for split, c in labels.items()}))
+        result.findings.append(
+            Finding(
+                "label_imbalance",
+                sum(train.values()),
+                " ".join(problems),
+                examples,
+                {split: dict(c) for split, c in labels.items()},
+            )
+        )
 
 
-def _demographic_findings(demo: dict[str, Counter[tuple[str, str]]], demo_rows: dict[tuple[str, str], Counter[str]],
-                          labels: Counter[str], settings: CheckConfig, result: Audit) -> None:
+def _demographic_findings(
+    demo: dict[str, Counter[tuple[str, str]]],
+    demo_rows: dict[tuple[str, str], Counter[str]],
+    labels: Counter[str],
+    settings: CheckConfig,
+    result: Audit,
+) -> None:
     flagged: list[str] = []
     for key, counts in demo.items():
         for category in PAIRED:
@@ -757,25 +896,38 @@ def _demographic_findings(demo: dict[str, Counter[tuple[str, str]]], demo_rows: 
             for label, overall in labels.items():
                 share, base = per_label.get(label, 0) / n, overall / total_rows
                 if abs(share - base) >= _LABEL_SHIFT:
-                    flagged.append(f"rows mentioning {category}/{group} are {share:.0%} label {label!r} "
-                                   f"(all rows: {base:.0%}; {n} rows)")
+                    flagged.append(
+                        f"rows mentioning {category}/{group} are {share:.0%} label {label!r} "
+                        f"(all rows: {base:.0%}; {n} rows)"
+                    )
     detail = {key: {f"{c}/{g}": n for (c, g), n in sorted(counts.items())} for key, counts in demo.items()}
     if flagged:
-        result.findings.append(Finding(
-            "demographic_imbalance", len(flagged),
-            f"{len(flagged)} demographic imbalance(s) in the training rows (lexicon counts, "
-            f"data.check.imbalance_ratio {settings.imbalance_ratio:g}): a model learns the skew along with the task. "
-            f"Check the rows; counterfactual augmentation (swap the group terms) evens them out.",
-            flagged[:EXAMPLES_KEPT], {"mentions": detail}))
+        result.findings.append(
+            Finding(
+                "demographic_imbalance",
+                len(flagged),
+                f"{len(flagged)} demographic imbalance(s) in the training rows (lexicon counts, "
+                f"data.check.imbalance_ratio {settings.imbalance_ratio:g}): a model learns the skew along with the task. "
+                f"Check the rows; counterfactual augmentation (swap the group terms) evens them out.",
+                flagged[:EXAMPLES_KEPT],
+                {"mentions": detail},
+            )
+        )
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def audit_files(files: dict[str, list[str]], settings: CheckConfig, *, shape: str = "auto",
-                columns: dict[str, str] | None = None, suites: Sequence[tuple[str, list[str]]] = (),
-                count_tokens: Callable[[list[str]], list[int]] | None = None,
-                max_length: int | None = None) -> Audit:
+def audit_files(
+    files: dict[str, list[str]],
+    settings: CheckConfig,
+    *,
+    shape: str = "auto",
+    columns: dict[str, str] | None = None,
+    suites: Sequence[tuple[str, list[str]]] = (),
+    count_tokens: Callable[[list[str]], list[int]] | None = None,
+    max_length: int | None = None,
+) -> Audit:
     """Audit files by split, e.g. `{"train": ["a.jsonl", "b.jsonl"], "eval": ["e.jsonl"]}`.
 
     Raises:
@@ -803,14 +955,19 @@ def print_audit(result: Audit, console: Console, *, title: str = "data audit") -
 
     sizes = ", ".join(f"{n} {split}" for split, n in result.rows.items())
     if result.tokens:
-        sizes += (f" rows; training rows in tokens: median {result.tokens['p50']}, 95th percentile "
-                  f"{result.tokens['p95']}, longest {result.tokens['max']}")
+        sizes += (
+            f" rows; training rows in tokens: median {result.tokens['p50']}, 95th percentile "
+            f"{result.tokens['p95']}, longest {result.tokens['max']}"
+        )
     else:
         sizes += " rows"
     if not result.findings:
         toxicity = "" if "toxicity" in result.skipped else "toxicity "
-        console.print(f"{title}: {sizes}; nothing found (no duplicates, leakage, contamination, PII, "
-                      f"{toxicity}or format problems)", highlight=False)
+        console.print(
+            f"{title}: {sizes}; nothing found (no duplicates, leakage, contamination, PII, "
+            f"{toxicity}or format problems)",
+            highlight=False,
+        )
         _print_skipped(result, console)
         return
     table = Table(title=f"{title}: {sizes}", title_justify="left", show_lines=True)
@@ -838,6 +995,7 @@ def _print_skipped(result: Audit, console: Console) -> None:
 
 def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
     """Lengths of texts in `tokenizer`'s tokens (no special tokens), in one batched call."""
+
     def count(texts: list[str]) -> list[int]:
         if not texts:
             return []
@@ -846,8 +1004,9 @@ def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
     return count
 
 
-def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
-                    test_files: Sequence[str] = ()) -> tuple[Config, dict[str, list[str]]]:
+def resolve_targets(
+    targets: Sequence[str], *, eval_files: Sequence[str] = (), test_files: Sequence[str] = ()
+) -> tuple[Config, dict[str, list[str]]]:
     """What `data audit` / `data clean` work on: `CONFIG [key=value ...]` or `FILE [FILE ...] [key=value ...]`.
 
     With a config, its data files (data.train/eval/test, or each of data.datasets) are used and
@@ -873,7 +1032,11 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
         else:
             if not data.train:
                 raise ConfigError([f"data.train: {configs[0]} names no training file; set data.train"])
-            files = {"train": [data.train], "eval": [data.eval] if data.eval else [], "test": [data.test] if data.test else []}
+            files = {
+                "train": [data.train],
+                "eval": [data.eval] if data.eval else [],
+                "test": [data.test] if data.test else [],
+            }
     else:
         if not paths:
             raise TunewiseError("give a config (tunewise.yaml) or at least one data file")
@@ -885,17 +1048,30 @@ def resolve_targets(targets: Sequence[str], *, eval_files: Sequence[str] = (),
         try:
             config = Config.model_validate(nested)
         except Exception as err:  # pydantic's ValidationError: report it as config problems
-            raise ConfigError([f"{'.'.join(map(str, e['loc']))} (command-line override): {e['msg']}"
-                               for e in getattr(err, "errors", list)()] or [str(err)], "the command line") from None
+            raise ConfigError(
+                [
+                    f"{'.'.join(map(str, e['loc']))} (command-line override): {e['msg']}"
+                    for e in getattr(err, "errors", list)()
+                ]
+                or [str(err)],
+                "the command line",
+            ) from None
         files = {"train": list(paths), "eval": [], "test": []}
     files["eval"] = [*files.get("eval", []), *eval_files]
     files["test"] = [*files.get("test", []), *test_files]
     return config, {split: fs for split, fs in files.items() if fs}
 
 
-def audit_command(targets: Sequence[str], *, eval_files: Sequence[str] = (), test_files: Sequence[str] = (),
-                  model: str | None = None, out: str | Path = "audit.json", console: Console,
-                  suites: SuiteTexts | None = None) -> Audit:
+def audit_command(
+    targets: Sequence[str],
+    *,
+    eval_files: Sequence[str] = (),
+    test_files: Sequence[str] = (),
+    model: str | None = None,
+    out: str | Path = "audit.json",
+    console: Console,
+    suites: SuiteTexts | None = None,
+) -> Audit:
     """`tunewise data audit`: audit, print the table, write `out`; raise on a blocking finding.
 
     Args:
@@ -906,15 +1082,24 @@ def audit_command(targets: Sequence[str], *, eval_files: Sequence[str] = (), tes
     from tunewise.models import load_tokenizer
 
     config, files = resolve_targets(targets, eval_files=eval_files, test_files=test_files)
-    tokenizer = load_tokenizer(model or config.model.name, revision=config.model.revision,
-                               trust_remote_code=config.model.trust_remote_code)
-    result = audit_files(files, config.data.check, shape=config.data.shape, columns=config.data.columns,
-                         suites=suites(config) if suites else (), count_tokens=token_counter(tokenizer),
-                         max_length=config.data.max_length)
+    tokenizer = load_tokenizer(
+        model or config.model.name, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+    )
+    result = audit_files(
+        files,
+        config.data.check,
+        shape=config.data.shape,
+        columns=config.data.columns,
+        suites=suites(config) if suites else (),
+        count_tokens=token_counter(tokenizer),
+        max_length=config.data.max_length,
+    )
     print_audit(result, console)
     console.print(f"wrote {result.write(out)}", highlight=False)
     if result.blocking:
         kinds = ", ".join(f.kind for f in result.blocking)
-        raise TunewiseError(f"data audit: {kinds} found and data.check.block_on lists it (see above). Fix the data "
-                            f"(`tunewise data clean`), or take {kinds} out of data.check.block_on.")
+        raise TunewiseError(
+            f"data audit: {kinds} found and data.check.block_on lists it (see above). Fix the data "
+            f"(`tunewise data clean`), or take {kinds} out of data.check.block_on."
+        )
     return result

@@ -68,8 +68,7 @@ EDA_OPS = ("synonym", "insert", "swap", "delete")
 MODEL_OPS = ("paraphrase", "backtranslate")
 OPS = EDA_OPS + MODEL_OPS
 
-_SHAREGPT_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system"}
+_SHAREGPT_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 _CORE = re.compile(r"([^A-Za-z]*)([A-Za-z](?:[A-Za-z'-]*[A-Za-z])?)([^A-Za-z]*)")
 
 
@@ -168,8 +167,10 @@ def _parse_groups(text: str, where: str) -> list[list[str]]:
             continue
         words = [w.strip().lower() for w in line.split(",") if w.strip()]
         if len(words) < 2:
-            raise DataError(f"{where}:{lineno}: a thesaurus line must list two or more synonyms separated "
-                            f"by commas (found {line!r}).")
+            raise DataError(
+                f"{where}:{lineno}: a thesaurus line must list two or more synonyms separated "
+                f"by commas (found {line!r})."
+            )
         groups.append(words)
     if not groups:
         raise DataError(f"{where}: the thesaurus holds no synonym group.")
@@ -232,8 +233,9 @@ def _core(token: str) -> str | None:
     return m.group(2) if m else None
 
 
-def eda(text: str, op: str, rng: random.Random, params: EdaParams = EdaParams(),
-        thesaurus: Thesaurus | None = None) -> str:
+def eda(
+    text: str, op: str, rng: random.Random, params: EdaParams = EdaParams(), thesaurus: Thesaurus | None = None
+) -> str:
     """Apply one EDA operation to a text; whitespace (newlines included) is kept in place.
 
     Args:
@@ -256,7 +258,7 @@ def eda(text: str, op: str, rng: random.Random, params: EdaParams = EdaParams(),
     if op == "synonym":
         candidates = [i for i, (w, _) in enumerate(tokens) if (c := _core(w)) and thesaurus.synonyms(c)]
         rng.shuffle(candidates)
-        for i in candidates[:max(1, round(params.alpha_sr * n_words))] if params.alpha_sr > 0 else []:
+        for i in candidates[: max(1, round(params.alpha_sr * n_words))] if params.alpha_sr > 0 else []:
             core = _core(tokens[i][0])
             assert core is not None
             tokens[i][0] = _replace_core(tokens[i][0], rng.choice(thesaurus.synonyms(core)))
@@ -309,8 +311,9 @@ def detect_kind(keys: set[str]) -> str | None:
     return None
 
 
-def editable_fields(row: Row, kind: str, *, roles: Sequence[str] = ("user",),
-                    fields: Sequence[str] | None = None) -> list[FieldPath]:
+def editable_fields(
+    row: Row, kind: str, *, roles: Sequence[str] = ("user",), fields: Sequence[str] | None = None
+) -> list[FieldPath]:
     """Where, in `row.data`, the texts that augmentation may edit are (as key paths).
 
     Raises:
@@ -320,12 +323,15 @@ def editable_fields(row: Row, kind: str, *, roles: Sequence[str] = ("user",),
     if fields:
         missing = [f for f in fields if f not in data]
         if missing:
-            raise DataError(f"{row.source}: no field {', '.join(map(repr, missing))} (the row has "
-                            f"{', '.join(sorted(data)) or 'none'}); every row needs the fields named by --field.")
+            raise DataError(
+                f"{row.source}: no field {', '.join(map(repr, missing))} (the row has "
+                f"{', '.join(sorted(data)) or 'none'}); every row needs the fields named by --field."
+            )
         paths: list[FieldPath] = [(f,) for f in fields]
     elif kind in ("chat", "sharegpt"):
-        key, role_key, content_key = (("messages", "role", "content") if kind == "chat"
-                                      else ("conversations", "from", "value"))
+        key, role_key, content_key = (
+            ("messages", "role", "content") if kind == "chat" else ("conversations", "from", "value")
+        )
         messages = data.get(key)
         if not isinstance(messages, list):
             raise DataError(f"{row.source}: `{key}` must be a list of messages, not {type_name(messages)}.")
@@ -341,12 +347,16 @@ def editable_fields(row: Row, kind: str, *, roles: Sequence[str] = ("user",),
             if role in roles:
                 paths.append((key, i, ck))
     elif kind == "alpaca":
-        paths = [("instruction",)] + ([("input",)] if isinstance(data.get("input"), str)
-                                      and data["input"].strip() else [])
+        paths = [("instruction",)] + (
+            [("input",)] if isinstance(data.get("input"), str) and data["input"].strip() else []
+        )
     elif kind == "prompt":
         if isinstance(data.get("prompt"), list):  # a conversational prompt: its user turns
-            paths = [("prompt", i, "content") for i, m in enumerate(data["prompt"])
-                     if isinstance(m, dict) and m.get("role") in roles]
+            paths = [
+                ("prompt", i, "content")
+                for i, m in enumerate(data["prompt"])
+                if isinstance(m, dict) and m.get("role") in roles
+            ]
         else:
             paths = [("prompt",)]
     else:
@@ -354,8 +364,10 @@ def editable_fields(row: Row, kind: str, *, roles: Sequence[str] = ("user",),
     for path in paths:
         value = _get(data, path)
         if not isinstance(value, str):
-            raise DataError(f"{row.source}: `{_name(path)}` must be text, not {type_name(value)}; "
-                            "fix the row (augmentation edits only text fields).")
+            raise DataError(
+                f"{row.source}: `{_name(path)}` must be text, not {type_name(value)}; "
+                "fix the row (augmentation edits only text fields)."
+            )
     return paths
 
 
@@ -429,11 +441,12 @@ _UNCHANGED = {
     "swap": "unchanged: fewer than two words to swap (or the swapped words were equal)",
     "delete": "unchanged: no word was drawn for deletion (the rate is per word; a one-word text is kept)",
 }
-_PARAPHRASE = ("Rewrite the following text in different words. Keep its meaning, its language and "
-               "every fact. Reply with the rewritten text only.\n\nText: {text}")
+_PARAPHRASE = (
+    "Rewrite the following text in different words. Keep its meaning, its language and "
+    "every fact. Reply with the rewritten text only.\n\nText: {text}"
+)
 _TO_PIVOT = "Translate the following text into {pivot}. Reply with the translation only.\n\nText: {text}"
-_FROM_PIVOT = ("Translate the following {pivot} text into English. Reply with the translation only."
-               "\n\nText: {text}")
+_FROM_PIVOT = "Translate the following {pivot} text into English. Reply with the translation only.\n\nText: {text}"
 _LABEL = r"^\s*(?:rewritten text|rewritten|paraphrase|translation|text|english|here is[^:\n]*{extra})\s*:\s*"
 
 
@@ -520,9 +533,17 @@ def augment_rows(
     variants: list[list[dict[str, Any]]] = [[] for _ in rows]
     for i, row_paths in enumerate(paths):
         if not row_paths:  # e.g. a chat without a turn of the chosen roles: say so for each attempt
-            variants[i] = [{"op": op, "k": k, "data": rows[i].data, "params": {}, "problem":
-                            f"nothing to edit: no {'/'.join(roles)} turn or text field in this row"}
-                           for op in ops for k in range(num_aug)]
+            variants[i] = [
+                {
+                    "op": op,
+                    "k": k,
+                    "data": rows[i].data,
+                    "params": {},
+                    "problem": f"nothing to edit: no {'/'.join(roles)} turn or text field in this row",
+                }
+                for op in ops
+                for k in range(num_aug)
+            ]
     eda_ops = [op for op in ops if op in EDA_OPS]
     for i, row in enumerate(progress(rows, desc="EDA", enabled=show_progress) if eda_ops else []):
         if not paths[i]:
@@ -537,8 +558,15 @@ def augment_rows(
                     after = eda(before, op, rng, params, thesaurus)
                     changed |= after != before
                     _set(data, path, after)
-                variants[i].append({"op": op, "k": k, "data": data, "params": params.for_op(op),
-                                    "problem": None if changed else _UNCHANGED[op]})
+                variants[i].append(
+                    {
+                        "op": op,
+                        "k": k,
+                        "data": data,
+                        "params": params.for_op(op),
+                        "problem": None if changed else _UNCHANGED[op],
+                    }
+                )
 
     for op in (o for o in ops if o in MODEL_OPS):
         assert generator is not None
@@ -550,16 +578,25 @@ def augment_rows(
         if op == "paraphrase":
             replies = _generate(generator, [_PARAPHRASE.format(text=t) for t in originals], bar)
         else:
-            pivots = [_clean_reply(p, pivot) for p in
-                      _generate(generator, [_TO_PIVOT.format(pivot=pivot, text=t) for t in originals], bar)]
+            pivots = [
+                _clean_reply(p, pivot)
+                for p in _generate(generator, [_TO_PIVOT.format(pivot=pivot, text=t) for t in originals], bar)
+            ]
             replies = _generate(generator, [_FROM_PIVOT.format(pivot=pivot, text=p) for p in pivots], bar)
         bar.close()
         by_variant: dict[tuple[int, int], dict[str, Any]] = {}
         for j, (i, k, path) in enumerate(jobs):
-            entry = by_variant.setdefault((i, k), {
-                "op": op, "k": k, "data": copy.deepcopy(rows[i].data), "problem": None,
-                "params": {"model": model_name, **({"pivot": pivot} if op == "backtranslate" else {})},
-                "extra": {"pivot_text": []} if op == "backtranslate" else {}})
+            entry = by_variant.setdefault(
+                (i, k),
+                {
+                    "op": op,
+                    "k": k,
+                    "data": copy.deepcopy(rows[i].data),
+                    "problem": None,
+                    "params": {"model": model_name, **({"pivot": pivot} if op == "backtranslate" else {})},
+                    "extra": {"pivot_text": []} if op == "backtranslate" else {},
+                },
+            )
             new = _clean_reply(replies[j], pivot)
             problem = _length_problem(originals[j], new)
             if op == "backtranslate":
@@ -577,14 +614,28 @@ def augment_rows(
             original["provenance"] = parent if parent is not None else {"source": row.source, "op": "original"}
             result.rows.append(original)
         for v in variants[i]:
-            provenance: dict[str, Any] = {"source": row.source, "op": v["op"], "params": v["params"],
-                                          "seed": seed, "variant": v["k"],
-                                          "fields": [_name(p) for p in paths[i]], **v.get("extra", {})}
+            provenance: dict[str, Any] = {
+                "source": row.source,
+                "op": v["op"],
+                "params": v["params"],
+                "seed": seed,
+                "variant": v["k"],
+                "fields": [_name(p) for p in paths[i]],
+                **v.get("extra", {}),
+            }
             if parent is not None:
                 provenance["parent"] = parent
             if v["problem"]:
-                result.rejects.append({"source": row.source, "op": v["op"], "variant": v["k"],
-                                       "reason": v["problem"], "row": v["data"], "provenance": provenance})
+                result.rejects.append(
+                    {
+                        "source": row.source,
+                        "op": v["op"],
+                        "variant": v["k"],
+                        "reason": v["problem"],
+                        "row": v["data"],
+                        "provenance": provenance,
+                    }
+                )
                 continue
             data = v["data"]
             data["provenance"] = provenance
@@ -597,7 +648,7 @@ def _generate(generator: Generator, prompts: list[str], bar: Any) -> list[str]:
     replies: list[str] = []
     step = 8
     for start in range(0, len(prompts), step):
-        chunk = prompts[start:start + step]
+        chunk = prompts[start : start + step]
         out = generator([[{"role": "user", "content": p}] for p in chunk])
         if len(out) != len(chunk):
             raise TunewiseError(f"the generator returned {len(out)} replies for {len(chunk)} prompts")

@@ -30,11 +30,16 @@ DataCheck = Audit
 """What the check found: an `Audit`."""
 
 
-def check_data(train: Sequence[Example], held_out: dict[str, Sequence[Example]], config: Config, *,
-               suites: Sequence[tuple[str, list[str]]] = (),
-               lengths: dict[str, tuple[int, bool]] | None = None,
-               labels: dict[str, str] | None = None,
-               count_tokens: Callable[[list[str]], list[int]] | None = None) -> Audit:
+def check_data(
+    train: Sequence[Example],
+    held_out: dict[str, Sequence[Example]],
+    config: Config,
+    *,
+    suites: Sequence[tuple[str, list[str]]] = (),
+    lengths: dict[str, tuple[int, bool]] | None = None,
+    labels: dict[str, str] | None = None,
+    count_tokens: Callable[[list[str]], list[int]] | None = None,
+) -> Audit:
     """Audit `train` and each held-out split ("eval", "test") with `config.data.check`.
 
     Args:
@@ -50,8 +55,9 @@ def check_data(train: Sequence[Example], held_out: dict[str, Sequence[Example]],
     sources = []
     for name, examples in splits.items():
         items = items_from_examples(
-            examples, lengths=lengths,
-            labels=[labels.get(ex.source) for ex in examples] if labels is not None else None)
+            examples, lengths=lengths, labels=[labels.get(ex.source) for ex in examples] if labels is not None else None
+        )
         sources.append(Source(name, partial(list, items)))
-    return audit(sources, config.data.check, suites=suites, max_length=config.data.max_length,
-                 count_tokens=count_tokens)
+    return audit(
+        sources, config.data.check, suites=suites, max_length=config.data.max_length, count_tokens=count_tokens
+    )

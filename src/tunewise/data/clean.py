@@ -71,8 +71,15 @@ class CleanResult:
     rejects: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows_in": self.rows_in, "rows_out": self.rows_out, "removed": self.removed, "changed": self.changed,
-                "reasons": self.reasons, "outputs": self.outputs, "rejects": self.rejects}
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "removed": self.removed,
+            "changed": self.changed,
+            "reasons": self.reasons,
+            "outputs": self.outputs,
+            "rejects": self.rejects,
+        }
 
 
 def output_name(path: str | Path) -> str:
@@ -108,10 +115,18 @@ class _Input:
             yield Row(r.source, {self.renames.get(k, k): v for k, v in r.data.items()}) if self.renames else r
 
 
-def clean_files(paths: Sequence[str | Path], out_dir: str | Path, clean: CleanConfig, check: CheckConfig, *,
-                shape: str = "auto", columns: dict[str, str] | None = None,
-                count_tokens: Callable[[list[str]], list[int]] | None = None, max_length: int | None = None,
-                suites: Sequence[tuple[str, list[str]]] = ()) -> CleanResult:
+def clean_files(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    clean: CleanConfig,
+    check: CheckConfig,
+    *,
+    shape: str = "auto",
+    columns: dict[str, str] | None = None,
+    count_tokens: Callable[[list[str]], list[int]] | None = None,
+    max_length: int | None = None,
+    suites: Sequence[tuple[str, list[str]]] = (),
+) -> CleanResult:
     """Clean `paths` into `out_dir` (see the module docstring).
 
     Args:
@@ -134,16 +149,19 @@ def clean_files(paths: Sequence[str | Path], out_dir: str | Path, clean: CleanCo
     names = [output_name(p) for p in paths]
     repeated = sorted({n for n in names if names.count(n) > 1} | ({"rejects.jsonl"} & set(names)))
     if repeated:
-        raise TunewiseError(f"data clean: the inputs would write {', '.join(repeated)} more than once (or over "
-                            f"rejects.jsonl); rename an input file")
+        raise TunewiseError(
+            f"data clean: the inputs would write {', '.join(repeated)} more than once (or over "
+            f"rejects.jsonl); rename an input file"
+        )
     renames = dict(columns or {})
     inputs = []
     for p in paths:
         head = [Row(r.source, {renames.get(k, k): v for k, v in r.data.items()}) for r in islice(read_rows(p), 100)]
         inputs.append(_Input(str(p), detect_kind(head, p, shape), renames))
     # A kind whose rows are dropped is not also redacted: the row goes whole, with that reason.
-    redact_kinds = [k for k in clean.redact if not ((k == "secret" and "secrets" in drop) or
-                                                    (k != "secret" and "pii" in drop))]
+    redact_kinds = [
+        k for k in clean.redact if not ((k == "secret" and "secrets" in drop) or (k != "secret" and "pii" in drop))
+    ]
     contamination = _Contamination(suites, check.contamination_ngram) if "contamination" in drop else None
 
     def prepared() -> Iterator[tuple[int, int, Row, Any, Counter[str], Item]]:
@@ -167,12 +185,21 @@ def clean_files(paths: Sequence[str | Path], out_dir: str | Path, clean: CleanCo
         answers: Sequence[int | None] = tokens
         if count_tokens is not None and {"too_short", "too_long", "truncated"} & set(drop):
             counted = count_tokens([_all(item) for _, item in good] + [item.answer for _, item in good])
-            tokens, answers = counted[:len(good)], counted[len(good):]
+            tokens, answers = counted[: len(good)], counted[len(good) :]
         toxic = toxicity_scores([item.answer for _, item in good]) if "toxicity" in drop else []
         reasons: dict[int, str] = {}
         for k, (i, item) in enumerate(good):
-            found = _filters(item, tokens[k], answers[k], toxic[k] if toxic else None, check, max_length,
-                             contamination, pii="pii" in drop, secrets="secrets" in drop)
+            found = _filters(
+                item,
+                tokens[k],
+                answers[k],
+                toxic[k] if toxic else None,
+                check,
+                max_length,
+                contamination,
+                pii="pii" in drop,
+                secrets="secrets" in drop,
+            )
             reason = next((f"{kind}: {why}" for kind in drop for fkind, why in found if fkind == kind), None)
             if reason:
                 reasons[i] = reason
@@ -210,19 +237,36 @@ def clean_files(paths: Sequence[str | Path], out_dir: str | Path, clean: CleanCo
             for i, file_no, row, data, _, _ in prepared():
                 rows_in += 1
                 if i in removed:
-                    rejects.write(_json({"source": row.source, "action": "removed", "reason": removed[i],
-                                         "row": row.data}))
+                    rejects.write(
+                        _json({"source": row.source, "action": "removed", "reason": removed[i], "row": row.data})
+                    )
                     continue
                 rows_out += 1
                 files[file_no].write(_json(data))
                 if i in changed:
-                    rejects.write(_json({"source": row.source, "action": "changed", "reason": changed[i],
-                                         "row": row.data, "cleaned": data}))
+                    rejects.write(
+                        _json(
+                            {
+                                "source": row.source,
+                                "action": "changed",
+                                "reason": changed[i],
+                                "row": row.data,
+                                "cleaned": data,
+                            }
+                        )
+                    )
     finally:
         for f in files:
             f.close()
-    result = CleanResult(rows_in, rows_out, len(removed), len(changed), dict(reasons_count.most_common()), outputs,
-                         str(out / "rejects.jsonl"))
+    result = CleanResult(
+        rows_in,
+        rows_out,
+        len(removed),
+        len(changed),
+        dict(reasons_count.most_common()),
+        outputs,
+        str(out / "rejects.jsonl"),
+    )
     assert result.rows_in == result.rows_out + result.removed, "clean lost a row"  # the invariant, checked every run
     (out / "clean_summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     return result
@@ -236,9 +280,18 @@ def _all(item: Item) -> str:
     return "\n".join(item.roles.values())
 
 
-def _filters(item: Item, tokens: int | None, answer_tokens: int | None, toxic: float | None, check: CheckConfig,
-             max_length: int | None, contamination: _Contamination | None, *, pii: bool,
-             secrets: bool) -> list[tuple[str, str]]:
+def _filters(
+    item: Item,
+    tokens: int | None,
+    answer_tokens: int | None,
+    toxic: float | None,
+    check: CheckConfig,
+    max_length: int | None,
+    contamination: _Contamination | None,
+    *,
+    pii: bool,
+    secrets: bool,
+) -> list[tuple[str, str]]:
     """(finding kind, why) of every row-level finding, in a fixed order."""
     import re
 
@@ -272,10 +325,16 @@ def _filters(item: Item, tokens: int | None, answer_tokens: int | None, toxic: f
     return found
 
 
-def _drop_duplicates(dedup: StreamDeduper, rows: list[int], sources: list[str],
-                     prepared: Callable[[], Iterator[tuple[int, int, Row, Any, Counter[str], Item]]],
-                     removed: dict[int, str], changed: dict[int, str]) -> None:
+def _drop_duplicates(
+    dedup: StreamDeduper,
+    rows: list[int],
+    sources: list[str],
+    prepared: Callable[[], Iterator[tuple[int, int, Row, Any, Counter[str], Item]]],
+    removed: dict[int, str],
+    changed: dict[int, str],
+) -> None:
     """Keep the first row of each duplicate cluster; the others are removed, naming the kept row."""
+
     def texts_of(wanted: set[int]) -> dict[int, str]:
         want = {rows[k] for k in wanted}
         back = {rows[k]: k for k in wanted}
@@ -310,8 +369,14 @@ def _drop_duplicates(dedup: StreamDeduper, rows: list[int], sources: list[str],
         changed.pop(rows[k], None)
 
 
-def clean_command(targets: Sequence[str], *, out: str | Path = "clean", model: str | None = None,
-                  console: Any, suites: SuiteTexts | None = None) -> CleanResult:
+def clean_command(
+    targets: Sequence[str],
+    *,
+    out: str | Path = "clean",
+    model: str | None = None,
+    console: Any,
+    suites: SuiteTexts | None = None,
+) -> CleanResult:
     """`tunewise data clean`: clean a config's data files or the given files into `out`, print a summary.
 
     Args:
@@ -329,14 +394,30 @@ def clean_command(targets: Sequence[str], *, out: str | Path = "clean", model: s
     if {"too_short", "too_long", "truncated"} & drop:
         from tunewise.models import load_tokenizer
 
-        count_tokens = token_counter(load_tokenizer(model or config.model.name, revision=config.model.revision,
-                                                    trust_remote_code=config.model.trust_remote_code))
+        count_tokens = token_counter(
+            load_tokenizer(
+                model or config.model.name,
+                revision=config.model.revision,
+                trust_remote_code=config.model.trust_remote_code,
+            )
+        )
     texts = suites(config) if suites and "contamination" in drop else ()
-    result = clean_files(paths, out, config.data.clean, config.data.check, shape=config.data.shape,
-                         columns=config.data.columns, count_tokens=count_tokens, max_length=config.data.max_length,
-                         suites=texts)
-    table = Table(title=f"data clean: {result.rows_in} rows in = {result.rows_out} out + {result.removed} removed "
-                        f"({result.changed} changed)", title_justify="left")
+    result = clean_files(
+        paths,
+        out,
+        config.data.clean,
+        config.data.check,
+        shape=config.data.shape,
+        columns=config.data.columns,
+        count_tokens=count_tokens,
+        max_length=config.data.max_length,
+        suites=texts,
+    )
+    table = Table(
+        title=f"data clean: {result.rows_in} rows in = {result.rows_out} out + {result.removed} removed "
+        f"({result.changed} changed)",
+        title_justify="left",
+    )
     table.add_column("reason")
     table.add_column("count", justify="right")
     for reason, n in result.reasons.items():

@@ -148,7 +148,7 @@ class _Shingled:
         return len(self.offsets) - 1
 
     def of(self, i: int) -> np.ndarray:
-        return self.hashes[self.offsets[i]:self.offsets[i + 1]]
+        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
 
     def jaccard(self, i: int, j: int) -> float:
         x, y = self.of(i), self.of(j)
@@ -179,9 +179,9 @@ class _Shingled:
         if windows > 0:
             h = tokens[:windows].copy()
             for j in range(1, ngram):
-                h = h * _MUL + tokens[j:windows + j]
+                h = h * _MUL + tokens[j : windows + j]
             # A window belongs to one text when its first and last word do.
-            inside = doc_of_token[:windows] == doc_of_token[ngram - 1:]
+            inside = doc_of_token[:windows] == doc_of_token[ngram - 1 :]
             docs.append(doc_of_token[:windows][inside])
             grams.append(h[inside])
         starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -218,7 +218,7 @@ class _Shingled:
             end = max(int(np.searchsorted(starts, first + _BLOCK, side="right")), pos + 1)
             docs = nonempty[pos:end]
             # Permutations along rows: the reduction then runs over contiguous memory.
-            block = a[:, None] * mixed[None, first:self.offsets[docs[-1] + 1]] + b[:, None]  # mod 2^32
+            block = a[:, None] * mixed[None, first : self.offsets[docs[-1] + 1]] + b[:, None]  # mod 2^32
             sig[docs] = np.minimum.reduceat(block, starts[pos:end] - first, axis=1).T
             pos = end
         return sig
@@ -289,7 +289,7 @@ def _buckets(sig: np.ndarray, rows: np.ndarray, threshold: float, verify: bool) 
         return
     n_bands, width = _bands(threshold, sig.shape[1], verify)
     for band in range(n_bands):
-        part = sig[rows, band * width:(band + 1) * width].astype(np.uint64)
+        part = sig[rows, band * width : (band + 1) * width].astype(np.uint64)
         key = part[:, 0].copy()
         for j in range(1, width):
             key = key * _MUL + part[:, j]
@@ -332,8 +332,15 @@ def _exact_groups(normalised: Sequence[str]) -> dict[str, list[int]]:
 # --------------------------------------------------------------------------- public entry points
 
 
-def near_duplicate_clusters(texts: Sequence[str], *, threshold: float = 0.8, num_perm: int = 128,
-                            ngram: int = 3, seed: int = 1, verify: bool = True) -> list[int]:
+def near_duplicate_clusters(
+    texts: Sequence[str],
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 3,
+    seed: int = 1,
+    verify: bool = True,
+) -> list[int]:
     """Group texts that are exact or near duplicates of each other.
 
     Args:
@@ -382,9 +389,16 @@ def near_duplicate_clusters(texts: Sequence[str], *, threshold: float = 0.8, num
     return [sets.find(i) for i in range(len(texts))]
 
 
-def cross_duplicates(a_texts: Sequence[str], b_texts: Sequence[str], *, threshold: float = 0.8,
-                     num_perm: int = 128, ngram: int = 3, seed: int = 1,
-                     verify: bool = True) -> list[DuplicatePair]:
+def cross_duplicates(
+    a_texts: Sequence[str],
+    b_texts: Sequence[str],
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 3,
+    seed: int = 1,
+    verify: bool = True,
+) -> list[DuplicatePair]:
     """Every pair (row of `a_texts`, row of `b_texts`) that is an exact or near duplicate.
 
     Meant for leakage between splits: e.g. `cross_duplicates(train, eval)` lists each eval row

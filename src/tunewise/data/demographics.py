@@ -18,18 +18,76 @@ from collections import Counter
 
 __all__ = ["LEXICON", "mentions"]
 
-_PEOPLE = (r"(?:people|person|persons|man|men|woman|women|boy|boys|girl|girls|folks?|community|communities|"
-           r"families|family|americans?|students?|children|kids?)")
+_PEOPLE = (
+    r"(?:people|person|persons|man|men|woman|women|boy|boys|girl|girls|folks?|community|communities|"
+    r"families|family|americans?|students?|children|kids?)"
+)
 
 LEXICON: dict[str, dict[str, list[str]]] = {
     "gender": {
-        "female": ["woman", "women", "girl", "girls", "she", "her", "hers", "herself", "mother", "mothers",
-                   "daughter", "daughters", "wife", "wives", "sister", "sisters", "female", "females", "lady",
-                   "ladies", "grandmother", "aunt", "niece", "mom", "mum", "queen", "actress", "waitress",
-                   "girlfriend", "feminine"],
-        "male": ["man", "men", "boy", "boys", "he", "him", "his", "himself", "father", "fathers", "son", "sons",
-                 "husband", "husbands", "brother", "brothers", "male", "males", "gentleman", "gentlemen",
-                 "grandfather", "uncle", "nephew", "dad", "king", "actor", "waiter", "boyfriend", "masculine"],
+        "female": [
+            "woman",
+            "women",
+            "girl",
+            "girls",
+            "she",
+            "her",
+            "hers",
+            "herself",
+            "mother",
+            "mothers",
+            "daughter",
+            "daughters",
+            "wife",
+            "wives",
+            "sister",
+            "sisters",
+            "female",
+            "females",
+            "lady",
+            "ladies",
+            "grandmother",
+            "aunt",
+            "niece",
+            "mom",
+            "mum",
+            "queen",
+            "actress",
+            "waitress",
+            "girlfriend",
+            "feminine",
+        ],
+        "male": [
+            "man",
+            "men",
+            "boy",
+            "boys",
+            "he",
+            "him",
+            "his",
+            "himself",
+            "father",
+            "fathers",
+            "son",
+            "sons",
+            "husband",
+            "husbands",
+            "brother",
+            "brothers",
+            "male",
+            "males",
+            "gentleman",
+            "gentlemen",
+            "grandfather",
+            "uncle",
+            "nephew",
+            "dad",
+            "king",
+            "actor",
+            "waiter",
+            "boyfriend",
+            "masculine",
+        ],
     },
     "race_ethnicity": {
         "black": [rf"black {_PEOPLE}", "african americans?", "african-americans?"],
@@ -56,8 +114,16 @@ LEXICON: dict[str, dict[str, list[str]]] = {
         "heterosexual": ["heterosexuals?", "straight people"],
     },
     "disability": {
-        "disabled": ["disabled", "disability", "disabilities", "wheelchair users?", "blind people", "deaf people",
-                     "autistic", "handicapped"],
+        "disabled": [
+            "disabled",
+            "disability",
+            "disabilities",
+            "wheelchair users?",
+            "blind people",
+            "deaf people",
+            "autistic",
+            "handicapped",
+        ],
     },
 }
 """category -> group -> regular expressions of terms (whole words, case-insensitive)."""
@@ -67,8 +133,11 @@ PAIRED = ("gender",)
 
 
 def _compile() -> dict[tuple[str, str], re.Pattern[str]]:
-    return {(category, group): re.compile(r"\b(?:" + "|".join(terms) + r")\b", re.IGNORECASE)
-            for category, groups in LEXICON.items() for group, terms in groups.items()}
+    return {
+        (category, group): re.compile(r"\b(?:" + "|".join(terms) + r")\b", re.IGNORECASE)
+        for category, groups in LEXICON.items()
+        for group, terms in groups.items()
+    }
 
 
 _PATTERNS = _compile()

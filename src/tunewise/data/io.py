@@ -117,8 +117,7 @@ def _non_empty(rows: Iterator[Row], shown: str) -> Iterator[Row]:
         yield row
     if count == 0:
         raise DataError(
-            f"{shown}: no rows — the file holds no records. Point the config at a file with "
-            "at least one example."
+            f"{shown}: no rows — the file holds no records. Point the config at a file with at least one example."
         )
 
 
@@ -158,17 +157,22 @@ def _bad_utf8_line(p: Path) -> tuple[int, int, int] | None:
 
 def type_name(value: Any) -> str:
     """A JSON-ish name of a value's type with its article, for error messages ("a list")."""
-    return {list: "a list", dict: "an object", str: "a string", type(None): "null",
-            bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        list: "a list",
+        dict: "an object",
+        str: "a string",
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _not_an_object(where: str, value: Any) -> DataError:
     return DataError(
-        f"{where}: expected a JSON object ({{\"key\": value, ...}}) but found "
+        f'{where}: expected a JSON object ({{"key": value, ...}}) but found '
         f"{type_name(value)}. Each record must be an object whose keys are the columns "
-        "(e.g. {\"instruction\": ..., \"output\": ...})."
+        '(e.g. {"instruction": ..., "output": ...}).'
     )
 
 
@@ -203,11 +207,7 @@ def _read_json(p: Path, shown: str) -> Iterator[Row]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        hint = (
-            " It looks like JSON Lines (one object per line): rename it to .jsonl."
-            if e.msg == "Extra data"
-            else ""
-        )
+        hint = " It looks like JSON Lines (one object per line): rename it to .jsonl." if e.msg == "Extra data" else ""
         raise DataError(
             f"{shown}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}).{hint} A .json "
             "dataset must be one list of objects, or an object holding one such list."
@@ -229,10 +229,7 @@ def _read_json(p: Path, shown: str) -> Iterator[Row]:
         items = value[lists[0]]
         array_start = _find_member(text, lists[0])
     else:
-        raise DataError(
-            f"{shown}: a .json dataset must be a list of objects, but the file holds "
-            f"{type_name(value)}."
-        )
+        raise DataError(f"{shown}: a .json dataset must be a list of objects, but the file holds {type_name(value)}.")
 
     starts = _item_offsets(text, array_start, len(items)) if array_start is not None else None
     line_of: Callable[[int], str]

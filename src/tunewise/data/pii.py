@@ -121,7 +121,8 @@ _SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?
 _NINO = re.compile(r"\b(?![DFIQUV])[A-Z](?![DFIOQUV])[A-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 _PHONE = re.compile(
     r"(?<![\w+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}(?![\w-])"
-    r"|(?<![\w+])\+\d{8,15}(?!\w)")
+    r"|(?<![\w+])\+\d{8,15}(?!\w)"
+)
 _SECRETS = [
     re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
     re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b"),  # AWS access key ids
@@ -136,15 +137,19 @@ _SECRETS = [
 # random (a password written as a word is not worth a placeholder, and prose says "token: yes").
 _ASSIGNED = re.compile(
     r"(?i)\b(?:[a-z0-9_]*(?:api[_-]?key|secret|token|passw(?:or)?d|access[_-]?key|auth)[a-z0-9_]*)"
-    r"[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+_.=~-]{16,})")
+    r"[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+_.=~-]{16,})"
+)
 _MIN_SECRET_ENTROPY = 3.5
 
 
 def _random_looking(value: str) -> bool:
     # Real keys mix letters and digits at high entropy; `your_email_password` and `changeme` are
     # placeholders in tutorials, not secrets.
-    return (_entropy(value) >= _MIN_SECRET_ENTROPY and any(ch.isdigit() for ch in value)
-            and any(ch.isalpha() for ch in value))
+    return (
+        _entropy(value) >= _MIN_SECRET_ENTROPY
+        and any(ch.isdigit() for ch in value)
+        and any(ch.isalpha() for ch in value)
+    )
 
 
 def _digits(s: str) -> str:
@@ -177,8 +182,9 @@ def _phone_ok(candidate: str) -> bool:
     if "." in candidate and not re.fullmatch(r"(?:\+\d{1,3}\.)?\d{3}\.\d{3}\.\d{4}", candidate):
         return False
     # Dates (2024-01-31, 31.01.2024), decimals and the SSN layout (3-2-4) are not phone numbers.
-    return not re.fullmatch(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d+\.\d+|\d{3}-\d{2}-\d{4}",
-                            candidate)
+    return not re.fullmatch(
+        r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d+\.\d+|\d{3}-\d{2}-\d{4}", candidate
+    )
 
 
 _FINDERS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, int]] = [
@@ -235,7 +241,7 @@ def redact(text: str, kinds: Sequence[str] = PII_KINDS) -> tuple[str, Counter[st
         return text, Counter()
     parts, at = [], 0
     for span in spans:
-        parts += [text[at:span.start], PLACEHOLDERS[span.kind]]
+        parts += [text[at : span.start], PLACEHOLDERS[span.kind]]
         at = span.end
     parts.append(text[at:])
     return "".join(parts), Counter(s.kind for s in spans)

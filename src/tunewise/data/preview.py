@@ -82,9 +82,7 @@ def _legend(plain: bool) -> Text:
     return legend
 
 
-def _pieces(
-    row: Rendered, tokenizer: PreTrainedTokenizerBase
-) -> list[tuple[str, bool, int]]:
+def _pieces(row: Rendered, tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, bool, int]]:
     """Decode token by token: `(text, trained, first token id)` per piece.
 
     A byte-level token can hold half of a multi-byte character; such tokens are joined with
@@ -110,9 +108,7 @@ def _pieces(
     return pieces
 
 
-def _body(
-    row: Rendered, tokenizer: PreTrainedTokenizerBase, special: set[int], plain: bool
-) -> Text:
+def _body(row: Rendered, tokenizer: PreTrainedTokenizerBase, special: set[int], plain: bool) -> Text:
     text = Text()
     in_trained = False
     for i, (piece, trained, first) in enumerate(_pieces(row, tokenizer)):
@@ -138,15 +134,12 @@ def _stats_table(stats: RenderStats) -> Table:
     truncated_share = stats.rows_truncated / stats.rows if stats.rows else 0.0
     table.add_row("rows", f"{stats.rows}")
     table.add_row("rows truncated", f"{stats.rows_truncated} ({truncated_share:.1%})")
-    table.add_row(
-        "rows rejected: no trained tokens left", f"{stats.rows_without_trained_tokens}"
-    )
+    table.add_row("rows rejected: no trained tokens left", f"{stats.rows_without_trained_tokens}")
     table.add_row("tokens (kept rows)", f"{stats.tokens_total}")
     table.add_row("tokens trained", f"{stats.tokens_trained} ({share:.1%})")
     table.add_row("tokens cut by truncation", f"{stats.tokens_dropped}")
     table.add_row(
         "length min / mean / p50 / p95 / max",
-        f"{stats.length_min} / {stats.length_mean:.0f} / {stats.length_p50} / "
-        f"{stats.length_p95} / {stats.length_max}",
+        f"{stats.length_min} / {stats.length_mean:.0f} / {stats.length_p50} / {stats.length_p95} / {stats.length_max}",
     )
     return table

@@ -54,7 +54,7 @@ def repetition(text: str) -> str | None:
     if len(words) < 20:
         return None
     pairs = Counter(pairwise(words))
-    (top, count), = pairs.most_common(1)
+    ((top, count),) = pairs.most_common(1)
     if count * 2 / len(words) > TOP_2GRAM_SHARE and count > 2:
         return f"the 2-gram {' '.join(top)!r} covers {count * 2 / len(words):.0%} of the words"
     n = REPEATED_NGRAM
@@ -62,7 +62,7 @@ def repetition(text: str) -> str | None:
     covered = [False] * len(words)
     for i, gram in enumerate(zip(*(words[i:] for i in range(n)))):
         if grams[gram] > 1:
-            covered[i:i + n] = [True] * n
+            covered[i : i + n] = [True] * n
     share = sum(covered) / len(words)
     if share > REPEATED_NGRAM_SHARE:
         return f"{share:.0%} of the words are in repeated {n}-grams"

@@ -36,8 +36,18 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["METHODS", "Selected", "embed", "k_center_greedy", "mean_token_entropy", "row_text",
-           "select_file", "select_rows", "sequence_perplexity", "uncertainty"]
+__all__ = [
+    "METHODS",
+    "Selected",
+    "embed",
+    "k_center_greedy",
+    "mean_token_entropy",
+    "row_text",
+    "select_file",
+    "select_rows",
+    "sequence_perplexity",
+    "uncertainty",
+]
 
 METHODS = ("entropy", "perplexity", "kcenter")
 
@@ -110,8 +120,9 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length
     return [bos + tokenizer(t, add_special_tokens=False)["input_ids"][: max_length - len(bos)] for t in texts]
 
 
-def _batches(model: PreTrainedModel, ids: list[list[int]], pad_id: int, batch_size: int,
-             desc: str, show_progress: bool | None) -> Any:
+def _batches(
+    model: PreTrainedModel, ids: list[list[int]], pad_id: int, batch_size: int, desc: str, show_progress: bool | None
+) -> Any:
     import torch
 
     from tunewise.inference import device_of
@@ -119,21 +130,28 @@ def _batches(model: PreTrainedModel, ids: list[list[int]], pad_id: int, batch_si
     device = device_of(model)
     bar = progress(total=len(ids), desc=desc, enabled=show_progress)
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start:start + batch_size]
+        chunk = ids[start : start + batch_size]
         width = max(len(x) for x in chunk)
         input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(chunk), width), dtype=torch.long)
         for i, x in enumerate(chunk):
-            input_ids[i, :len(x)] = torch.tensor(x)
-            attention[i, :len(x)] = 1
+            input_ids[i, : len(x)] = torch.tensor(x)
+            attention[i, : len(x)] = 1
         yield input_ids.to(device), attention.to(device)
         bar.update(len(chunk))
     bar.close()
 
 
-def uncertainty(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
-                by: str = "entropy", max_length: int = 256, batch_size: int = 8,
-                show_progress: bool | None = None) -> list[float]:
+def uncertainty(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    by: str = "entropy",
+    max_length: int = 256,
+    batch_size: int = 8,
+    show_progress: bool | None = None,
+) -> list[float]:
     """Per-text uncertainty of a causal LM: mean token entropy or perplexity (module table)."""
     from tunewise.inference import eval_mode
 
@@ -154,8 +172,15 @@ def uncertainty(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
     return scores
 
 
-def embed(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
-          max_length: int = 256, batch_size: int = 8, show_progress: bool | None = None) -> np.ndarray:
+def embed(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    max_length: int = 256,
+    batch_size: int = 8,
+    show_progress: bool | None = None,
+) -> np.ndarray:
     """Mean-pooled last hidden states (over real tokens), L2-normalised: `[len(texts), hidden]`."""
     import torch
 
@@ -220,9 +245,19 @@ def row_text(row: Row, kind: str, fields: Sequence[str] | None = None) -> str:
     return "\n".join(_get(row.data, p) for p in editable_fields(row, kind, fields=fields))
 
 
-def select_rows(rows: Sequence[Row], k: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
-                by: str = "entropy", labelled: Sequence[Row] = (), fields: Sequence[str] | None = None,
-                max_length: int = 256, batch_size: int = 8, show_progress: bool | None = None) -> list[Selected]:
+def select_rows(
+    rows: Sequence[Row],
+    k: int,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    by: str = "entropy",
+    labelled: Sequence[Row] = (),
+    fields: Sequence[str] | None = None,
+    max_length: int = 256,
+    batch_size: int = 8,
+    show_progress: bool | None = None,
+) -> list[Selected]:
     """Choose the `k` most informative rows (module docstring).
 
     Args:
@@ -251,31 +286,52 @@ def select_rows(rows: Sequence[Row], k: int, model: PreTrainedModel, tokenizer: 
     texts = [row_text(r, kind, fields) for r in rows]
     empty = [r.source for r, t in zip(rows, texts) if not t.strip()]
     if empty:
-        raise DataError(f"{empty[0]}: nothing to score — the row's input side (user turns, instruction, "
-                        f"prompt or text) is empty ({len(empty)} such rows). Fill or remove it, or name the "
-                        "fields to score with --field.")
+        raise DataError(
+            f"{empty[0]}: nothing to score — the row's input side (user turns, instruction, "
+            f"prompt or text) is empty ({len(empty)} such rows). Fill or remove it, or name the "
+            "fields to score with --field."
+        )
     if by == "kcenter":
-        vectors = embed(model, tokenizer, texts, max_length=max_length, batch_size=batch_size,
-                        show_progress=show_progress)
+        vectors = embed(
+            model, tokenizer, texts, max_length=max_length, batch_size=batch_size, show_progress=show_progress
+        )
         initial = None
         if labelled:
             labelled_kind = _row_kinds(labelled, fields)
-            initial = embed(model, tokenizer, [row_text(r, labelled_kind, fields) for r in labelled],
-                            max_length=max_length, batch_size=batch_size, show_progress=show_progress)
+            initial = embed(
+                model,
+                tokenizer,
+                [row_text(r, labelled_kind, fields) for r in labelled],
+                max_length=max_length,
+                batch_size=batch_size,
+                show_progress=show_progress,
+            )
         order, scores = k_center_greedy(vectors, k, initial=initial)
     else:
-        values = uncertainty(model, tokenizer, texts, by=by, max_length=max_length, batch_size=batch_size,
-                             show_progress=show_progress)
+        values = uncertainty(
+            model, tokenizer, texts, by=by, max_length=max_length, batch_size=batch_size, show_progress=show_progress
+        )
         # Highest first; ties by input order (a stable sort on the negated score).
         order = sorted(range(len(values)), key=lambda i: -values[i])[:k]
         scores = [values[i] for i in order]
-    return [Selected(rank, i, rows[i].source, float(s), rows[i].data)
-            for rank, (i, s) in enumerate(zip(order, scores), start=1)]
+    return [
+        Selected(rank, i, rows[i].source, float(s), rows[i].data)
+        for rank, (i, s) in enumerate(zip(order, scores), start=1)
+    ]
 
 
-def select_file(path: str | Path, out: str | Path, k: int, model: PreTrainedModel,
-                tokenizer: PreTrainedTokenizerBase, *, labelled: str | Path | None = None,
-                model_name: str | None = None, limit: int | None = None, **kwargs: Any) -> list[Selected]:
+def select_file(
+    path: str | Path,
+    out: str | Path,
+    k: int,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    labelled: str | Path | None = None,
+    model_name: str | None = None,
+    limit: int | None = None,
+    **kwargs: Any,
+) -> list[Selected]:
     """Read the pool, choose `k` rows (`select_rows` arguments), and write them with their scores.
 
     Each output row is the input row plus `selection`: `{rank, by, score, source, model}`.
@@ -287,6 +343,20 @@ def select_file(path: str | Path, out: str | Path, k: int, model: PreTrainedMode
     labelled_rows = read_all(labelled) if labelled is not None else []
     chosen = select_rows(rows, k, model, tokenizer, labelled=labelled_rows, **kwargs)
     by = kwargs.get("by", "entropy")
-    write_rows([{**c.row, "selection": {"rank": c.rank, "by": by, "score": round(c.score, 6),
-                                        "source": c.source, "model": model_name}} for c in chosen], out)
+    write_rows(
+        [
+            {
+                **c.row,
+                "selection": {
+                    "rank": c.rank,
+                    "by": by,
+                    "score": round(c.score, 6),
+                    "source": c.source,
+                    "model": model_name,
+                },
+            }
+            for c in chosen
+        ],
+        out,
+    )
     return chosen

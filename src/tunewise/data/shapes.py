@@ -160,9 +160,7 @@ def detect_shape(first_rows: Sequence[Row | Mapping[str, Any]], path: str | Path
         )
 
     if {"chosen", "rejected"} <= keys:
-        raise other_kind(
-            "preference pairs", "train on them with `tunewise align` (DPO, ORPO, reward)."
-        )
+        raise other_kind("preference pairs", "train on them with `tunewise align` (DPO, ORPO, reward).")
     if "label" in keys and ({"messages", "completion", "conversations"} & keys):
         raise other_kind(
             "KTO data (a completion with a good/bad label)",
@@ -180,8 +178,7 @@ def detect_shape(first_rows: Sequence[Row | Mapping[str, Any]], path: str | Path
         if "label" in keys:
             raise other_kind(
                 "classification data (text + label)",
-                "language-model training on it would ignore the labels; use a classification "
-                "task instead.",
+                "language-model training on it would ignore the labels; use a classification task instead.",
             )
         return "text"
     shapes = "; ".join(f"{name} ({k})" for name, k in SHAPES.items())
@@ -235,8 +232,7 @@ def _sharegpt(source: str, data: Mapping[str, Any]) -> Example:
     for i, turn in enumerate(turns, 1):
         # Some exports write ShareGPT rows with OpenAI keys; accept both spellings.
         role_key, content_key = (
-            ("role", "content") if isinstance(turn, dict) and "from" not in turn else
-            ("from", "value")
+            ("role", "content") if isinstance(turn, dict) and "from" not in turn else ("from", "value")
         )
         messages.append(_message(turn, i, role_key, content_key, _SHAREGPT_ROLES))
     system = _optional_str(data, "system")
@@ -257,9 +253,7 @@ def _alpaca(source: str, data: Mapping[str, Any]) -> Example:
         messages.append({"role": "system", "content": system})
     history = data.get("history")
     if history is not None:
-        if not isinstance(history, list) or not all(
-            isinstance(p, (list, tuple)) and len(p) == 2 for p in history
-        ):
+        if not isinstance(history, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in history):
             raise BadRow("`history` must be a list of [user, assistant] pairs")
         for user, assistant in history:
             messages += [
@@ -284,12 +278,9 @@ def _prompt_completion(source: str, data: Mapping[str, Any]) -> Example:
             messages.append({"role": role, "content": value})
         elif isinstance(value, list):  # TRL's conversational prompt-completion
             start = len(messages)
-            messages += [_message(m, start + i, "role", "content", None) for i, m in
-                         enumerate(value, 1)]
+            messages += [_message(m, start + i, "role", "content", None) for i, m in enumerate(value, 1)]
         else:
-            raise BadRow(
-                f"`{key}` must be a string or a list of messages, not {type_name(value)}"
-            )
+            raise BadRow(f"`{key}` must be a string or a list of messages, not {type_name(value)}")
     return Example(source, messages=_conversation(messages))
 
 
@@ -304,8 +295,6 @@ _CONVERTERS = {
     "prompt_completion": _prompt_completion,
     "text": _text,
 }
-
-
 
 
 def required_str(data: Mapping[str, Any], key: str) -> str:
@@ -350,12 +339,9 @@ def _message_list(data: Mapping[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _message(
-    m: Any, i: int, role_key: str, content_key: str, role_map: Mapping[str, str] | None
-) -> dict[str, str]:
+def _message(m: Any, i: int, role_key: str, content_key: str, role_map: Mapping[str, str] | None) -> dict[str, str]:
     if not isinstance(m, dict):
-        raise BadRow(f"message {i} must be an object with `{role_key}` and `{content_key}`, "
-                     f"not {type_name(m)}")
+        raise BadRow(f"message {i} must be an object with `{role_key}` and `{content_key}`, not {type_name(m)}")
     for k in (role_key, content_key):
         if k not in m or m[k] is None:
             raise BadRow(f"message {i} has no `{k}`")
@@ -364,9 +350,7 @@ def _message(
         raise BadRow(f"message {i}: `{content_key}` must be a string, not {type_name(content)}")
     accepted = role_map if role_map is not None else {r: r for r in _ROLES}
     if not isinstance(role, str) or role not in accepted:
-        raise BadRow(
-            f"message {i} has unknown role {role!r}; accepted: {', '.join(accepted)}"
-        )
+        raise BadRow(f"message {i} has unknown role {role!r}; accepted: {', '.join(accepted)}")
     return {"role": accepted[role], "content": content}
 
 
@@ -425,8 +409,7 @@ def load_examples(
         ConfigError: `shape`, `columns` or `on_bad_rows` is invalid.
     """
     if shape != "auto" and shape not in SHAPES:
-        raise ConfigError([f"data.shape: unknown shape {shape!r}; use auto or one of "
-                           f"{', '.join(SHAPES)}"])
+        raise ConfigError([f"data.shape: unknown shape {shape!r}; use auto or one of {', '.join(SHAPES)}"])
     if on_bad_rows not in ("error", "skip"):
         raise ConfigError([f"data.on_bad_rows: must be 'error' or 'skip', not {on_bad_rows!r}"])
 
@@ -542,10 +525,9 @@ def split_examples(
     order = list(range(n))
     random.Random(seed).shuffle(order)
     test = sorted(order[:n_test])
-    evaluation = sorted(order[n_test:n_test + n_eval])
-    train = sorted(order[n_test + n_eval:])
-    return ([examples[i] for i in train], [examples[i] for i in evaluation],
-            [examples[i] for i in test])
+    evaluation = sorted(order[n_test : n_test + n_eval])
+    train = sorted(order[n_test + n_eval :])
+    return ([examples[i] for i in train], [examples[i] for i in evaluation], [examples[i] for i in test])
 
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> Path:

@@ -42,8 +42,11 @@ __all__ = ["Seed", "SynthResult", "TaskFilter", "default_seeds_path", "load_seed
 _NGRAM = 3
 _NUM_PERM = 128
 # Self-Instruct drops tasks that a language model cannot carry out in text.
-_UNDOABLE = re.compile(r"\b(images?|pictures?|photos?|graphs?|drawings?|draw|plots?|maps?|files?|"
-                       r"videos?|audio|music|flowcharts?|diagrams?|go to|url|website)\b", re.I)
+_UNDOABLE = re.compile(
+    r"\b(images?|pictures?|photos?|graphs?|drawings?|draw|plots?|maps?|files?|"
+    r"videos?|audio|music|flowcharts?|diagrams?|go to|url|website)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,10 @@ def load_seeds(path: str | Path | None = None) -> list[Seed]:
     seeds = []
     for ex in examples:
         if ex.messages is None:
-            raise DataError(f"{ex.source}: seed tasks need a task and an answer (instruction/output, "
-                            "prompt/completion or messages), not plain text.")
+            raise DataError(
+                f"{ex.source}: seed tasks need a task and an answer (instruction/output, "
+                "prompt/completion or messages), not plain text."
+            )
         turns = [m for m in ex.messages if m["role"] != "system"]
         seeds.append(Seed(ex.source, turns[0]["content"], turns[1]["content"] if len(turns) > 1 else ""))
     return seeds
@@ -100,8 +105,15 @@ class TaskFilter:
         min_words, max_words: accepted length of a task, in words.
     """
 
-    def __init__(self, pool: Sequence[tuple[str, str]] = (), *, rouge_threshold: float = 0.7,
-                 dedup_threshold: float = 0.7, min_words: int = 3, max_words: int = 150) -> None:
+    def __init__(
+        self,
+        pool: Sequence[tuple[str, str]] = (),
+        *,
+        rouge_threshold: float = 0.7,
+        dedup_threshold: float = 0.7,
+        min_words: int = 3,
+        max_words: int = 150,
+    ) -> None:
         from datasketch import MinHashLSH
         from rouge_score import rouge_scorer
 
@@ -162,15 +174,16 @@ class TaskFilter:
             if similarity >= self.dedup_threshold and (best is None or (similarity, -i) > (best[0], -best[1])):
                 best = (similarity, i)
         if best is not None:
-            return (f"near duplicate of {self._names[best[1]]} (Jaccard {best[0]:.2f} >= {self.dedup_threshold})",
-                    {"jaccard": round(best[0], 4), "nearest": self._names[best[1]]})
+            return (
+                f"near duplicate of {self._names[best[1]]} (Jaccard {best[0]:.2f} >= {self.dedup_threshold})",
+                {"jaccard": round(best[0], 4), "nearest": self._names[best[1]]},
+            )
         rouge_max, nearest = 0.0, None
         for i, other in enumerate(self._texts):
             score = self._scorer.score(other, text)["rougeL"].fmeasure
             if score > rouge_max:
                 rouge_max, nearest = score, i
-        scores = {"rouge_l_max": round(rouge_max, 4),
-                  "nearest": self._names[nearest] if nearest is not None else None}
+        scores = {"rouge_l_max": round(rouge_max, 4), "nearest": self._names[nearest] if nearest is not None else None}
         if rouge_max >= self.rouge_threshold:
             return f"ROUGE-L {rouge_max:.2f} >= {self.rouge_threshold} with {scores['nearest']}", scores
         return None, scores
@@ -179,8 +192,10 @@ class TaskFilter:
 # --------------------------------------------------------------------------- prompting
 
 
-_PROMPT = ("You write tasks for an AI assistant. Here are some example tasks:\n\n{examples}\n\n"
-           "Write one new task, on a different topic from all of these. Reply with the task only.")
+_PROMPT = (
+    "You write tasks for an AI assistant. Here are some example tasks:\n\n{examples}\n\n"
+    "Write one new task, on a different topic from all of these. Reply with the task only."
+)
 _TASK_LABEL = re.compile(r"^\s*(?:new\s+)?(?:task|instruction)\s*\d*\s*[:.)-]\s*", re.I)
 
 
@@ -194,8 +209,9 @@ def _parse_task(reply: str) -> str:
     return text
 
 
-def _shots(rng: random.Random, seeds: Sequence[Seed], machine: Sequence[tuple[str, str]], shots: int,
-           machine_shots: int) -> list[tuple[str, str]]:
+def _shots(
+    rng: random.Random, seeds: Sequence[Seed], machine: Sequence[tuple[str, str]], shots: int, machine_shots: int
+) -> list[tuple[str, str]]:
     take_machine = min(machine_shots, len(machine), shots)
     picked = rng.sample(list(machine), take_machine) if take_machine else []
     picked += [(s.source, s.instruction) for s in rng.sample(list(seeds), min(shots - take_machine, len(seeds)))]
@@ -249,8 +265,10 @@ def _load_done(path: Path) -> list[dict[str, Any]]:
                 with open(path, "r+b") as f:
                     f.truncate(start)
                 return rows
-            raise DataError(f"{path}:{index + 1}: not valid JSON; the file is written by tunewise — "
-                            "fix or delete that line, or choose a new --out.") from None
+            raise DataError(
+                f"{path}:{index + 1}: not valid JSON; the file is written by tunewise — "
+                "fix or delete that line, or choose a new --out."
+            ) from None
     if raw and not raw.endswith(b"\n"):
         with open(path, "ab") as f:
             f.write(b"\n")
@@ -311,13 +329,20 @@ def synthesize(
     rejected = _load_done(rejects)
     done = [r.get("provenance", {}).get("attempt") for r in accepted] + [r.get("attempt") for r in rejected]
     if any(not isinstance(a, int) for a in done):
-        raise DataError(f"{out}: holds rows without provenance.attempt, so it was not written by "
-                        "`tunewise data synth`; choose a new --out file.")
+        raise DataError(
+            f"{out}: holds rows without provenance.attempt, so it was not written by "
+            "`tunewise data synth`; choose a new --out file."
+        )
     attempt = max(done, default=-1) + 1
     result = SynthResult(out=out, rejects=rejects, resumed_from=attempt, accepted=len(accepted))
 
-    task_filter = TaskFilter([(s.source, s.instruction) for s in seeds], rouge_threshold=rouge_threshold,
-                             dedup_threshold=dedup_threshold, min_words=min_words, max_words=max_words)
+    task_filter = TaskFilter(
+        [(s.source, s.instruction) for s in seeds],
+        rouge_threshold=rouge_threshold,
+        dedup_threshold=dedup_threshold,
+        min_words=min_words,
+        max_words=max_words,
+    )
     machine: list[tuple[str, str]] = []
     for row in accepted:
         name = f"synthetic attempt {row['provenance']['attempt']}"
@@ -358,14 +383,23 @@ def synthesize(
         for (a, task, scores, shot_names), answer in zip(survivors, answers):
             answer = answer.strip()
             if not answer:
-                new_rejects.append({"attempt": a, "stage": "answer", "reason": "the model gave no answer",
-                                    "task": task, **scores})
+                new_rejects.append(
+                    {"attempt": a, "stage": "answer", "reason": "the model gave no answer", "task": task, **scores}
+                )
                 continue
-            new_rows.append({
-                "messages": [{"role": "user", "content": task}, {"role": "assistant", "content": answer}],
-                "provenance": {"op": "self_instruct", "model": model_name, "seed": seed, "attempt": a,
-                               "shots": shot_names, **scores},
-            })
+            new_rows.append(
+                {
+                    "messages": [{"role": "user", "content": task}, {"role": "assistant", "content": answer}],
+                    "provenance": {
+                        "op": "self_instruct",
+                        "model": model_name,
+                        "seed": seed,
+                        "attempt": a,
+                        "shots": shot_names,
+                        **scores,
+                    },
+                }
+            )
             machine.append((f"synthetic attempt {a}", task))
         append_jsonl(out, new_rows)
         append_jsonl(rejects, sorted(new_rejects, key=lambda r: r["attempt"]))
@@ -373,8 +407,13 @@ def synthesize(
         result.new_accepted += len(new_rows)
         for r in new_rejects:
             kind = r["reason"].split(" ")[0] if r["stage"] == "task" else "no answer"
-            kind = {"too": r["reason"].split(":")[0], "near": "near duplicate", "exact": "exact duplicate",
-                    "ROUGE-L": "ROUGE-L", "asks": "undoable task"}.get(kind, kind)
+            kind = {
+                "too": r["reason"].split(":")[0],
+                "near": "near duplicate",
+                "exact": "exact duplicate",
+                "ROUGE-L": "ROUGE-L",
+                "asks": "undoable task",
+            }.get(kind, kind)
             result.new_rejected[kind] = result.new_rejected.get(kind, 0) + 1
         bar.update(len(new_rows))
         bar.set_postfix(attempts=attempt, rejected=sum(result.new_rejected.values()))

@@ -150,10 +150,12 @@ def resolve_chat_template(tokenizer: PreTrainedTokenizerBase, name: str | None) 
     else:
         path = Path(name)
         if path.suffix != ".jinja" and not path.is_file():
-            raise ConfigError([
-                f"model.chat_template: unknown template {name!r}; use one of "
-                f"{', '.join(NAMED_TEMPLATES)}, or a path to a .jinja file"
-            ])
+            raise ConfigError(
+                [
+                    f"model.chat_template: unknown template {name!r}; use one of "
+                    f"{', '.join(NAMED_TEMPLATES)}, or a path to a .jinja file"
+                ]
+            )
         if not path.is_file():
             raise ConfigError([f"model.chat_template: no such file {name!r}"])
         template = path.read_text(encoding="utf-8")
@@ -167,9 +169,9 @@ def resolve_chat_template(tokenizer: PreTrainedTokenizerBase, name: str | None) 
         )
     except Exception as e:  # jinja raises TemplateSyntaxError, UndefinedError, TypeError...
         tokenizer.chat_template = previous
-        raise ConfigError([
-            f"model.chat_template: {name!r} does not render a simple user/assistant chat: {e}"
-        ]) from None
+        raise ConfigError(
+            [f"model.chat_template: {name!r} does not render a simple user/assistant chat: {e}"]
+        ) from None
 
 
 def _check_template_tokens(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
@@ -178,12 +180,14 @@ def _check_template_tokens(tokenizer: PreTrainedTokenizerBase, name: str) -> Non
     if name in _NEEDS_EOS and tokenizer.eos_token is None:
         missing.append("an eos token")
     if missing:
-        raise ConfigError([
-            f"model.chat_template: the {name!r} template writes {', '.join(missing)}, which "
-            "this tokenizer does not have as a single token, so the model could not learn a "
-            "real end of turn. Use the model's own template (leave model.chat_template unset), "
-            f"or one built on its eos token ({', '.join(_NEEDS_EOS)})"
-        ])
+        raise ConfigError(
+            [
+                f"model.chat_template: the {name!r} template writes {', '.join(missing)}, which "
+                "this tokenizer does not have as a single token, so the model could not learn a "
+                "real end of turn. Use the model's own template (leave model.chat_template unset), "
+                f"or one built on its eos token ({', '.join(_NEEDS_EOS)})"
+            ]
+        )
 
 
 # --------------------------------------------------------------------------- rendering
@@ -263,9 +267,7 @@ class _Plan:
 
 def _check_train_on(train_on: str) -> None:
     if train_on not in TRAIN_ON:
-        raise ConfigError(
-            [f"data.train_on: must be one of {', '.join(TRAIN_ON)}, not {train_on!r}"]
-        )
+        raise ConfigError([f"data.train_on: must be one of {', '.join(TRAIN_ON)}, not {train_on!r}"])
 
 
 def _render_texts(
@@ -275,15 +277,11 @@ def _render_texts(
         return []
     # One batched call: transformers renders each conversation separately, identically to a
     # single call, but pays its per-call setup once.
-    out = tokenizer.apply_chat_template(
-        conversations, add_generation_prompt=prompt, tokenize=False
-    )
+    out = tokenizer.apply_chat_template(conversations, add_generation_prompt=prompt, tokenize=False)
     return list(out)
 
 
-def _plan(
-    examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, train_on: str
-) -> list[_Plan]:
+def _plan(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, train_on: str) -> list[_Plan]:
     """Render every text the examples need (batched) and check the template's prefix property."""
     prompt_convs: list[list[dict[str, str]]] = []
     full_convs: list[list[dict[str, str]]] = []
@@ -329,18 +327,31 @@ def _check_prefixes(
     previous = ""
     for (prompt, full), n in zip(turns, numbers):
         if not prompt.startswith(previous):
-            raise _template_error(ex, f"the prompt for assistant turn {n} does not "
-                                  f"start with the rendered conversation up to turn {n - 1}",
-                                  previous, prompt, earlier_turns=True)
+            raise _template_error(
+                ex,
+                f"the prompt for assistant turn {n} does not start with the rendered conversation up to turn {n - 1}",
+                previous,
+                prompt,
+                earlier_turns=True,
+            )
         if not full.startswith(prompt):
-            raise _template_error(ex, f"the text through assistant turn {n} does not "
-                                  f"start with the prompt for it (add_generation_prompt=True)",
-                                  prompt, full, earlier_turns=False)
+            raise _template_error(
+                ex,
+                f"the text through assistant turn {n} does not "
+                f"start with the prompt for it (add_generation_prompt=True)",
+                prompt,
+                full,
+                earlier_turns=False,
+            )
         previous = full
     if tail is not None and not tail.startswith(previous):
-        raise _template_error(ex, "the whole conversation does not start with the "
-                              "text through its last assistant turn", previous, tail,
-                              earlier_turns=False)
+        raise _template_error(
+            ex,
+            "the whole conversation does not start with the text through its last assistant turn",
+            previous,
+            tail,
+            earlier_turns=False,
+        )
 
 
 def _template_error(
@@ -351,8 +362,9 @@ def _template_error(
     *,
     earlier_turns: bool,
 ) -> DataError:
-    at = next((i for i, (a, b) in enumerate(zip(expected_prefix, text)) if a != b),
-              min(len(expected_prefix), len(text)))
+    at = next(
+        (i for i, (a, b) in enumerate(zip(expected_prefix, text)) if a != b), min(len(expected_prefix), len(text))
+    )
     hint = (
         " Templates that rewrite earlier turns (e.g. drop their reasoning) cannot train every "
         "turn in one sequence; set data.train_on: last_assistant."
@@ -361,7 +373,7 @@ def _template_error(
     )
     return DataError(
         f"{ex.source}: the chat template cannot be trained turn by turn: {what} (they differ at "
-        f"character {at}: {expected_prefix[at:at + 40]!r} vs {text[at:at + 40]!r}), so the "
+        f"character {at}: {expected_prefix[at : at + 40]!r} vs {text[at : at + 40]!r}), so the "
         f"prompt the model trains on would not be the prompt it is served.{hint} Otherwise "
         f"set model.chat_template to one of {', '.join(NAMED_TEMPLATES)}."
     )
@@ -375,9 +387,7 @@ def _special_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _is_whitespace(
-    tokenizer: PreTrainedTokenizerBase, ids: list[int], cache: dict[int, bool]
-) -> bool:
+def _is_whitespace(tokenizer: PreTrainedTokenizerBase, ids: list[int], cache: dict[int, bool]) -> bool:
     for i in ids:
         if i not in cache:
             # decode gives a list only for a batch of sequences; one flat id list decodes to a str.
@@ -452,14 +462,13 @@ class _Assembler:
             prompt, through = next(pieces), next(pieces)
             if prompt[: len(ids)] != ids:
                 raise self._boundary_error(plan, n)
-            add(prompt[len(ids):], trained=False)
+            add(prompt[len(ids) :], trained=False)
             if through[: len(prompt)] == prompt:
-                answer = through[len(prompt):]
+                answer = through[len(prompt) :]
             else:
                 # The answer's first characters merge with the prompt's last ones when
                 # tokenized together; tokenize the answer alone so the prompt stays exact.
-                answer = list(self.tokenizer(full_text[len(prompt_text):],
-                                             add_special_tokens=False)["input_ids"])
+                answer = list(self.tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"])
             end = self._trained_end(answer)
             add(answer[:end], trained=True)
             add(answer[end:], trained=False)
@@ -467,14 +476,14 @@ class _Assembler:
             whole = next(pieces)
             if whole[: len(ids)] != ids:
                 raise self._boundary_error(plan, None)
-            add(whole[len(ids):], trained=False)
+            add(whole[len(ids) :], trained=False)
         return ids, labels
 
     def _trained_end(self, answer: list[int]) -> int:
         """Index after the answer's trained part: its last special token, if whitespace follows."""
         for i in range(len(answer) - 1, -1, -1):
             if answer[i] in self.special:
-                tail = answer[i + 1:]
+                tail = answer[i + 1 :]
                 glue = _is_whitespace(self.tokenizer, tail, self.whitespace)
                 return i + 1 if glue else len(answer)
         return len(answer)
@@ -501,9 +510,7 @@ def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list
     if not texts:
         return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast") and _backend_agrees(
-        tokenizer, texts[:4]
-    ):
+    if backend is not None and hasattr(backend, "encode_batch_fast") and _backend_agrees(tokenizer, texts[:4]):
         return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
     return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
@@ -512,8 +519,7 @@ def _backend_agrees(tokenizer: PreTrainedTokenizerBase, sample: list[str]) -> bo
     # Checked on every batch (a few short texts, well under a millisecond) rather than cached:
     # a difference would come from the tokenizer's configuration, and a cache keyed on the
     # tokenizer object could outlive it.
-    fast = [e.ids for e in tokenizer.backend_tokenizer.encode_batch_fast(
-        sample, add_special_tokens=False)]
+    fast = [e.ids for e in tokenizer.backend_tokenizer.encode_batch_fast(sample, add_special_tokens=False)]
     slow = [list(x) for x in tokenizer(sample, add_special_tokens=False)["input_ids"]]
     return fast == slow
 
@@ -583,23 +589,25 @@ def render_all(
     lengths: list[int] = []
     truncated = dropped = 0
     for start in range(0, len(examples), batch_size):
-        plans = _plan(examples[start:start + batch_size], tokenizer, train_on)
+        plans = _plan(examples[start : start + batch_size], tokenizer, train_on)
         texts = [assembler.texts(p) for p in plans]
         flat = _tokenize(tokenizer, [t for group in texts for t in group])
         offset = 0
         for plan, group in zip(plans, texts):
-            row, prompt_len = assembler.assemble(plan, flat[offset:offset + len(group)])
+            row, prompt_len = assembler.assemble(plan, flat[offset : offset + len(group)])
             offset += len(group)
             lengths.append(row.n_tokens + row.n_dropped_tokens)
             truncated += row.truncated
             dropped += row.n_dropped_tokens
             if row.n_trained == 0:
-                rejects.append(Reject(
-                    plan.example.source,
-                    f"no trained tokens left after truncation to max_length={max_length} "
-                    f"(prompt is {prompt_len} tokens); raise data.max_length or shorten the prompt",
-                    _as_row(plan.example),
-                ))
+                rejects.append(
+                    Reject(
+                        plan.example.source,
+                        f"no trained tokens left after truncation to max_length={max_length} "
+                        f"(prompt is {prompt_len} tokens); raise data.max_length or shorten the prompt",
+                        _as_row(plan.example),
+                    )
+                )
             else:
                 kept.append(row)
     stats = RenderStats(

@@ -64,8 +64,19 @@ from tunewise.inference import generate_texts
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["VARIANTS", "BM25Index", "RowVariants", "ShotPool", "build_row_variants", "context_length",
-           "prompt_text", "score_eval_rows", "suite_contexts", "variant_label", "with_context"]
+__all__ = [
+    "VARIANTS",
+    "BM25Index",
+    "RowVariants",
+    "ShotPool",
+    "build_row_variants",
+    "context_length",
+    "prompt_text",
+    "score_eval_rows",
+    "suite_contexts",
+    "variant_label",
+    "with_context",
+]
 
 VARIANTS = ("few_shot", "retrieval")
 """The cheaper alternatives, in the order they are reported."""
@@ -98,7 +109,7 @@ def with_context(example: Example, shots: Sequence[Example]) -> Example:
     messages = list(example.messages or ())
     head = messages[:1] if messages and messages[0]["role"] == "system" else []
     context = [turn for shot in shots for turn in _turns(shot)]
-    return Example(source=example.source, messages=tuple(head + context + messages[len(head):]))
+    return Example(source=example.source, messages=tuple(head + context + messages[len(head) :]))
 
 
 def _identity(example: Example) -> tuple[tuple[str, str], ...]:
@@ -127,8 +138,15 @@ def _stemmer() -> Callable[[list[str]], list[str]] | None:
 def _tokenize(texts: Sequence[str]) -> list[list[str]]:
     import bm25s
 
-    return bm25s.tokenize(list(texts), lower=True, token_pattern=r"(?u)\b\w+\b", stopwords=None,
-                          stemmer=_stemmer(), return_ids=False, show_progress=False)
+    return bm25s.tokenize(
+        list(texts),
+        lower=True,
+        token_pattern=r"(?u)\b\w+\b",
+        stopwords=None,
+        stemmer=_stemmer(),
+        return_ids=False,
+        show_progress=False,
+    )
 
 
 class BM25Index:
@@ -147,8 +165,7 @@ class BM25Index:
         self._bm25 = bm25s.BM25()
         self._bm25.index(_tokenize(documents), show_progress=False)
 
-    def nearest(self, queries: Sequence[str], k: int,
-                exclude: Sequence[set[int]] | None = None) -> list[list[int]]:
+    def nearest(self, queries: Sequence[str], k: int, exclude: Sequence[set[int]] | None = None) -> list[list[int]]:
         """The `k` documents nearest to each query, nearest first, never one in its `exclude` set.
 
         Args:
@@ -199,17 +216,23 @@ class ShotPool:
             if wanted == 0:
                 continue
             if n == 0:
-                self.notes.append(f"eval.baselines.{variant}={wanted}: the training data has no chat rows to "
-                                  f"put in a prompt; {variant} was not scored")
+                self.notes.append(
+                    f"eval.baselines.{variant}={wanted}: the training data has no chat rows to "
+                    f"put in a prompt; {variant} was not scored"
+                )
                 continue
             if wanted > n:
-                self.notes.append(f"eval.baselines.{variant}={wanted} but the training data has {n} chat rows: "
-                                  f"using {n}")
+                self.notes.append(
+                    f"eval.baselines.{variant}={wanted} but the training data has {n} chat rows: using {n}"
+                )
             self.k[variant] = min(wanted, n)
         # One permutation: the few-shot examples are its first k that are not the row itself.
         self._order = random.Random(config.seed).sample(range(n), n)
-        self._index = BM25Index([prompt_text(_turns(ex)) + "\n" + _answers(ex) for ex in self.examples]) \
-            if "retrieval" in self.k else None
+        self._index = (
+            BM25Index([prompt_text(_turns(ex)) + "\n" + _answers(ex) for ex in self.examples])
+            if "retrieval" in self.k
+            else None
+        )
         self._by_identity: dict[tuple[tuple[str, str], ...], set[int]] = defaultdict(set)
         self._by_source: dict[str, set[int]] = defaultdict(set)
         for i, ex in enumerate(self.examples):
@@ -245,11 +268,16 @@ class ShotPool:
         """The settings as they were applied, for eval_summary.json."""
         out: dict[str, Any] = {}
         if "few_shot" in self.k:
-            out["few_shot"] = {"k": self.k["few_shot"], "seed": self.seed,
-                               "how": "k training examples drawn at random, the same for every prompt"}
+            out["few_shot"] = {
+                "k": self.k["few_shot"],
+                "seed": self.seed,
+                "how": "k training examples drawn at random, the same for every prompt",
+            }
         if "retrieval" in self.k:
-            out["retrieval"] = {"k": self.k["retrieval"],
-                                "how": "the k training examples nearest to each prompt by BM25"}
+            out["retrieval"] = {
+                "k": self.k["retrieval"],
+                "how": "the k training examples nearest to each prompt by BM25",
+            }
         return out
 
 
@@ -298,16 +326,22 @@ def _keep_last(row: Rendered, answers: int) -> tuple[Rendered, tuple[tuple[int, 
     if len(runs) < answers:
         return None
     labels = [IGNORE_INDEX] * len(row.labels)
-    kept = runs[len(runs) - answers:]
+    kept = runs[len(runs) - answers :]
     for start, end in kept:
         labels[start:end] = row.labels[start:end]
     scored = tuple(tuple(row.input_ids[s:e]) for s, e in kept)
-    return Rendered(source=row.source, input_ids=row.input_ids, labels=labels, n_tokens=row.n_tokens,
-                    n_trained=sum(e - s for s, e in kept), truncated=False, n_dropped_tokens=0), scored
+    return Rendered(
+        source=row.source,
+        input_ids=row.input_ids,
+        labels=labels,
+        n_tokens=row.n_tokens,
+        n_trained=sum(e - s for s, e in kept),
+        truncated=False,
+        n_dropped_tokens=0,
+    ), scored
 
 
-def _render_each(examples: list[Example], tokenizer: PreTrainedTokenizerBase,
-                 train_on: str) -> list[Rendered | None]:
+def _render_each(examples: list[Example], tokenizer: PreTrainedTokenizerBase, train_on: str) -> list[Rendered | None]:
     """Render without truncation; None for a row the template cannot render turn by turn."""
     tagged = [Example(source=str(i), messages=ex.messages) for i, ex in enumerate(examples)]
     try:
@@ -324,8 +358,14 @@ def _render_each(examples: list[Example], tokenizer: PreTrainedTokenizerBase,
         return out
 
 
-def build_row_variants(examples: Sequence[Example], pool: ShotPool, tokenizer: PreTrainedTokenizerBase, *,
-                       train_on: str, max_tokens: int | None = None) -> RowVariants:
+def build_row_variants(
+    examples: Sequence[Example],
+    pool: ShotPool,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    train_on: str,
+    max_tokens: int | None = None,
+) -> RowVariants:
     """Render the eval rows zero-shot and with each variant's examples, scored on the same answers.
 
     Args:
@@ -342,11 +382,14 @@ def build_row_variants(examples: Sequence[Example], pool: ShotPool, tokenizer: P
     """
     out = RowVariants()
     chats = [ex for ex in examples if ex.messages is not None and _turns(ex)]
-    out.left_out += [(ex.source, "not a chat row with an answer") for ex in examples
-                     if not (ex.messages is not None and _turns(ex))]
+    out.left_out += [
+        (ex.source, "not a chat row with an answer") for ex in examples if not (ex.messages is not None and _turns(ex))
+    ]
     per_row_mode = "last_assistant" if train_on == "last_assistant" else "all_assistant"
-    answers = [1 if per_row_mode == "last_assistant" else sum(m["role"] == "assistant" for m in ex.messages or ())
-               for ex in chats]
+    answers = [
+        1 if per_row_mode == "last_assistant" else sum(m["role"] == "assistant" for m in ex.messages or ())
+        for ex in chats
+    ]
     picked = pool.pick([prompt_text(ex.messages or ()) for ex in chats], [pool.same_as(ex) for ex in chats])
 
     scored: dict[str, list[Any]] = {}
@@ -391,23 +434,38 @@ def build_row_variants(examples: Sequence[Example], pool: ShotPool, tokenizer: P
 
 # --- Scoring -------------------------------------------------------------------------------------
 
-_LABELS = {"base": "base model, zero-shot", "few_shot": "base model + {k} training examples in the prompt",
-           "retrieval": "base model + {k} retrieved training examples", "tuned": "fine-tuned model, zero-shot"}
+_LABELS = {
+    "base": "base model, zero-shot",
+    "few_shot": "base model + {k} training examples in the prompt",
+    "retrieval": "base model + {k} retrieved training examples",
+    "tuned": "fine-tuned model, zero-shot",
+}
 
 
 def _mean_loss(stats: np.ndarray) -> Callable[[np.ndarray], float]:
     def loss(idx: np.ndarray) -> float:
         tokens = stats[idx, 1].sum()
         return float(stats[idx, 0].sum() / tokens) if tokens else float("nan")
+
     return loss
 
 
-def score_eval_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example],
-                    pool: ShotPool, *, train_on: str, batch_size: int, generations: int, max_new_tokens: int,
-                    bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-                    log: Callable[[str], Any] = print,
-                    scored: tuple[Sequence[Rendered], dict[str, list[tuple[float, int]]]] | None = None,
-                    ) -> dict[str, Any] | None:
+def score_eval_rows(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    pool: ShotPool,
+    *,
+    train_on: str,
+    batch_size: int,
+    generations: int,
+    max_new_tokens: int,
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    log: Callable[[str], Any] = print,
+    scored: tuple[Sequence[Rendered], dict[str, list[tuple[float, int]]]] | None = None,
+) -> dict[str, Any] | None:
     """Answer loss on the eval rows: base zero-shot, each variant, and the fine-tune zero-shot.
 
     Args:
@@ -436,8 +494,11 @@ def score_eval_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
     pad = tokenizer.pad_token_id
     stats = {name: np.array(losses, float) for name, losses in _reuse(variants, scored).items()}
-    for name, which, context in (("base", "base", "zero_shot"), *((v, "base", v) for v in pool.variants),
-                                 ("tuned", "tuned", "zero_shot")):
+    for name, which, context in (
+        ("base", "base", "zero_shot"),
+        *((v, "base", v) for v in pool.variants),
+        ("tuned", "tuned", "zero_shot"),
+    ):
         if name in stats:
             continue
         log(f"  eval rows: {_LABELS[name].format(k=pool.k.get(name, 0))} ...")
@@ -446,8 +507,13 @@ def score_eval_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     stats = {name: stats[name] for name in ("base", *pool.variants, "tuned")}
     boot: dict[str, Any] = {"n_resamples": bootstrap, "confidence": confidence, "seed": seed}
     n = len(variants)
-    result: dict[str, Any] = {"rows": n, "tokens": int(stats["base"][:, 1].sum()), "variants": {}, "tuned_vs": {},
-                              "left_out": len(variants.left_out)}
+    result: dict[str, Any] = {
+        "rows": n,
+        "tokens": int(stats["base"][:, 1].sum()),
+        "variants": {},
+        "tuned_vs": {},
+        "left_out": len(variants.left_out),
+    }
     for name, s in stats.items():
         iv = bootstrap_ci_corpus(n, _mean_loss(s), **boot)
         context = "zero_shot" if name in ("base", "tuned") else name
@@ -464,8 +530,10 @@ def score_eval_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     return result
 
 
-def _reuse(variants: RowVariants, scored: tuple[Sequence[Rendered], dict[str, list[tuple[float, int]]]] | None,
-           ) -> dict[str, list[tuple[float, int]]]:
+def _reuse(
+    variants: RowVariants,
+    scored: tuple[Sequence[Rendered], dict[str, list[tuple[float, int]]]] | None,
+) -> dict[str, list[tuple[float, int]]]:
     """The zero-shot per-row losses already computed, when those rows score exactly the same tokens."""
     if scored is None:
         return {}
@@ -477,20 +545,35 @@ def _reuse(variants: RowVariants, scored: tuple[Sequence[Rendered], dict[str, li
         if i is None or rows[i].input_ids != row.input_ids or rows[i].labels != row.labels:
             return {}
         picked.append(i)
-    return {side: [per_row[i] for i in picked] for side, per_row in losses.items()
-            if side in ("base", "tuned") and len(per_row) == len(rows)}
+    return {
+        side: [per_row[i] for i in picked]
+        for side, per_row in losses.items()
+        if side in ("base", "tuned") and len(per_row) == len(rows)
+    }
 
 
-def _samples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, variants: RowVariants, pool: ShotPool,
-             generations: int, max_new_tokens: int, batch_size: int) -> list[dict[str, Any]]:
+def _samples(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    variants: RowVariants,
+    pool: ShotPool,
+    generations: int,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[dict[str, Any]]:
     """The first `generations` prompts answered by each variant (the base and tuned answers are in `compare`)."""
-    picks = [i for i, ex in enumerate(variants.examples["zero_shot"])
-             if (ex.messages or ())[-1]["role"] == "assistant"][:generations]
+    picks = [
+        i for i, ex in enumerate(variants.examples["zero_shot"]) if (ex.messages or ())[-1]["role"] == "assistant"
+    ][:generations]
     if not picks:
         return []
-    samples = [{"prompt": variants.examples["zero_shot"][i].messages[-2]["content"],  # type: ignore[index]
-                "reference": variants.examples["zero_shot"][i].messages[-1]["content"]}  # type: ignore[index]
-               for i in picks]
+    samples = [
+        {
+            "prompt": variants.examples["zero_shot"][i].messages[-2]["content"],  # type: ignore[index]
+            "reference": variants.examples["zero_shot"][i].messages[-1]["content"],  # type: ignore[index]
+        }
+        for i in picks
+    ]
     with side(model, "base") as m:
         for variant in pool.variants:
             prompts = [list(variants.examples[variant][i].messages[:-1]) for i in picks]  # type: ignore[index]
@@ -507,8 +590,14 @@ def _samples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, variant
 Turns = list[dict[str, str]]
 
 
-def suite_contexts(pool: ShotPool, tokenizer: PreTrainedTokenizerBase, queries: Sequence[str], *,
-                   reserve: Sequence[int], max_tokens: int | None) -> dict[str, tuple[list[Turns], float]]:
+def suite_contexts(
+    pool: ShotPool,
+    tokenizer: PreTrainedTokenizerBase,
+    queries: Sequence[str],
+    *,
+    reserve: Sequence[int],
+    max_tokens: int | None,
+) -> dict[str, tuple[list[Turns], float]]:
     """Per variant: for each suite item, the chat turns to put before it, and the mean example count.
 
     Args:
@@ -533,8 +622,9 @@ def suite_contexts(pool: ShotPool, tokenizer: PreTrainedTokenizerBase, queries: 
 
 
 def _prompt_tokens(tokenizer: PreTrainedTokenizerBase, turns: list[dict[str, str]], query: str) -> int:
-    text = tokenizer.apply_chat_template([*turns, {"role": "user", "content": query}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [*turns, {"role": "user", "content": query}], tokenize=False, add_generation_prompt=True
+    )
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

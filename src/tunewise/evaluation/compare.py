@@ -46,9 +46,13 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         delta = self.tuned.loss - self.base.loss
-        return {"base": asdict(self.base), "tuned": asdict(self.tuned),
-                "delta_loss": delta, "relative_loss_change": delta / self.base.loss if self.base.loss else None,
-                "generations": self.generations}
+        return {
+            "base": asdict(self.base),
+            "tuned": asdict(self.tuned),
+            "delta_loss": delta,
+            "relative_loss_change": delta / self.base.loss if self.base.loss else None,
+            "generations": self.generations,
+        }
 
 
 @contextlib.contextmanager
@@ -64,8 +68,9 @@ def side(model: PreTrainedModel, which: str) -> Iterator[PreTrainedModel]:
         yield model
 
 
-def row_losses(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int,
-               batch_size: int) -> list[tuple[float, int]]:
+def row_losses(
+    model: PreTrainedModel, rows: list[Rendered], *, pad_id: int, batch_size: int
+) -> list[tuple[float, int]]:
     """Per row, in input order: (summed next-token loss over its trained tokens, their count).
 
     Rows are batched by similar length; padding never changes a row's numbers. Keeping the sum
@@ -77,7 +82,7 @@ def row_losses(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int,
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels} for i in chunk])
             logprobs = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
             trained = (batch["labels"][:, 1:] != -100).to(logprobs.device)
@@ -97,12 +102,19 @@ def loss_on(model: PreTrainedModel, rows: list[Rendered], *, pad_id: int, batch_
 def _loss_score(per_row: list[tuple[float, int]]) -> LossScore:
     total, count = sum(s for s, _ in per_row), sum(c for _, c in per_row)
     mean = total / count if count else float("nan")
-    return LossScore(loss=mean, perplexity=math.exp(mean) if count else float("nan"),
-                     tokens=count, rows=len(per_row))
+    return LossScore(loss=mean, perplexity=math.exp(mean) if count else float("nan"), tokens=count, rows=len(per_row))
 
 
-def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[Rendered],
-            examples: list[Example], *, batch_size: int, generations: int, max_new_tokens: int) -> Comparison:
+def compare(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[Rendered],
+    examples: list[Example],
+    *,
+    batch_size: int,
+    generations: int,
+    max_new_tokens: int,
+) -> Comparison:
     """Score base and tuned on the same eval rows and answer the first `generations` prompts."""
     scores, per_row = {}, {}
     for which in ("base", "tuned"):
@@ -116,7 +128,8 @@ def compare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: li
     for which in ("base", "tuned"):
         with side(model, which) as m:
             answers[which] = generate_texts(m, tokenizer, prompts, max_new_tokens=max_new_tokens) if prompts else []
-    samples = [{"prompt": p[-1]["content"], "reference": messages[-1]["content"],
-                "base": b, "tuned": t}
-               for p, messages, b, t in zip(prompts, chats, answers["base"], answers["tuned"])]
+    samples = [
+        {"prompt": p[-1]["content"], "reference": messages[-1]["content"], "base": b, "tuned": t}
+        for p, messages, b, t in zip(prompts, chats, answers["base"], answers["tuned"])
+    ]
     return Comparison(base=scores["base"], tuned=scores["tuned"], generations=samples, per_row=per_row)

@@ -77,8 +77,10 @@ def _as_list(references: References) -> list[str]:
 
 def _check_lengths(predictions: Sequence[Any], references: Sequence[Any]) -> None:
     if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} references; "
-                         "each prediction needs its row's references")
+        raise ValueError(
+            f"{len(predictions)} predictions but {len(references)} references; "
+            "each prediction needs its row's references"
+        )
 
 
 # --- Short answers -------------------------------------------------------------------------------
@@ -99,8 +101,7 @@ def normalize_answer(text: str) -> str:
         The normalised text; `"The  Eiffel Tower!"` becomes `"eiffel tower"`.
     """
     text = text.lower()
-    text = "".join(ch for ch in text
-                   if ch not in _ASCII_PUNCT and not unicodedata.category(ch).startswith("P"))
+    text = "".join(ch for ch in text if ch not in _ASCII_PUNCT and not unicodedata.category(ch).startswith("P"))
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
@@ -129,6 +130,7 @@ def contains_answer(prediction: str, references: References) -> float:
 
 
 # --- BLEU ------------------------------------------------------------------------------------------
+
 
 @functools.cache
 def _bleu_scorer(sentence: bool) -> BLEU:
@@ -165,8 +167,9 @@ def sentence_bleu(prediction: str, references: References) -> float:
     return float(_bleu_scorer(True).sentence_score(prediction, _as_list(references)).score)
 
 
-def _bleu_stats(predictions: Sequence[str], references: Sequence[References]
-                ) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
+def _bleu_stats(
+    predictions: Sequence[str], references: Sequence[References]
+) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
     """Per-row BLEU sufficient statistics, and corpus BLEU from any subset of those rows.
 
     Columns: hypothesis length, closest reference length, matching n-grams (n=1..4), total
@@ -186,15 +189,24 @@ def _bleu_stats(predictions: Sequence[str], references: Sequence[References]
 
     def combine(subset: np.ndarray) -> float:
         total = [int(x) for x in subset.sum(axis=0)]
-        return float(scorer.compute_bleu(
-            correct=total[2:2 + order], total=total[2 + order:], sys_len=total[0], ref_len=total[1],
-            smooth_method=scorer.smooth_method, smooth_value=scorer.smooth_value,
-            effective_order=scorer.effective_order, max_ngram_order=order).score)
+        return float(
+            scorer.compute_bleu(
+                correct=total[2 : 2 + order],
+                total=total[2 + order :],
+                sys_len=total[0],
+                ref_len=total[1],
+                smooth_method=scorer.smooth_method,
+                smooth_value=scorer.smooth_value,
+                effective_order=scorer.effective_order,
+                max_ngram_order=order,
+            ).score
+        )
 
     return stats, combine
 
 
 # --- ROUGE -----------------------------------------------------------------------------------------
+
 
 @functools.cache
 def _rouge_scorer(types: tuple[str, ...]) -> RougeScorer:
@@ -203,8 +215,7 @@ def _rouge_scorer(types: tuple[str, ...]) -> RougeScorer:
     return rouge_scorer.RougeScorer(list(types), use_stemmer=True)
 
 
-def sentence_rouge(prediction: str, references: References,
-                   types: Sequence[str] = ROUGE_TYPES) -> dict[str, float]:
+def sentence_rouge(prediction: str, references: References, types: Sequence[str] = ROUGE_TYPES) -> dict[str, float]:
     """ROUGE F-measures (0-1) of one prediction; with several references, the best per type.
 
     Tokenisation is rouge-score's: lowercase, alphanumeric tokens, Porter stemming.
@@ -224,8 +235,10 @@ def rouge(predictions: Sequence[str], references: Sequence[References]) -> dict[
 
 # --- Classification --------------------------------------------------------------------------------
 
-def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any],
-                           labels: Sequence[Any] | None = None) -> dict[str, Any]:
+
+def classification_metrics(
+    y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any] | None = None
+) -> dict[str, Any]:
     """Accuracy, macro and micro precision/recall/F1 and per-label support, from scikit-learn.
 
     Args:
@@ -247,26 +260,24 @@ def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any],
     labels = list(labels) if labels is not None else list(unique_labels(y_true, y_pred))
     out: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
     for average in ("macro", "micro"):
-        p, r, f, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
         out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
-    _, _, _, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    _, _, _, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
     # numpy scalars as keys would break json.dumps; hand back plain Python values.
-    out["support"] = {(k.item() if isinstance(k, np.generic) else k): int(n)
-                      for k, n in zip(labels, support)}
+    out["support"] = {(k.item() if isinstance(k, np.generic) else k): int(n) for k, n in zip(labels, support)}
     return out
 
 
-def _labels(predictions: Sequence[str], references: Sequence[References], metric: str
-            ) -> tuple[list[str], list[str]]:
+def _labels(predictions: Sequence[str], references: Sequence[References], metric: str) -> tuple[list[str], list[str]]:
     """Normalised (gold, predicted) labels; generated text like `"Positive."` becomes `"positive"`."""
     gold = []
     for i, refs in enumerate(references):
         refs = _as_list(refs)
         if len(refs) != 1:
-            raise DataError(f"row {i}: metric {metric!r} needs exactly one reference label, "
-                            f"got {len(refs)}; give classification rows a single gold label")
+            raise DataError(
+                f"row {i}: metric {metric!r} needs exactly one reference label, "
+                f"got {len(refs)}; give classification rows a single gold label"
+            )
         gold.append(normalize_answer(refs[0]))
     return gold, [normalize_answer(p) for p in predictions]
 
@@ -278,8 +289,10 @@ def _confusion_stats(part: str) -> Callable[..., tuple[np.ndarray, Callable[[np.
     is a bincount. Averaging over the labels present in that resample is what sklearn does with
     `labels=None`, so the score of any subset equals `classification_metrics` on that subset.
     """
-    def prepare(predictions: Sequence[str], references: Sequence[References]
-                ) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
+
+    def prepare(
+        predictions: Sequence[str], references: Sequence[References]
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
         gold, pred = _labels(predictions, references, f"{part}_macro")
         names = sorted(set(gold) | set(pred))
         index = {name: i for i, name in enumerate(names)}
@@ -304,12 +317,15 @@ def _confusion_stats(part: str) -> Callable[..., tuple[np.ndarray, Callable[[np.
 def _label_match(prediction: str, references: References) -> float:
     refs = _as_list(references)
     if len(refs) != 1:
-        raise DataError(f"metric 'accuracy' needs exactly one reference label per row, got {len(refs)}; "
-                        "give classification rows a single gold label")
+        raise DataError(
+            f"metric 'accuracy' needs exactly one reference label per row, got {len(refs)}; "
+            "give classification rows a single gold label"
+        )
     return float(normalize_answer(prediction) == normalize_answer(refs[0]))
 
 
 # --- Perplexity ------------------------------------------------------------------------------------
+
 
 def perplexity(mean_loss: float) -> float:
     """exp(mean token cross-entropy in nats); `inf` when that overflows a float."""
@@ -322,6 +338,7 @@ def perplexity(mean_loss: float) -> float:
 
 
 # --- Bootstrap -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -399,8 +416,14 @@ def _as_scores(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     return arr
 
 
-def bootstrap_ci(scores: Sequence[float] | np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95,
-                 seed: int = 0, statistic: Callable[..., Any] = np.mean) -> Interval:
+def bootstrap_ci(
+    scores: Sequence[float] | np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    statistic: Callable[..., Any] = np.mean,
+) -> Interval:
     """Percentile-bootstrap interval for a statistic of per-item scores.
 
     Args:
@@ -418,15 +441,20 @@ def bootstrap_ci(scores: Sequence[float] | np.ndarray, *, n_resamples: int = 100
     # The full-data value goes through the same 2-D reduction as the resamples, so a resample equal
     # to the data gives bit-for-bit the same number (constant scores: low == value == high).
     value = float(statistic(values[None, :], axis=1)[0])
-    dist = np.concatenate([statistic(values[idx], axis=1)
-                           for idx in _index_chunks(len(values), n_resamples, seed)])
+    dist = np.concatenate([statistic(values[idx], axis=1) for idx in _index_chunks(len(values), n_resamples, seed)])
     low, high = _percentiles(dist, confidence)
     return Interval(value=value, low=low, high=high, n=len(values), confidence=confidence)
 
 
-def paired_bootstrap_delta(base_scores: Sequence[float] | np.ndarray, tuned_scores: Sequence[float] | np.ndarray, *,
-                           n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                           statistic: Callable[..., Any] = np.mean) -> DeltaInterval:
+def paired_bootstrap_delta(
+    base_scores: Sequence[float] | np.ndarray,
+    tuned_scores: Sequence[float] | np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    statistic: Callable[..., Any] = np.mean,
+) -> DeltaInterval:
     """Interval for statistic(tuned) - statistic(base), resampling the same items on both sides.
 
     Pairing is what makes a small improvement visible: item difficulty varies far more than the
@@ -445,17 +473,29 @@ def paired_bootstrap_delta(base_scores: Sequence[float] | np.ndarray, tuned_scor
     """
     base, tuned = _as_scores(base_scores), _as_scores(tuned_scores)
     if len(base) != len(tuned):
-        raise ValueError(f"paired scores differ in length: {len(base)} base vs {len(tuned)} tuned; "
-                         "both models must be scored on the same items")
+        raise ValueError(
+            f"paired scores differ in length: {len(base)} base vs {len(tuned)} tuned; "
+            "both models must be scored on the same items"
+        )
     _check_bootstrap(len(base), n_resamples, confidence)
     value = float(statistic(tuned[None, :], axis=1)[0] - statistic(base[None, :], axis=1)[0])
-    deltas = np.concatenate([statistic(tuned[idx], axis=1) - statistic(base[idx], axis=1)
-                             for idx in _index_chunks(len(base), n_resamples, seed)])
+    deltas = np.concatenate(
+        [
+            statistic(tuned[idx], axis=1) - statistic(base[idx], axis=1)
+            for idx in _index_chunks(len(base), n_resamples, seed)
+        ]
+    )
     return _delta(value, deltas, len(base), confidence)
 
 
-def bootstrap_ci_corpus(items: Sequence[Any] | int, statistic_fn: Callable[[np.ndarray], float], *,
-                        n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_ci_corpus(
+    items: Sequence[Any] | int,
+    statistic_fn: Callable[[np.ndarray], float],
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Percentile-bootstrap interval for a corpus-level statistic such as BLEU.
 
     Args:
@@ -468,25 +508,28 @@ def bootstrap_ci_corpus(items: Sequence[Any] | int, statistic_fn: Callable[[np.n
     _check_bootstrap(n, n_resamples, confidence)
     dist = np.array([statistic_fn(row) for idx in _index_chunks(n, n_resamples, seed) for row in idx])
     low, high = _percentiles(dist, confidence)
-    return Interval(value=float(statistic_fn(np.arange(n))), low=low, high=high, n=n,
-                    confidence=confidence)
+    return Interval(value=float(statistic_fn(np.arange(n))), low=low, high=high, n=n, confidence=confidence)
 
 
-def paired_bootstrap_delta_corpus(items: Sequence[Any] | int,
-                                  base_fn: Callable[[np.ndarray], float],
-                                  tuned_fn: Callable[[np.ndarray], float], *,
-                                  n_resamples: int = 1000, confidence: float = 0.95,
-                                  seed: int = 0) -> DeltaInterval:
+def paired_bootstrap_delta_corpus(
+    items: Sequence[Any] | int,
+    base_fn: Callable[[np.ndarray], float],
+    tuned_fn: Callable[[np.ndarray], float],
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> DeltaInterval:
     """`paired_bootstrap_delta` for corpus-level statistics: both functions see the same indices."""
     n = int(items) if isinstance(items, (int, np.integer)) else len(items)
     _check_bootstrap(n, n_resamples, confidence)
-    deltas = np.array([tuned_fn(row) - base_fn(row)
-                       for idx in _index_chunks(n, n_resamples, seed) for row in idx])
+    deltas = np.array([tuned_fn(row) - base_fn(row) for idx in _index_chunks(n, n_resamples, seed) for row in idx])
     everything = np.arange(n)
     return _delta(float(tuned_fn(everything) - base_fn(everything)), deltas, n, confidence)
 
 
 # --- Named metrics ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class Scores:
@@ -517,8 +560,7 @@ class Scores:
         """Percentile-bootstrap interval for this metric."""
         if self.items is not None:
             return bootstrap_ci(self.items, n_resamples=n_resamples, confidence=confidence, seed=seed)
-        return bootstrap_ci_corpus(len(self), self.on, n_resamples=n_resamples,
-                                   confidence=confidence, seed=seed)
+        return bootstrap_ci_corpus(len(self), self.on, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def _mean_first_column(subset: np.ndarray) -> float:
@@ -536,8 +578,9 @@ class Metric:
     name: str
     description: str
     item: Callable[[str, References], float] | None = None
-    corpus: Callable[[Sequence[str], Sequence[References]],
-                     tuple[np.ndarray, Callable[[np.ndarray], float]]] | None = None
+    corpus: Callable[[Sequence[str], Sequence[References]], tuple[np.ndarray, Callable[[np.ndarray], float]]] | None = (
+        None
+    )
 
     @property
     def per_item(self) -> bool:
@@ -564,25 +607,27 @@ def _rouge_item(kind: str) -> Callable[[str, References], float]:
     return score
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("exact_match", "normalised prediction equals a reference (0-1)", item=exact_match),
-    Metric("contains", "a normalised reference occurs as whole words in the prediction (0-1)",
-           item=contains_answer),
-    Metric("bleu", "corpus BLEU, sacrebleu defaults (0-100)", corpus=_bleu_stats),
-    Metric("sentence_bleu", "mean sentence BLEU with effective order (0-100)", item=sentence_bleu),
-    Metric("rouge1", "mean ROUGE-1 F-measure, stemmed (0-1)", item=_rouge_item("rouge1")),
-    Metric("rouge2", "mean ROUGE-2 F-measure, stemmed (0-1)", item=_rouge_item("rouge2")),
-    Metric("rougeL", "mean ROUGE-L F-measure, stemmed (0-1)", item=_rouge_item("rougeL")),
-    Metric("accuracy", "normalised prediction equals the gold label (0-1)", item=_label_match),
-    # Single-label multi-class: every row adds one to exactly one of TP or (FP and FN), so micro
-    # precision = recall = F1 = accuracy, and it is a per-row mean.
-    Metric("f1_micro", "micro F1 over labels; equals accuracy for single-label rows (0-1)",
-           item=_label_match),
-    Metric("f1_macro", "unweighted mean F1 over labels (0-1)", corpus=_confusion_stats("f1")),
-    Metric("precision_macro", "unweighted mean precision over labels (0-1)",
-           corpus=_confusion_stats("precision")),
-    Metric("recall_macro", "unweighted mean recall over labels (0-1)", corpus=_confusion_stats("recall")),
-]}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("exact_match", "normalised prediction equals a reference (0-1)", item=exact_match),
+        Metric(
+            "contains", "a normalised reference occurs as whole words in the prediction (0-1)", item=contains_answer
+        ),
+        Metric("bleu", "corpus BLEU, sacrebleu defaults (0-100)", corpus=_bleu_stats),
+        Metric("sentence_bleu", "mean sentence BLEU with effective order (0-100)", item=sentence_bleu),
+        Metric("rouge1", "mean ROUGE-1 F-measure, stemmed (0-1)", item=_rouge_item("rouge1")),
+        Metric("rouge2", "mean ROUGE-2 F-measure, stemmed (0-1)", item=_rouge_item("rouge2")),
+        Metric("rougeL", "mean ROUGE-L F-measure, stemmed (0-1)", item=_rouge_item("rougeL")),
+        Metric("accuracy", "normalised prediction equals the gold label (0-1)", item=_label_match),
+        # Single-label multi-class: every row adds one to exactly one of TP or (FP and FN), so micro
+        # precision = recall = F1 = accuracy, and it is a per-row mean.
+        Metric("f1_micro", "micro F1 over labels; equals accuracy for single-label rows (0-1)", item=_label_match),
+        Metric("f1_macro", "unweighted mean F1 over labels (0-1)", corpus=_confusion_stats("f1")),
+        Metric("precision_macro", "unweighted mean precision over labels (0-1)", corpus=_confusion_stats("precision")),
+        Metric("recall_macro", "unweighted mean recall over labels (0-1)", corpus=_confusion_stats("recall")),
+    ]
+}
 
 
 def get_metric(name: str, *, key: str = "metric") -> Metric:
@@ -604,8 +649,9 @@ def get_metric(name: str, *, key: str = "metric") -> Metric:
     raise ConfigError([f"{key}: unknown metric {name!r}; {hint}known metrics: {', '.join(METRICS)}"])
 
 
-def score_delta(base: Scores, tuned: Scores, *, n_resamples: int = 1000, confidence: float = 0.95,
-                seed: int = 0) -> DeltaInterval:
+def score_delta(
+    base: Scores, tuned: Scores, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> DeltaInterval:
     """Paired bootstrap interval for tuned.value - base.value; the same rows are drawn for both.
 
     Raises:
@@ -614,10 +660,14 @@ def score_delta(base: Scores, tuned: Scores, *, n_resamples: int = 1000, confide
     if base.metric != tuned.metric:
         raise ValueError(f"cannot compare metric {base.metric!r} with {tuned.metric!r}")
     if len(base) != len(tuned):
-        raise ValueError(f"paired scores differ in length: {len(base)} base vs {len(tuned)} tuned; "
-                         "both models must be scored on the same rows")
+        raise ValueError(
+            f"paired scores differ in length: {len(base)} base vs {len(tuned)} tuned; "
+            "both models must be scored on the same rows"
+        )
     if base.items is not None and tuned.items is not None:
-        return paired_bootstrap_delta(base.items, tuned.items, n_resamples=n_resamples,
-                                      confidence=confidence, seed=seed)
-    return paired_bootstrap_delta_corpus(len(base), base.on, tuned.on, n_resamples=n_resamples,
-                                         confidence=confidence, seed=seed)
+        return paired_bootstrap_delta(
+            base.items, tuned.items, n_resamples=n_resamples, confidence=confidence, seed=seed
+        )
+    return paired_bootstrap_delta_corpus(
+        len(base), base.on, tuned.on, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )

@@ -194,11 +194,7 @@ def _as_item(row: MCItem | Mapping[str, Any], index: int) -> MCItem:
     problems = []
     if not isinstance(query, str):
         problems.append(f"query must be a string, got {type(query).__name__}")
-    if (
-        not isinstance(choices, (list, tuple))
-        or not choices
-        or not all(isinstance(c, str) and c for c in choices)
-    ):
+    if not isinstance(choices, (list, tuple)) or not choices or not all(isinstance(c, str) and c for c in choices):
         problems.append("choices must be a non-empty list of non-empty strings")
     elif isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < len(choices):
         problems.append(f"gold must be an index into choices (0..{len(choices) - 1}), got {gold!r}")
@@ -239,7 +235,7 @@ def encode_item(
     # where a byte-level BPE attaches it to the following word.
     stripped = context.rstrip()
     if len(stripped) < len(context):
-        tail = context[len(stripped):]
+        tail = context[len(stripped) :]
         continuations = [tail + c for c in continuations]
         context = stripped
     ctx = _encode(tokenizer, context)
@@ -257,7 +253,7 @@ def encode_item(
     for text in continuations:
         whole = _encode(tokenizer, context + text) if context else []
         if context and whole[: len(ctx)] == ctx and len(whole) > len(ctx):
-            conts.append(tuple(whole[len(ctx):]))
+            conts.append(tuple(whole[len(ctx) :]))
         else:  # a merge across the boundary changed the context's tokens (or no context)
             conts.append(tuple(_encode(tokenizer, text)))
     if max_length is not None:
@@ -267,7 +263,7 @@ def encode_item(
                 f"A choice of the item with query {mc.query[:60]!r} is {longest} tokens long; with "
                 f"its context it cannot fit the model's {max_length}-token window."
             )
-        ctx = ctx[-(max_length - longest):]
+        ctx = ctx[-(max_length - longest) :]
     return EncodedItem(
         context=tuple(ctx),
         continuations=tuple(conts),
@@ -288,8 +284,7 @@ def _encode_all(
 ) -> list[EncodedItem]:
     limit = _max_length(model)
     return [
-        encode_item(tokenizer, _as_item(row, i), delimiter=delimiter, max_length=limit)
-        for i, row in enumerate(items)
+        encode_item(tokenizer, _as_item(row, i), delimiter=delimiter, max_length=limit) for i, row in enumerate(items)
     ]
 
 
@@ -345,7 +340,7 @@ def _plain_loglik(model: PreTrainedModel, item: EncodedItem, choice: int) -> flo
     cont = item.continuations[choice]
     logprobs = token_logprobs(model, torch.tensor([item.context + cont]))[0]
     # Entry t scores token t + 1: the continuation is scored from the context's last position on.
-    return float(logprobs[len(item.context) - 1:].sum())
+    return float(logprobs[len(item.context) - 1 :].sum())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +426,7 @@ def _checked_packed(model: PreTrainedModel, batch: list[EncodedItem]) -> list[li
     """
     try:
         values = _score_batch_packed(model, batch)
-    except Exception as exc:  # noqa: BLE001 - any refusal of the 4D mask means: do not pack
+    except Exception as exc:
         _log.warning("packed scoring failed for this model (%s); using the KV-cache path", exc)
         return None
     plain = _plain_loglik(model, batch[0], 0)
@@ -439,8 +434,9 @@ def _checked_packed(model: PreTrainedModel, batch: list[EncodedItem]) -> list[li
     tolerance = (1e-3 if full_precision else 5e-2) * max(1.0, abs(plain))
     if abs(values[0][0] - plain) > tolerance:
         _log.warning(
-            "packed scoring disagrees with a plain forward pass for this model (%.4f vs %.4f); "
-            "using the KV-cache path", values[0][0], plain,
+            "packed scoring disagrees with a plain forward pass for this model (%.4f vs %.4f); using the KV-cache path",
+            values[0][0],
+            plain,
         )
         return None
     return values
@@ -491,9 +487,7 @@ def _score_batch_packed(model: PreTrainedModel, batch: list[EncodedItem]) -> lis
     context_key = (segment == 0)[:, None, :]
     # Padding rows see the context and each other: finite, and never read.
     allowed = causal & (context_key | same_segment)
-    mask = torch.zeros(allowed.shape, dtype=model.dtype).masked_fill_(
-        ~allowed, torch.finfo(model.dtype).min
-    )[:, None]
+    mask = torch.zeros(allowed.shape, dtype=model.dtype).masked_fill_(~allowed, torch.finfo(model.dtype).min)[:, None]
 
     # The earliest position any item needs logits for is its context's last one: nothing before
     # it reaches the vocabulary projection.

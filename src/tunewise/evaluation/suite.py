@@ -60,11 +60,11 @@ __all__ = [
     "BUILTIN_SUITES",
     "GENERATION_CHECKS",
     "HF_PRESETS",
-    "parse_hf_name",
     "SAFETY_LABELS",
     "SUITE_KINDS",
     "Suite",
     "load_suite",
+    "parse_hf_name",
     "suite_texts",
 ]
 
@@ -92,13 +92,21 @@ GENERATION_CHECKS = ("contains", "exact")
 """How a `generation` row's response may be checked against its answers (the `check` key)."""
 
 HF_PRESETS: dict[str, dict[str, str]] = {
-    "allenai/ai2_arc": {"query": "question", "choices": "choices.text", "gold": "answerKey",
-                        "gold_labels": "choices.label"},
+    "allenai/ai2_arc": {
+        "query": "question",
+        "choices": "choices.text",
+        "gold": "answerKey",
+        "gold_labels": "choices.label",
+    },
     "cais/mmlu": {"query": "question", "choices": "choices", "gold": "answer"},
     "Rowan/hellaswag": {"query": "ctx", "choices": "endings", "gold": "label"},
     "ybisk/piqa": {"query": "goal", "choices": "sol1,sol2", "gold": "label"},
-    "allenai/openbookqa": {"query": "question_stem", "choices": "choices.text", "gold": "answerKey",
-                           "gold_labels": "choices.label"},
+    "allenai/openbookqa": {
+        "query": "question_stem",
+        "choices": "choices.text",
+        "gold": "answerKey",
+        "gold_labels": "choices.label",
+    },
 }
 """Hugging Face dataset id -> its `columns` mapping, so `hf:ID` needs no `columns`.
 A comma in a column list builds a list from several columns (`sol1,sol2`)."""
@@ -188,15 +196,25 @@ def load_suite(
     return _load(path.name.split(".")[0] or path.name, path, key, limit=limit, kind=kind, columns=columns)
 
 
-def _load(name: str, path: Path, shown: str, *, limit: int | None, kind: str | None,
-          columns: Mapping[str, str] | None) -> Suite:
+def _load(
+    name: str, path: Path, shown: str, *, limit: int | None, kind: str | None, columns: Mapping[str, str] | None
+) -> Suite:
     textual = path.name.lower().endswith(_TEXTUAL_SUFFIXES)
     rows = ((row.data, row.source) for row in read_rows(shown))
     return _collect(name, path, shown, rows, limit=limit, kind=kind, columns=columns, textual=textual)
 
 
-def _collect(name: str, path: Path, shown: str, rows: Iterator[tuple[Mapping[str, Any], str]], *,
-             limit: int | None, kind: str | None, columns: Mapping[str, str] | None, textual: bool) -> Suite:
+def _collect(
+    name: str,
+    path: Path,
+    shown: str,
+    rows: Iterator[tuple[Mapping[str, Any], str]],
+    *,
+    limit: int | None,
+    kind: str | None,
+    columns: Mapping[str, str] | None,
+    textual: bool,
+) -> Suite:
     suite: Suite | None = None
     for data, source in rows:
         if columns:
@@ -214,12 +232,14 @@ def _collect(name: str, path: Path, shown: str, rows: Iterator[tuple[Mapping[str
 
 def parse_hf_name(key: str) -> tuple[str, str | None, str]:
     """`hf:ID[:SUBSET][@SPLIT]` -> (dataset id, subset or None, split; `test` by default)."""
-    spec = key[len(HF_PREFIX):]
+    spec = key[len(HF_PREFIX) :]
     spec, _, split = spec.partition("@")
     dataset, _, subset = spec.partition(":")
     if not dataset or any(c.isspace() for c in key):
-        raise DataError(f"{key}: not a Hugging Face dataset name; write hf:ID[:SUBSET][@SPLIT], "
-                        f"e.g. hf:allenai/ai2_arc:ARC-Easy@test")
+        raise DataError(
+            f"{key}: not a Hugging Face dataset name; write hf:ID[:SUBSET][@SPLIT], "
+            f"e.g. hf:allenai/ai2_arc:ARC-Easy@test"
+        )
     return dataset, subset or None, split or _DEFAULT_HF_SPLIT
 
 
@@ -234,7 +254,8 @@ def _load_hf(key: str, *, limit: int | None, kind: str | None, columns: Mapping[
     except Exception as err:  # datasets raises many types (offline, not found, bad subset/split)
         raise DataError(
             f"{key}: could not load the Hugging Face dataset {dataset_id!r}"
-            + (f" (subset {subset!r})" if subset else "") + f", split {split!r}: "
+            + (f" (subset {subset!r})" if subset else "")
+            + f", split {split!r}: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. It needs the network "
             "once (then the datasets cache; HF_DATASETS_OFFLINE=1 reads only the cache); without "
             "it, export the rows to a .jsonl file and give its path instead."
@@ -248,8 +269,10 @@ def _field(data: Mapping[str, Any], dotted: str, source: str) -> Any:
     value: Any = data
     for part in dotted.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            raise DataError(f"{source}: no column {dotted!r} (columns here: {', '.join(map(repr, data))}); "
-                            f"fix the suite's `columns` mapping")
+            raise DataError(
+                f"{source}: no column {dotted!r} (columns here: {', '.join(map(repr, data))}); "
+                f"fix the suite's `columns` mapping"
+            )
         value = value[part]
     return value
 
@@ -280,8 +303,7 @@ def _detect_kind(data: Mapping[str, Any], where: str) -> str:
     if len(matches) == 1:
         return matches[0]
     expected = "; ".join(
-        f"{k}: {' or '.join('{' + ', '.join(s) + '}' for s in sets)}"
-        for k, sets in SUITE_KINDS.items()
+        f"{k}: {' or '.join('{' + ', '.join(s) + '}' for s in sets)}" for k, sets in SUITE_KINDS.items()
     )
     found = ", ".join(map(repr, data)) or "none"
     if not matches:
@@ -323,22 +345,20 @@ def _check(kind: str, data: Mapping[str, Any], where: str, textual: bool) -> dic
         _text(item, "prompt", where)
         if item.get("reference") is not None:
             _text(item, "reference", where)
-        if item.get("answers") is not None:
-            if not _string_list(item, "answers", where, textual):
-                raise DataError(
-                    f"{where}: 'answers' is an empty list; give at least one accepted answer."
-                )
+        if item.get("answers") is not None and not _string_list(item, "answers", where, textual):
+            raise DataError(f"{where}: 'answers' is an empty list; give at least one accepted answer.")
         check = item.get("check")
         if check is not None and check not in GENERATION_CHECKS:
             raise DataError(
-                f"{where}: unknown check {check!r}; use one of {', '.join(GENERATION_CHECKS)} "
-                "(or leave 'check' out)."
+                f"{where}: unknown check {check!r}; use one of {', '.join(GENERATION_CHECKS)} (or leave 'check' out)."
             )
     elif kind == "classification":
         _text(item, "text", where)
         label = item["label"]
-        if isinstance(label, bool) or not isinstance(label, (str, int)) or (
-            isinstance(label, str) and not label.strip()
+        if (
+            isinstance(label, bool)
+            or not isinstance(label, (str, int))
+            or (isinstance(label, str) and not label.strip())
         ):
             raise DataError(
                 f"{where}: 'label' must be a non-empty string or an integer, not "
@@ -381,8 +401,7 @@ def _string_list(item: dict[str, Any], key: str, where: str, textual: bool) -> l
             value = json.loads(value)
         except json.JSONDecodeError:
             raise DataError(
-                f"{where}: {key!r} must hold a JSON list in a CSV cell, e.g. "
-                f"[\"first\", \"second\"]; found {item[key]!r}."
+                f'{where}: {key!r} must hold a JSON list in a CSV cell, e.g. ["first", "second"]; found {item[key]!r}.'
             ) from None
     if not isinstance(value, list):
         raise DataError(
@@ -391,9 +410,7 @@ def _string_list(item: dict[str, Any], key: str, where: str, textual: bool) -> l
         )
     for i, entry in enumerate(value):
         if not isinstance(entry, str):
-            raise DataError(
-                f"{where}: {key}[{i}] must be a string, not {type_name(entry)}."
-            )
+            raise DataError(f"{where}: {key}[{i}] must be a string, not {type_name(entry)}.")
         if not entry.strip():
             raise DataError(f"{where}: {key}[{i}] is empty; remove it or give it text.")
     item[key] = value

@@ -69,8 +69,14 @@ def anchors(model: torch.nn.Module, params: dict[str, torch.nn.Parameter]) -> di
     return out
 
 
-def estimate_fisher(model: torch.nn.Module, rows: Sequence[Rendered], params: dict[str, torch.nn.Parameter], *,
-                    pad_id: int, log: Callable[[str], Any] | None = None) -> dict[str, torch.Tensor]:
+def estimate_fisher(
+    model: torch.nn.Module,
+    rows: Sequence[Rendered],
+    params: dict[str, torch.nn.Parameter],
+    *,
+    pad_id: int,
+    log: Callable[[str], Any] | None = None,
+) -> dict[str, torch.Tensor]:
     """Diagonal empirical Fisher of `params`: mean over `rows` of the squared gradient of each row's
     mean next-token loss, one row per backward pass, in eval mode (no dropout); then scaled to mean 1.
 
@@ -90,8 +96,9 @@ def estimate_fisher(model: torch.nn.Module, rows: Sequence[Rendered], params: di
             for row in tqdm(rows, desc="EWC Fisher", unit="row", leave=False):
                 for p in params.values():
                     p.grad = None
-                batch = {k: v.to(device)
-                         for k, v in collate([{"input_ids": row.input_ids, "labels": row.labels}]).items()}
+                batch = {
+                    k: v.to(device) for k, v in collate([{"input_ids": row.input_ids, "labels": row.labels}]).items()
+                }
                 model(**batch).loss.backward()
                 for name, p in params.items():
                     if p.grad is not None:
@@ -102,16 +109,24 @@ def estimate_fisher(model: torch.nn.Module, rows: Sequence[Rendered], params: di
     total = sum(float(f.sum()) for f in fisher.values())
     count = sum(f.numel() for f in fisher.values())
     if not total > 0:
-        raise TunewiseError("EWC: every squared gradient on the general rows is zero, so the Fisher holds "
-                            "nothing; check that the general rows have trained tokens (guard.general)")
+        raise TunewiseError(
+            "EWC: every squared gradient on the general rows is zero, so the Fisher holds "
+            "nothing; check that the general rows have trained tokens (guard.general)"
+        )
     scale = count / total  # mean 1 (the 1/len(rows) of the average cancels in the scaling)
     for f in fisher.values():
         f.mul_(scale)
     return fisher
 
 
-def fisher_for(model: torch.nn.Module, rows: Sequence[Rendered], params: dict[str, torch.nn.Parameter], *,
-               pad_id: int, log: Callable[[str], Any] = print) -> tuple[dict[str, torch.Tensor], bool]:
+def fisher_for(
+    model: torch.nn.Module,
+    rows: Sequence[Rendered],
+    params: dict[str, torch.nn.Parameter],
+    *,
+    pad_id: int,
+    log: Callable[[str], Any] = print,
+) -> tuple[dict[str, torch.Tensor], bool]:
     """`estimate_fisher`, cached per model (base values and trainable values), trainable set and rows.
 
     Returns:
@@ -120,16 +135,25 @@ def fisher_for(model: torch.nn.Module, rows: Sequence[Rendered], params: dict[st
     from safetensors.torch import load_file, save_file
 
     rows_hash = hashlib.sha256(json.dumps([[r.input_ids, r.labels] for r in rows]).encode()).hexdigest()
-    key = hashlib.sha256(json.dumps({
-        "base": model_fingerprint(model), "trainable": model_fingerprint(model, trainable=True),
-        "names": sorted(params), "rows": rows_hash}).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "base": model_fingerprint(model),
+                "trainable": model_fingerprint(model, trainable=True),
+                "names": sorted(params),
+                "rows": rows_hash,
+            }
+        ).encode()
+    ).hexdigest()[:24]
     path = cache_dir("fisher") / f"{key}.safetensors"
     if path.is_file():
         loaded = load_file(str(path))
         if set(loaded) == set(params):
             return {n: loaded[n].to(params[n].device) for n in params}, True
-    log(f"EWC: estimating the diagonal Fisher of {sum(p.numel() for p in params.values()):,} parameters "
-        f"on {len(rows)} general rows (cached for next time)")
+    log(
+        f"EWC: estimating the diagonal Fisher of {sum(p.numel() for p in params.values()):,} parameters "
+        f"on {len(rows)} general rows (cached for next time)"
+    )
     fisher = estimate_fisher(model, rows, params, pad_id=pad_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -157,6 +181,9 @@ class EWC:
     reads_outputs = False
 
     def __call__(self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
-        terms = [(self.fisher[n] * (p.float() - self.anchor[n].float()).pow(2)).sum() for n, p in self.params.items()
-                 if p.requires_grad]  # a group gradual unfreezing has not reached yet cannot move
+        terms = [
+            (self.fisher[n] * (p.float() - self.anchor[n].float()).pow(2)).sum()
+            for n, p in self.params.items()
+            if p.requires_grad
+        ]  # a group gradual unfreezing has not reached yet cannot move
         return torch.stack(terms).sum() if terms else torch.zeros(())

@@ -41,8 +41,14 @@ def _chunk_kl(tuned: torch.Tensor, base: torch.Tensor, temperature: float) -> to
     return F.kl_div(log_q, log_p, reduction="sum", log_target=True)
 
 
-def token_kl(tuned_logits: torch.Tensor, base_logits: torch.Tensor, mask: torch.Tensor | None = None,
-             temperature: float = 1.0, *, chunk: int = _CHUNK) -> torch.Tensor:
+def token_kl(
+    tuned_logits: torch.Tensor,
+    base_logits: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    *,
+    chunk: int = _CHUNK,
+) -> torch.Tensor:
     """Mean over the unmasked positions of KL(base ‖ tuned) of the next-token distributions.
 
     Args:
@@ -58,8 +64,9 @@ def token_kl(tuned_logits: torch.Tensor, base_logits: torch.Tensor, mask: torch.
         A float32 scalar; 0 (still in the graph) when no position counts.
     """
     if tuned_logits.shape != base_logits.shape:
-        raise ValueError(f"tuned and base logits differ in shape: {tuple(tuned_logits.shape)} vs "
-                         f"{tuple(base_logits.shape)}")
+        raise ValueError(
+            f"tuned and base logits differ in shape: {tuple(tuned_logits.shape)} vs {tuple(base_logits.shape)}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be above 0, got {temperature}")
     vocab = tuned_logits.shape[-1]
@@ -67,8 +74,9 @@ def token_kl(tuned_logits: torch.Tensor, base_logits: torch.Tensor, mask: torch.
     base = base_logits.detach().reshape(-1, vocab)
     if mask is not None:
         if mask.shape != tuned_logits.shape[:-1]:
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the logits' positions "
-                             f"{tuple(tuned_logits.shape[:-1])}")
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} does not match the logits' positions {tuple(tuned_logits.shape[:-1])}"
+            )
         keep = mask.reshape(-1).to(tuned.device).bool()
         tuned, base = tuned[keep], base[keep]
     count = tuned.shape[0]
@@ -76,7 +84,7 @@ def token_kl(tuned_logits: torch.Tensor, base_logits: torch.Tensor, mask: torch.
         return tuned_logits.sum().float() * 0.0
     total = tuned.new_zeros((), dtype=torch.float32)
     for start in range(0, count, chunk):
-        part_t, part_b = tuned[start:start + chunk], base[start:start + chunk]
+        part_t, part_b = tuned[start : start + chunk], base[start : start + chunk]
         if part_t.requires_grad:
             # Recompute the float32 softmaxes in backward instead of keeping every chunk's: the
             # memory held for backward stays one chunk's worth of float32 rows.

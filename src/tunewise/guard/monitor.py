@@ -50,8 +50,19 @@ if TYPE_CHECKING:
     from tunewise.config import Config
     from tunewise.evaluation.suite import Suite
 
-__all__ = ["FORGETTING_FILE", "KL_KEY", "Breach", "ForgettingMonitor", "Probe", "ProbeScores", "breaches", "build_monitor",
-           "load_prompts", "restore_weights", "snapshot_weights"]
+__all__ = [
+    "FORGETTING_FILE",
+    "KL_KEY",
+    "Breach",
+    "ForgettingMonitor",
+    "Probe",
+    "ProbeScores",
+    "breaches",
+    "build_monitor",
+    "load_prompts",
+    "restore_weights",
+    "snapshot_weights",
+]
 
 FORGETTING_FILE = "forgetting.json"
 """What the monitor measured and did, in the run directory (read by the report card)."""
@@ -120,15 +131,19 @@ def load_prompts(path: str | None, limit: int | None) -> list[str]:
             rows = list(read_rows(str(builtin)))
     else:
         if not Path(path).is_file():
-            raise DataError(f"{path}: no such file (guard.monitor.prompts); give a .jsonl of {{prompt}} rows, "
-                            f"or remove guard.monitor.prompts to use the built-in neutral prompts")
+            raise DataError(
+                f"{path}: no such file (guard.monitor.prompts); give a .jsonl of {{prompt}} rows, "
+                f"or remove guard.monitor.prompts to use the built-in neutral prompts"
+            )
         rows = list(read_rows(path))
     prompts = []
     for row in rows:
         prompt = row.data.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(f"{row.source}: a neutral prompt row needs a non-empty string `prompt` "
-                            f"(guard.monitor.prompts); fix or delete the row")
+            raise DataError(
+                f"{row.source}: a neutral prompt row needs a non-empty string `prompt` "
+                f"(guard.monitor.prompts); fix or delete the row"
+            )
         prompts.append(prompt)
     if not prompts:
         raise DataError(f"{path}: holds no prompts (guard.monitor.prompts)")
@@ -162,20 +177,32 @@ class Probe:
         for i, spec in enumerate(config.suites):
             suite = load_suite(spec.name, limit=spec.limit or config.limit, columns=spec.columns)
             if suite.kind not in ("multiple_choice", "generation"):
-                raise ConfigError([f"guard.monitor.suites.{i} ({spec.name}): a {suite.kind} suite is no general-"
-                                   f"capability probe; the monitor scores multiple_choice {{query, choices, gold}} "
-                                   f"and generation {{prompt, answers|reference}} suites"])
+                raise ConfigError(
+                    [
+                        f"guard.monitor.suites.{i} ({spec.name}): a {suite.kind} suite is no general-"
+                        f"capability probe; the monitor scores multiple_choice {{query, choices, gold}} "
+                        f"and generation {{prompt, answers|reference}} suites"
+                    ]
+                )
             if spec.metric is not None:
                 if suite.kind != "generation":
-                    raise ConfigError([f"guard.monitor.suites.{i}.metric: only generation suites take a metric; "
-                                       f"{spec.name} is {suite.kind} (scored by acc_norm)"])
+                    raise ConfigError(
+                        [
+                            f"guard.monitor.suites.{i}.metric: only generation suites take a metric; "
+                            f"{spec.name} is {suite.kind} (scored by acc_norm)"
+                        ]
+                    )
                 get_metric(spec.metric, key=f"guard.monitor.suites.{i}.metric")
             self.suites.append((suite_key(spec.name), spec, suite))
         needs_template = config.kl or any(s.kind == "generation" for _, _, s in self.suites)
         if needs_template and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(["guard.monitor: the chat suite and the KL render prompts through a chat template, and "
-                               "this tokenizer has none; set model.chat_template, or guard.monitor.kl: false and only "
-                               "multiple-choice guard.monitor.suites"])
+            raise ConfigError(
+                [
+                    "guard.monitor: the chat suite and the KL render prompts through a chat template, and "
+                    "this tokenizer has none; set model.chat_template, or guard.monitor.kl: false and only "
+                    "multiple-choice guard.monitor.suites"
+                ]
+            )
         self.prompts = load_prompts(config.prompts, config.kl_limit) if config.kl else []
         self._kl_rows: list[_KLRow] = []
 
@@ -188,11 +215,17 @@ class Probe:
 
     def describe(self) -> dict[str, Any]:
         """Suite short name -> kind, metric and items, for forgetting.json."""
-        out: dict[str, Any] = {key: {"kind": suite.kind, "metric": self.metric(key), "n": len(suite),
-                                     "source": spec.name} for key, spec, suite in self.suites}
+        out: dict[str, Any] = {
+            key: {"kind": suite.kind, "metric": self.metric(key), "n": len(suite), "source": spec.name}
+            for key, spec, suite in self.suites
+        }
         if self.config.kl:
-            out[KL_KEY] = {"kind": "kl", "metric": "kl_to_base", "n": len(self.prompts),
-                           "source": self.config.prompts or "built-in neutral prompts"}
+            out[KL_KEY] = {
+                "kind": "kl",
+                "metric": "kl_to_base",
+                "n": len(self.prompts),
+                "source": self.config.prompts or "built-in neutral prompts",
+            }
         return out
 
     def suite_scores(self, model: PreTrainedModel) -> dict[str, float]:
@@ -202,10 +235,17 @@ class Probe:
 
         values: dict[str, float] = {}
         for key, spec, suite in self.suites:
-            scored = score_suite(model, self.tokenizer, suite, metric=spec.metric, batch_size=self.batch_size,
-                                 max_new_tokens=self.config.max_new_tokens)
-            values[key] = (float(scored["acc_norm"].mean()) if suite.kind == "multiple_choice"
-                           else float(scored["scores"].value))
+            scored = score_suite(
+                model,
+                self.tokenizer,
+                suite,
+                metric=spec.metric,
+                batch_size=self.batch_size,
+                max_new_tokens=self.config.max_new_tokens,
+            )
+            values[key] = (
+                float(scored["acc_norm"].mean()) if suite.kind == "multiple_choice" else float(scored["scores"].value)
+            )
         return values
 
     def prepare_kl(self, model: PreTrainedModel) -> None:
@@ -217,15 +257,19 @@ class Probe:
             return
         tok = self.tokenizer
         chats = [[{"role": "user", "content": p}] for p in self.prompts]
-        answers = generate_texts(model, tok, chats, max_new_tokens=self.config.max_new_tokens,
-                                 batch_size=self.batch_size)
+        answers = generate_texts(
+            model, tok, chats, max_new_tokens=self.config.max_new_tokens, batch_size=self.batch_size
+        )
         rows = []
         for chat, answer in zip(chats, answers):
-            prompt = tok(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
-                         add_special_tokens=False)["input_ids"]
-            whole = tok(tok.apply_chat_template([*chat, {"role": "assistant", "content": answer}], tokenize=False),
-                        add_special_tokens=False)["input_ids"]
-            if whole[:len(prompt)] != prompt or len(whole) <= len(prompt):
+            prompt = tok(
+                tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False), add_special_tokens=False
+            )["input_ids"]
+            whole = tok(
+                tok.apply_chat_template([*chat, {"role": "assistant", "content": answer}], tokenize=False),
+                add_special_tokens=False,
+            )["input_ids"]
+            if whole[: len(prompt)] != prompt or len(whole) <= len(prompt):
                 continue  # a template that re-renders the prompt differently: no clean answer span
             rows.append(_KLRow(whole, len(prompt)))
         self._kl_rows = rows
@@ -243,15 +287,15 @@ class Probe:
         total, count = 0.0, 0
         with eval_mode(model):
             for start in range(0, len(self._kl_rows), self.batch_size):
-                chunk = self._kl_rows[start:start + self.batch_size]
+                chunk = self._kl_rows[start : start + self.batch_size]
                 width = max(len(r.input_ids) for r in chunk)
                 ids = torch.full((len(chunk), width), pad, dtype=torch.long)
                 attention = torch.zeros_like(ids)
                 mask = torch.zeros((len(chunk), width), dtype=torch.bool)
                 for i, row in enumerate(chunk):
-                    ids[i, :len(row.input_ids)] = torch.as_tensor(row.input_ids)
-                    attention[i, :len(row.input_ids)] = 1
-                    mask[i, row.answer_start - 1:len(row.input_ids) - 1] = True
+                    ids[i, : len(row.input_ids)] = torch.as_tensor(row.input_ids)
+                    attention[i, : len(row.input_ids)] = 1
+                    mask[i, row.answer_start - 1 : len(row.input_ids) - 1] = True
                 ids, attention = ids.to(device), attention.to(device)
                 tuned = model(input_ids=ids, attention_mask=attention).logits
                 with as_base(model):
@@ -332,8 +376,14 @@ class ForgettingMonitor(TrainerCallback):
         base: base scores measured already (e.g. by an earlier stage); None measures them at train begin.
     """
 
-    def __init__(self, probe: Probe, config: MonitorConfig, run_dir: Path | None = None,
-                 log: Callable[[str], Any] = print, base: ProbeScores | None = None) -> None:
+    def __init__(
+        self,
+        probe: Probe,
+        config: MonitorConfig,
+        run_dir: Path | None = None,
+        log: Callable[[str], Any] = print,
+        base: ProbeScores | None = None,
+    ) -> None:
         self.probe = probe
         self.config = config
         self.path = Path(run_dir) / FORGETTING_FILE if run_dir is not None else None
@@ -347,8 +397,14 @@ class ForgettingMonitor(TrainerCallback):
 
     # --- the Trainer's events ---
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: PreTrainedModel | None = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: PreTrainedModel | None = None,
+        **kwargs: Any,
+    ) -> None:
         assert model is not None
         if self.path is not None and self.path.is_file() and state.global_step:
             self._resume(state.global_step)
@@ -361,9 +417,11 @@ class ForgettingMonitor(TrainerCallback):
         self.record.base = dict(self.base.values)
         self.record.base_kl = self.base.kl
         shown = ", ".join(f"{k} {v:.3f}" for k, v in self.base.values.items())
-        self.log(f"forgetting monitor: base {shown}" + (f"; KL on {len(self.probe._kl_rows)} neutral prompts"
-                                                        if self.config.kl else "")
-                 + f" ({self.record.base_seconds:.1f}s)")
+        self.log(
+            f"forgetting monitor: base {shown}"
+            + (f"; KL on {len(self.probe._kl_rows)} neutral prompts" if self.config.kl else "")
+            + f" ({self.record.base_seconds:.1f}s)"
+        )
         if self.config.action == "rollback":
             self._names = [n for n, p in model.named_parameters() if p.requires_grad]
             from tunewise.methods.weights import originals
@@ -371,13 +429,22 @@ class ForgettingMonitor(TrainerCallback):
             kept = originals(model) or {}
             # The starting weights: the originals kept by the method when they cover every trainable
             # parameter (no second copy), else a copy (an adapter's starting values are small).
-            self._start = ({n: kept[n] for n in self._names} if all(n in kept for n in self._names)
-                           else snapshot_weights(model, self._names))
+            self._start = (
+                {n: kept[n] for n in self._names}
+                if all(n in kept for n in self._names)
+                else snapshot_weights(model, self._names)
+            )
         self._write()
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, Any] | None = None, model: PreTrainedModel | None = None,
-               **kwargs: Any) -> TrainerControl | None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        model: PreTrainedModel | None = None,
+        **kwargs: Any,
+    ) -> TrainerControl | None:
         if not logs or "eval_loss" not in logs or model is None or self.base is None:
             return None
         self._evaluated = True
@@ -391,28 +458,45 @@ class ForgettingMonitor(TrainerCallback):
             logs["eval_kl_to_base"] = now.kl
         found = breaches(self.base, now, self.config.budgets)
         eval_loss = logs.get("eval_loss")
-        point = _Point(step=state.global_step, eval_loss=float(eval_loss) if isinstance(eval_loss, (int, float))
-                       else None, scores=now.values, deltas=deltas, kl=now.kl, breaches=[b.text() for b in found],
-                       seconds=time.monotonic() - started)
+        point = _Point(
+            step=state.global_step,
+            eval_loss=float(eval_loss) if isinstance(eval_loss, (int, float)) else None,
+            scores=now.values,
+            deltas=deltas,
+            kl=now.kl,
+            breaches=[b.text() for b in found],
+            seconds=time.monotonic() - started,
+        )
         self.record.points.append(point)
         shown = ", ".join(f"{k} {v:.3f} ({deltas[k]:+.3f})" for k, v in now.values.items())
         kl = f", KL to base {now.kl:.4f}" if now.kl is not None else ""
         self.log(f"forgetting at step {state.global_step}: {shown}{kl} ({point.seconds:.1f}s)")
         if found:
             self._act(state.global_step, found, control)
-        elif self.config.action == "rollback" and point.eval_loss is not None:
-            if self._best is None or point.eval_loss < self._best[1]:
-                self._best = (state.global_step, point.eval_loss, snapshot_weights(model, self._names))
+        elif (
+            self.config.action == "rollback"
+            and point.eval_loss is not None
+            and (self._best is None or point.eval_loss < self._best[1])
+        ):
+            self._best = (state.global_step, point.eval_loss, snapshot_weights(model, self._names))
         self._write()
         return control
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                     model: PreTrainedModel | None = None, **kwargs: Any) -> None:
+    def on_train_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: PreTrainedModel | None = None,
+        **kwargs: Any,
+    ) -> None:
         if self.config.action == "rollback" and model is not None and self.record.fired:
             self._rollback(model, state)
         if not self._evaluated:
-            self.log("[yellow]forgetting monitor: no eval ran during training (train.eval_every, eval rows), so "
-                     "nothing was measured after the base[/]")
+            self.log(
+                "[yellow]forgetting monitor: no eval ran during training (train.eval_every, eval rows), so "
+                "nothing was measured after the base[/]"
+            )
         self._write()
 
     # --- acting ---
@@ -424,37 +508,58 @@ class ForgettingMonitor(TrainerCallback):
         if action == "warn":
             self.log(f"[yellow]forgetting budget breached at step {step}: {reasons}[/]")
         elif action == "stop":
-            self.log(f"[red]forgetting budget breached at step {step}: {reasons}; stopping training "
-                     f"(guard.monitor.action: stop)[/]")
+            self.log(
+                f"[red]forgetting budget breached at step {step}: {reasons}; stopping training "
+                f"(guard.monitor.action: stop)[/]"
+            )
             control.should_training_stop = True
             self.record.stopped_at = step
         else:
-            self.log(f"[yellow]forgetting budget breached at step {step}: {reasons}; the best eval within "
-                     f"budget will be restored at the end (guard.monitor.action: rollback)[/]")
+            self.log(
+                f"[yellow]forgetting budget breached at step {step}: {reasons}; the best eval within "
+                f"budget will be restored at the end (guard.monitor.action: rollback)[/]"
+            )
 
     def _rollback(self, model: PreTrainedModel, state: TrainerState) -> None:
         if self._best is not None and self._best[0] == state.global_step:
             # The weights training ended with are those of the best eval within budget.
-            self.record.rollback = {"step": self._best[0], "restored": False, "eval_loss": self._best[1],
-                                    "reason": "the last eval was within every budget and had the lowest eval loss"}
-            self.log(f"forgetting rollback: the last eval (step {self._best[0]}) is the best within budget; "
-                     f"nothing to restore")
+            self.record.rollback = {
+                "step": self._best[0],
+                "restored": False,
+                "eval_loss": self._best[1],
+                "reason": "the last eval was within every budget and had the lowest eval loss",
+            }
+            self.log(
+                f"forgetting rollback: the last eval (step {self._best[0]}) is the best within budget; "
+                f"nothing to restore"
+            )
             return
         if self._best is not None:
             step, loss, weights = self._best
             restore_weights(model, weights)
-            self.record.rollback = {"step": step, "restored": True, "eval_loss": loss,
-                                    "reason": f"lowest eval loss among the evals within every budget "
-                                              f"(trained to step {state.global_step})"}
-            self.log(f"[yellow]forgetting rollback: restored the weights of step {step} (eval loss {loss:.4f}), "
-                     f"the best eval within every budget; training ran to step {state.global_step}[/]")
+            self.record.rollback = {
+                "step": step,
+                "restored": True,
+                "eval_loss": loss,
+                "reason": f"lowest eval loss among the evals within every budget (trained to step {state.global_step})",
+            }
+            self.log(
+                f"[yellow]forgetting rollback: restored the weights of step {step} (eval loss {loss:.4f}), "
+                f"the best eval within every budget; training ran to step {state.global_step}[/]"
+            )
         elif self._start is not None:
             restore_weights(model, self._start)
-            self.record.rollback = {"step": 0, "restored": True, "eval_loss": None,
-                                    "reason": "no eval was within every budget: the starting (base) weights"}
-            self.log("[red]forgetting rollback: no eval was within every budget; restored the starting weights "
-                     "(the fine-tune is undone). Loosen guard.monitor.budgets, lower train.lr, or add a guard "
-                     "(guard.*)[/]")
+            self.record.rollback = {
+                "step": 0,
+                "restored": True,
+                "eval_loss": None,
+                "reason": "no eval was within every budget: the starting (base) weights",
+            }
+            self.log(
+                "[red]forgetting rollback: no eval was within every budget; restored the starting weights "
+                "(the fine-tune is undone). Loosen guard.monitor.budgets, lower train.lr, or add a guard "
+                "(guard.*)[/]"
+            )
 
     # --- the record ---
 
@@ -474,8 +579,9 @@ class ForgettingMonitor(TrainerCallback):
         self.path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def build_monitor(config: Config, tokenizer: PreTrainedTokenizerBase, run_dir: Path | None,
-                  log: Callable[[str], Any] = print) -> ForgettingMonitor | None:
+def build_monitor(
+    config: Config, tokenizer: PreTrainedTokenizerBase, run_dir: Path | None, log: Callable[[str], Any] = print
+) -> ForgettingMonitor | None:
     """The run's forgetting monitor, or None when `guard.monitor.enabled` is false. The suites and prompts
     are loaded here, so a bad file fails before training starts."""
     if not config.guard.monitor.enabled:

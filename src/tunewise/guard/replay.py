@@ -26,8 +26,9 @@ def replay_count(task_rows: int, ratio: float) -> int:
     return round(task_rows * ratio / (1.0 - ratio))
 
 
-def mix_replay(task: Sequence[Rendered], general: Sequence[Rendered], ratio: float,
-               seed: int = 0) -> tuple[list[Rendered], list[Rendered]]:
+def mix_replay(
+    task: Sequence[Rendered], general: Sequence[Rendered], ratio: float, seed: int = 0
+) -> tuple[list[Rendered], list[Rendered]]:
     """The training rows with general rows mixed in.
 
     Returns:
@@ -41,5 +42,5 @@ def mix_replay(task: Sequence[Rendered], general: Sequence[Rendered], ratio: flo
     while len(drawn) < count:
         order = list(range(len(general)))
         rng.shuffle(order)
-        drawn.extend(general[i] for i in order[:count - len(drawn)])
+        drawn.extend(general[i] for i in order[: count - len(drawn)])
     return [*task, *drawn], drawn

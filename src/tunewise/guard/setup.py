@@ -81,8 +81,10 @@ def plan_guard(config: Config, tokenizer: PreTrainedTokenizerBase) -> GuardPlan:
     plain = examples[0].text is not None
     if plain != bool(task_of(config).plain_text):  # the general rows are of the kind the task trains on
         wanted = "plain-text {text}" if task_of(config).plain_text else "chat (messages, alpaca, prompt/completion...)"
-        raise DataError(f"{reg.general}: guard.general holds {'plain text' if plain else 'chat rows'}, but task "
-                        f"{config.task} trains on {wanted} rows; give general rows of the same kind as data.train")
+        raise DataError(
+            f"{reg.general}: guard.general holds {'plain text' if plain else 'chat rows'}, but task "
+            f"{config.task} trains on {wanted} rows; give general rows of the same kind as data.train"
+        )
     plan.general_examples = examples
     return plan
 
@@ -94,8 +96,14 @@ def _render(config: Config, examples: list[Example], tokenizer: PreTrainedTokeni
     return rows
 
 
-def build_guard(plan: GuardPlan, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                train_rows: list[Rendered], *, log: Callable[[str], Any] = print) -> Guard:
+def build_guard(
+    plan: GuardPlan,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_rows: list[Rendered],
+    *,
+    log: Callable[[str], Any] = print,
+) -> Guard:
     """Turn the plan into training rows and loss terms for `model` (already wrapped by its method).
 
     Args:
@@ -110,33 +118,59 @@ def build_guard(plan: GuardPlan, model: PreTrainedModel, tokenizer: PreTrainedTo
     general: list[Rendered] = []
     if reg.needs_general:
         if plan.general_examples is None:
-            synth = synthesize(model, tokenizer, plan.prompts, max_new_tokens=reg.synth.max_new_tokens,
-                               batch_size=reg.synth.batch_size, log=log)
+            synth = synthesize(
+                model,
+                tokenizer,
+                plan.prompts,
+                max_new_tokens=reg.synth.max_new_tokens,
+                batch_size=reg.synth.batch_size,
+                log=log,
+            )
             examples = synth.examples
             unfinished = synth.unfinished
-            info["general"] = {"source": "self", "prompts": len(plan.prompts), "answers": len(examples),
-                               "unfinished": len(unfinished), "dropped_empty": synth.dropped,
-                               "cache": str(synth.cache), "cached": synth.cached}
-            log(f"general data: {len(examples)} self-synthesized answers"
-                + (f" ({len(unfinished)} cut off at {reg.synth.max_new_tokens} tokens: kept, their end of turn not "
-                   f"trained)" if unfinished else "")
-                + (" (from the cache)" if synth.cached else ""))
+            info["general"] = {
+                "source": "self",
+                "prompts": len(plan.prompts),
+                "answers": len(examples),
+                "unfinished": len(unfinished),
+                "dropped_empty": synth.dropped,
+                "cache": str(synth.cache),
+                "cached": synth.cached,
+            }
+            log(
+                f"general data: {len(examples)} self-synthesized answers"
+                + (
+                    f" ({len(unfinished)} cut off at {reg.synth.max_new_tokens} tokens: kept, their end of turn not "
+                    f"trained)"
+                    if unfinished
+                    else ""
+                )
+                + (" (from the cache)" if synth.cached else "")
+            )
         else:
             examples, unfinished = plan.general_examples, set()
             info["general"] = {"source": reg.general, "rows": len(examples)}
         general = mask_unfinished(_render(config, examples, tokenizer), unfinished, tokenizer.eos_token_id)
         if not general:
-            raise DataError(f"{reg.general}: no general row has a trained token left after rendering "
-                            f"(data.max_length={config.data.max_length})")
+            raise DataError(
+                f"{reg.general}: no general row has a trained token left after rendering "
+                f"(data.max_length={config.data.max_length})"
+            )
         info["general"]["rendered_rows"] = len(general)
 
     rows = list(train_rows)
     if reg.replay.ratio:
         rows, drawn = mix_replay(train_rows, general, reg.replay.ratio, seed=reg.seed)
-        info["replay"] = {"ratio": reg.replay.ratio, "task_rows": len(train_rows), "replay_rows": len(drawn),
-                          "distinct_general_rows": len({r.source for r in drawn})}
-        log(f"replay: {len(drawn)} general rows mixed into {len(train_rows)} task rows "
-            f"({100 * len(drawn) / max(1, len(rows)):.1f}% of training rows)")
+        info["replay"] = {
+            "ratio": reg.replay.ratio,
+            "task_rows": len(train_rows),
+            "replay_rows": len(drawn),
+            "distinct_general_rows": len({r.source for r in drawn}),
+        }
+        log(
+            f"replay: {len(drawn)} general rows mixed into {len(train_rows)} task rows "
+            f"({100 * len(drawn) / max(1, len(rows)):.1f}% of training rows)"
+        )
 
     terms: list[LossTerm] = []
     params = trainable_parameters(model)
@@ -145,16 +179,33 @@ def build_guard(plan: GuardPlan, model: PreTrainedModel, tokenizer: PreTrainedTo
         chosen = sample_rows(general, reg.ewc.samples, reg.seed)
         fisher, cached = fisher_for(model, chosen, params, pad_id=tokenizer.pad_token_id, log=log)
         terms.append(EWC(reg.ewc.weight, params, anchor, fisher))
-        info["ewc"] = {"weight": reg.ewc.weight, "samples": len(chosen), "cached": cached,
-                       "parameters": sum(p.numel() for p in params.values())}
-        log(f"ewc: weight {reg.ewc.weight:g}, diagonal Fisher on {len(chosen)} general rows"
-            + (" (from the cache)" if cached else ""))
+        info["ewc"] = {
+            "weight": reg.ewc.weight,
+            "samples": len(chosen),
+            "cached": cached,
+            "parameters": sum(p.numel() for p in params.values()),
+        }
+        log(
+            f"ewc: weight {reg.ewc.weight:g}, diagonal Fisher on {len(chosen)} general rows"
+            + (" (from the cache)" if cached else "")
+        )
     if reg.kl.weight:
-        terms.append(KLToBase(reg.kl.weight, on=reg.kl.on, temperature=reg.kl.temperature, general=general,
-                              batch_size=reg.kl.batch_size, pad_id=tokenizer.pad_token_id, seed=reg.seed))
+        terms.append(
+            KLToBase(
+                reg.kl.weight,
+                on=reg.kl.on,
+                temperature=reg.kl.temperature,
+                general=general,
+                batch_size=reg.kl.batch_size,
+                pad_id=tokenizer.pad_token_id,
+                seed=reg.seed,
+            )
+        )
         info["kl"] = {"weight": reg.kl.weight, "on": reg.kl.on, "temperature": reg.kl.temperature}
-        log(f"kl: weight {reg.kl.weight:g} to the base model on {reg.kl.on}"
-            + (f" ({reg.kl.batch_size} general rows per micro-batch)" if reg.kl.on != "batch" else ""))
+        log(
+            f"kl: weight {reg.kl.weight:g} to the base model on {reg.kl.on}"
+            + (f" ({reg.kl.batch_size} general rows per micro-batch)" if reg.kl.on != "batch" else "")
+        )
     if reg.l2sp.weight:
         terms.append(L2SP(reg.l2sp.weight, params, anchor))
         info["l2sp"] = {"weight": reg.l2sp.weight}

@@ -34,8 +34,15 @@ if TYPE_CHECKING:
 
     from tunewise.data import Example, Rendered
 
-__all__ = ["SEED_PROMPTS", "Synthesized", "cache_dir", "mask_unfinished", "model_fingerprint", "read_prompts",
-           "synthesize"]
+__all__ = [
+    "SEED_PROMPTS",
+    "Synthesized",
+    "cache_dir",
+    "mask_unfinished",
+    "model_fingerprint",
+    "read_prompts",
+    "synthesize",
+]
 
 SEED_PROMPTS = "seed_prompts.jsonl"
 """The built-in prompt set, inside this package."""
@@ -65,14 +72,18 @@ def read_prompts(path: str | None, limit: int | None = None) -> list[str]:
         for row in read_rows(path):
             value = row.data.get("prompt")
             if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{row.source}: a synth prompt row needs a non-empty text `prompt` "
-                                f"(guard.synth.prompts); found keys {', '.join(row.data) or 'none'}")
+                raise DataError(
+                    f"{row.source}: a synth prompt row needs a non-empty text `prompt` "
+                    f"(guard.synth.prompts); found keys {', '.join(row.data) or 'none'}"
+                )
             prompts.append(value.strip())
     if limit is not None:
         prompts = prompts[:limit]
     if not prompts:
-        raise DataError(f"{path or SEED_PROMPTS}: no prompts to synthesize general data from "
-                        f"(guard.synth.prompts / guard.synth.limit)")
+        raise DataError(
+            f"{path or SEED_PROMPTS}: no prompts to synthesize general data from "
+            f"(guard.synth.prompts / guard.synth.limit)"
+        )
     return prompts
 
 
@@ -124,8 +135,15 @@ class Synthesized:
     """True when read from the cache (no generation ran)."""
 
 
-def synthesize(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *,
-               max_new_tokens: int, batch_size: int, log: Callable[[str], Any] = print) -> Synthesized:
+def synthesize(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    log: Callable[[str], Any] = print,
+) -> Synthesized:
     """Answer `prompts` with the base model (greedy), or read the answers from the cache.
 
     The model is used as the base model (`tunewise.methods.as_base`: adapters off), in eval mode;
@@ -140,37 +158,56 @@ def synthesize(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, promp
     from tunewise.inference import generate
     from tunewise.methods import as_base
 
-    key = hashlib.sha256(json.dumps({
-        "model": model_fingerprint(model), "template": tokenizer.chat_template, "prompts": prompts,
-        "max_new_tokens": max_new_tokens}, sort_keys=True).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "model": model_fingerprint(model),
+                "template": tokenizer.chat_template,
+                "prompts": prompts,
+                "max_new_tokens": max_new_tokens,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:24]
     path = cache_dir("synth") / f"{key}.jsonl"
     cached = path.is_file()
     if cached:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
-        log(f"self-synthesized replay: the base model answers {len(prompts)} general prompts "
-            f"(greedy, up to {max_new_tokens} tokens; cached for next time)")
+        log(
+            f"self-synthesized replay: the base model answers {len(prompts)} general prompts "
+            f"(greedy, up to {max_new_tokens} tokens; cached for next time)"
+        )
         # Long prompts last: a batch of similar lengths wastes less padding.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         chats = [[{"role": "user", "content": prompts[i]}] for i in order]
         with as_base(model), tqdm(total=len(prompts), desc="synthesizing replay", unit="prompt", leave=False) as bar:
-            replies = generate(model, tokenizer, chats, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               on_batch=bar.update)
+            replies = generate(
+                model, tokenizer, chats, max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=bar.update
+            )
         answered = {i: (reply.text, reply.finished) for i, reply in zip(order, replies)}
         records = [{"prompt": p, "answer": answered[i][0], "finished": answered[i][1]} for i, p in enumerate(prompts)]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
         tmp.replace(path)  # atomic: a concurrent run reads either nothing or the whole file
-    examples = [Example(source=f"self-synth:{i + 1}", messages=({"role": "user", "content": r["prompt"]},
-                                                               {"role": "assistant", "content": r["answer"]}))
-                for i, r in enumerate(records) if r["answer"]]
+    examples = [
+        Example(
+            source=f"self-synth:{i + 1}",
+            messages=({"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}),
+        )
+        for i, r in enumerate(records)
+        if r["answer"]
+    ]
     unfinished = {f"self-synth:{i + 1}" for i, r in enumerate(records) if r["answer"] and not r["finished"]}
     if not examples:
-        raise DataError(f"self-synthesized replay: all of the base model's {len(records)} answers are empty; "
-                        f"check the prompts (guard.synth.prompts) and the chat template (model.chat_template)")
-    return Synthesized(examples=examples, unfinished=unfinished, dropped=len(records) - len(examples), cache=path,
-                       cached=cached)
+        raise DataError(
+            f"self-synthesized replay: all of the base model's {len(records)} answers are empty; "
+            f"check the prompts (guard.synth.prompts) and the chat template (model.chat_template)"
+        )
+    return Synthesized(
+        examples=examples, unfinished=unfinished, dropped=len(records) - len(examples), cache=path, cached=cached
+    )
 
 
 def mask_unfinished(rows: list[Rendered], unfinished: set[str], end_of_turn: int) -> list[Rendered]:

@@ -68,24 +68,30 @@ class Interpolation:
         params = dict(model.named_parameters())
         anchors: dict[str, torch.Tensor | str] = {}
         if hasattr(model, "peft_config"):
-            for name, param in params.items():
+            for name in params:
                 if "lora_magnitude_vector" in name:
-                    raise TunewiseError("WiSE-FT: DoRA learns a magnitude whose starting value is not kept, so "
-                                        "there is no base to interpolate towards; use plain LoRA")
+                    raise TunewiseError(
+                        "WiSE-FT: DoRA learns a magnitude whose starting value is not kept, so "
+                        "there is no base to interpolate towards; use plain LoRA"
+                    )
                 if ".lora_B." in name or ".lora_embedding_B." in name:
                     anchors[name] = _ZERO
                 elif ".ia3_l." in name:
                     anchors[name] = _ONE
             if not anchors:
                 kind = type(model.peft_config[next(iter(model.peft_config))]).__name__
-                raise TunewiseError(f"WiSE-FT: a {kind} adapter has no weights with a base value to interpolate "
-                                    f"towards (LoRA's B matrices, IA3's vectors); use lora, qlora or ia3")
+                raise TunewiseError(
+                    f"WiSE-FT: a {kind} adapter has no weights with a base value to interpolate "
+                    f"towards (LoRA's B matrices, IA3's vectors); use lora, qlora or ia3"
+                )
         else:
             kept = originals(model) or {}
             anchors = {name: kept[name] for name in kept if name in params}
             if not anchors:
-                raise TunewiseError("WiSE-FT: the model kept no original weights to interpolate towards; it must "
-                                    "be prepared by a tunewise method (full, freeze, gradual_unfreeze, lora, ia3)")
+                raise TunewiseError(
+                    "WiSE-FT: the model kept no original weights to interpolate towards; it must "
+                    "be prepared by a tunewise method (full, freeze, gradual_unfreeze, lora, ia3)"
+                )
         self._anchors = anchors
         # The tuned values: the tensors the parameters hold now (each α gets new tensors).
         self._tuned = {name: params[name].data for name in anchors}
@@ -144,9 +150,18 @@ def choose(points: Sequence[WisePoint]) -> tuple[WisePoint, str]:
     return best, "no α was within every forgetting budget: the smallest α, closest to the base model"
 
 
-def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_rows: list[Rendered],
-          alphas: Sequence[float], probe: Probe, base: ProbeScores, budgets: dict[str, float], *,
-          batch_size: int = 8, log: Callable[[str], Any] = print) -> dict[str, Any]:
+def sweep(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_rows: list[Rendered],
+    alphas: Sequence[float],
+    probe: Probe,
+    base: ProbeScores,
+    budgets: dict[str, float],
+    *,
+    batch_size: int = 8,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
     """Score every α, leave the model at the chosen one, and return the record (`wise_ft.json`).
 
     Args:
@@ -164,24 +179,40 @@ def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_rows:
     for alpha in sorted(set(alphas)):
         started = time.monotonic()
         interpolation.set(alpha)
-        loss = loss_on(model, eval_rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size).loss \
-            if eval_rows else None
+        loss = (
+            loss_on(model, eval_rows, pad_id=tokenizer.pad_token_id, batch_size=batch_size).loss if eval_rows else None
+        )
         now = probe.measure(model)
         found = breaches(base, now, budgets)
-        point = WisePoint(alpha=alpha, eval_loss=loss, scores=now.values,
-                          deltas=now.deltas(base), kl=now.kl,
-                          breaches=[b.text() for b in found], within_budget=not found,
-                          seconds=time.monotonic() - started)
+        point = WisePoint(
+            alpha=alpha,
+            eval_loss=loss,
+            scores=now.values,
+            deltas=now.deltas(base),
+            kl=now.kl,
+            breaches=[b.text() for b in found],
+            within_budget=not found,
+            seconds=time.monotonic() - started,
+        )
         points.append(point)
         shown = ", ".join(f"{k} {v:.3f}" for k, v in now.values.items())
-        log(f"  WiSE-FT α={alpha:g}: eval loss {_num(loss)}, {shown}"
+        log(
+            f"  WiSE-FT α={alpha:g}: eval loss {_num(loss)}, {shown}"
             + (f", KL to base {now.kl:.4f}" if now.kl is not None else "")
-            + ("" if not found else f" — over budget: {'; '.join(b.text() for b in found)}"))
+            + ("" if not found else f" — over budget: {'; '.join(b.text() for b in found)}")
+        )
     chosen, reason = choose(points)
     interpolation.set(chosen.alpha)
-    return {"alphas": [p.alpha for p in points], "points": [asdict(p) for p in points], "chosen": chosen.alpha,
-            "reason": reason, "budgets": dict(budgets), "base": dict(base.values),
-            "kl_measured": KL_KEY in probe.describe(), "seconds": time.monotonic() - started_all}
+    return {
+        "alphas": [p.alpha for p in points],
+        "points": [asdict(p) for p in points],
+        "chosen": chosen.alpha,
+        "reason": reason,
+        "budgets": dict(budgets),
+        "base": dict(base.values),
+        "kl_measured": KL_KEY in probe.describe(),
+        "seconds": time.monotonic() - started_all,
+    }
 
 
 def _num(value: float | None) -> str:
@@ -195,13 +226,26 @@ def check_wise_ft(config: Config, *, eval_rows: int) -> None:
         ConfigError: WiSE-FT is on and there are no eval rows to score the task on.
     """
     if config.guard.wise_ft.enabled and not eval_rows:
-        raise ConfigError(["guard.wise_ft.enabled: WiSE-FT picks α by the eval loss, and there are no eval "
-                           "rows; set data.eval to a file or data.split.eval above 0"])
+        raise ConfigError(
+            [
+                "guard.wise_ft.enabled: WiSE-FT picks α by the eval loss, and there are no eval "
+                "rows; set data.eval to a file or data.split.eval above 0"
+            ]
+        )
 
 
-def run_wise_ft(config: Config, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                eval_rows: list[Rendered], run_dir: Path, monitor: ForgettingMonitor | None = None, *,
-                tracker: Any = None, step: int = 0, log: Callable[[str], Any] = print) -> dict[str, Any] | None:
+def run_wise_ft(
+    config: Config,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_rows: list[Rendered],
+    run_dir: Path,
+    monitor: ForgettingMonitor | None = None,
+    *,
+    tracker: Any = None,
+    step: int = 0,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any] | None:
     """WiSE-FT after training, when `guard.wise_ft.enabled`: sweep α, leave the model at the α
     chosen, print the table, write `wise_ft.json` and send the α chosen to the trackers.
 
@@ -221,13 +265,25 @@ def run_wise_ft(config: Config, model: PreTrainedModel, tokenizer: PreTrainedTok
     else:
         probe = Probe(config.guard.monitor, tokenizer, batch_size=config.eval.batch_size)
         base = probe.measure_base(model)
-    rows = eval_rows[:config.eval.limit] if config.eval.limit else eval_rows
+    rows = eval_rows[: config.eval.limit] if config.eval.limit else eval_rows
     sweep_shown = ", ".join(f"{a:g}" for a in sorted(set(wise.alphas)))
-    log(f"WiSE-FT: interpolating base and tuned weights at α = {sweep_shown} "
+    log(
+        f"WiSE-FT: interpolating base and tuned weights at α = {sweep_shown} "
         f"(eval loss on {len(rows)} eval rows, {', '.join(k for k, _, _ in probe.suites)}"
-        + (", KL to base" if config.guard.monitor.kl else "") + ") ...")
-    record = sweep(model, tokenizer, rows, wise.alphas, probe, base, config.guard.monitor.budgets,
-                   batch_size=config.eval.batch_size, log=log)
+        + (", KL to base" if config.guard.monitor.kl else "")
+        + ") ..."
+    )
+    record = sweep(
+        model,
+        tokenizer,
+        rows,
+        wise.alphas,
+        probe,
+        base,
+        config.guard.monitor.budgets,
+        batch_size=config.eval.batch_size,
+        log=log,
+    )
     (Path(run_dir) / WISE_FT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     table = Table(title="WiSE-FT: (1−α)·base + α·tuned")
     keys = [k for k, _, _ in probe.suites]
@@ -235,10 +291,13 @@ def run_wise_ft(config: Config, model: PreTrainedModel, tokenizer: PreTrainedTok
         table.add_column(column, justify="right")
     for p in record["points"]:
         mark = "[bold green]← chosen[/]" if p["alpha"] == record["chosen"] else ""
-        table.add_row(f"{p['alpha']:g}", _num(p["eval_loss"]),
-                      *(f"{p['scores'][k]:.3f} ({p['deltas'][k]:+.3f})" for k in keys),
-                      *([_num(p["kl"])] if config.guard.monitor.kl else []),
-                      ("yes" if p["within_budget"] else "[red]no[/]") + (f" {mark}" if mark else ""))
+        table.add_row(
+            f"{p['alpha']:g}",
+            _num(p["eval_loss"]),
+            *(f"{p['scores'][k]:.3f} ({p['deltas'][k]:+.3f})" for k in keys),
+            *([_num(p["kl"])] if config.guard.monitor.kl else []),
+            ("yes" if p["within_budget"] else "[red]no[/]") + (f" {mark}" if mark else ""),
+        )
     make_console().print(table)
     log(f"WiSE-FT: kept α = {record['chosen']:g} ({record['reason']}); the saved weights are this interpolation")
     if tracker is not None:

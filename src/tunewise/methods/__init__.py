@@ -72,8 +72,9 @@ def load_kwargs(config: Config) -> dict[str, Any]:
     return {}
 
 
-def training_callbacks(model: PreTrainedModel, method: Any,
-                       log: Callable[[str], Any] | None = None) -> list[TrainerCallback]:
+def training_callbacks(
+    model: PreTrainedModel, method: Any, log: Callable[[str], Any] | None = None
+) -> list[TrainerCallback]:
     """The Trainer callbacks `method` needs while training (`gradual_unfreeze`'s schedule)."""
     return [GradualUnfreeze(model, method, log=log)] if method.type == "gradual_unfreeze" else []
 

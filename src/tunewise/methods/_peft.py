@@ -21,8 +21,13 @@ def task_type(model: PreTrainedModel) -> Any:
 
 def linear_module_names(model: PreTrainedModel) -> list[str]:
     """The distinct last name parts of the model's linear layers (what `target_modules` lists)."""
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if type(module).__name__ in ("Linear", "Linear4bit", "Conv1D")})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if type(module).__name__ in ("Linear", "Linear4bit", "Conv1D")
+        }
+    )
 
 
 def wrap(model: PreTrainedModel, peft_config: Any, key: str = "method.target_modules") -> PreTrainedModel:
@@ -34,5 +39,6 @@ def wrap(model: PreTrainedModel, peft_config: Any, key: str = "method.target_mod
     except ValueError as err:
         if "target" not in str(err) and "module" not in str(err):
             raise
-        raise ConfigError([f"{key}: {err} — this model's linear layers are "
-                           f"{', '.join(linear_module_names(model))}"]) from None
+        raise ConfigError(
+            [f"{key}: {err} — this model's linear layers are {', '.join(linear_module_names(model))}"]
+        ) from None

@@ -45,8 +45,10 @@ def _target_problems(model: PreTrainedModel, targets: str | list[str] | None, ke
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if not missing:
         return []
-    return [f"{key}: {', '.join(map(repr, missing))} matches no module of this model; its linear layers are "
-            f"{', '.join(linear_module_names(model))} (or use all-linear)"]
+    return [
+        f"{key}: {', '.join(map(repr, missing))} matches no module of this model; its linear layers are "
+        f"{', '.join(linear_module_names(model))} (or use all-linear)"
+    ]
 
 
 def method_problems(config: Config, model: PreTrainedModel, *, head: bool = False) -> list[str]:
@@ -66,12 +68,16 @@ def method_problems(config: Config, model: PreTrainedModel, *, head: bool = Fals
         # The head reads each row's last non-padding token, found from input_ids; these methods hand
         # the model embeddings instead (virtual tokens in front), so padded rows would be classified
         # from a padding position. Prefix tuning passes input_ids on and works.
-        problems.append(f"method.type: {kind} feeds the model embeddings, not token ids, and a classification "
-                        f"head then cannot find each row's last real token, so padded rows would be misread; "
-                        f"with task: classification use prefix, lora, qlora, ia3, freeze, gradual_unfreeze or full")
+        problems.append(
+            f"method.type: {kind} feeds the model embeddings, not token ids, and a classification "
+            f"head then cannot find each row's last real token, so padded rows would be misread; "
+            f"with task: classification use prefix, lora, qlora, ia3, freeze, gradual_unfreeze or full"
+        )
     if kind == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
-        problems.append("method.type: qlora quantizes the base with bitsandbytes, which is not installed: "
-                        "pip install 'bitsandbytes>=0.50'")
+        problems.append(
+            "method.type: qlora quantizes the base with bitsandbytes, which is not installed: "
+            "pip install 'bitsandbytes>=0.50'"
+        )
     if method.type in ("freeze", "gradual_unfreeze"):
         try:
             parts = layout(model)
@@ -80,18 +86,24 @@ def method_problems(config: Config, model: PreTrainedModel, *, head: bool = Fals
         blocks = len(parts.blocks)
         size_key, size = ("top_k", method.top_k) if method.type == "freeze" else ("group_size", method.group_size)
         if size > blocks:
-            problems.append(f"method.{size_key}: {size} is more than the {blocks} transformer blocks of "
-                            f"{config.model.name} (from its config.json); use at most {blocks}")
+            problems.append(
+                f"method.{size_key}: {size} is more than the {blocks} transformer blocks of "
+                f"{config.model.name} (from its config.json); use at most {blocks}"
+            )
         if parts.tied and method.train_head != method.train_embeddings:
-            problems.append(f"method.train_head / method.train_embeddings: {config.model.name} ties its output "
-                            f"head to its input embeddings (one matrix), so one cannot train without the "
-                            f"other; set both to {str(method.train_head or method.train_embeddings).lower()}")
+            problems.append(
+                f"method.train_head / method.train_embeddings: {config.model.name} ties its output "
+                f"head to its input embeddings (one matrix), so one cannot train without the "
+                f"other; set both to {str(method.train_head or method.train_embeddings).lower()}"
+            )
         if method.type == "freeze":
             example = f"{parts.block_path}.{blocks - 1}.mlp"
             for pattern, names in matched_parameters(model, method.modules).items():
                 if not names:
-                    problems.append(f"method.modules: {pattern!r} matches no module or parameter of this model; "
-                                    f"names look like {example} or {parts.head[0] if parts.head else example}")
+                    problems.append(
+                        f"method.modules: {pattern!r} matches no module or parameter of this model; "
+                        f"names look like {example} or {parts.head[0] if parts.head else example}"
+                    )
     if method.type in ("lora", "qlora"):
         problems += _target_problems(model, method.target_modules, "method.target_modules")
     if method.type == "ia3":
@@ -100,9 +112,11 @@ def method_problems(config: Config, model: PreTrainedModel, *, head: bool = Fals
         text = model.config.get_text_config()
         limit = getattr(text, "max_position_embeddings", None)
         if limit and method.num_virtual_tokens + config.data.max_length > limit:
-            problems.append(f"method.num_virtual_tokens: {method.num_virtual_tokens} virtual tokens + "
-                            f"data.max_length {config.data.max_length} exceed the model's "
-                            f"{limit} positions; lower one of them")
+            problems.append(
+                f"method.num_virtual_tokens: {method.num_virtual_tokens} virtual tokens + "
+                f"data.max_length {config.data.max_length} exceed the model's "
+                f"{limit} positions; lower one of them"
+            )
     return problems
 
 

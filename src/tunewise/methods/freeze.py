@@ -26,9 +26,11 @@ def matched_parameters(model: PreTrainedModel, patterns: list[str]) -> dict[str,
     names = [name for name, _ in model.named_parameters()]
     out: dict[str, list[str]] = {}
     for pattern in patterns:
-        out[pattern] = [name for name in names
-                        if any(fnmatch.fnmatchcase(".".join(name.split(".")[:i]), pattern)
-                               for i in range(1, name.count(".") + 2))]
+        out[pattern] = [
+            name
+            for name in names
+            if any(fnmatch.fnmatchcase(".".join(name.split(".")[:i]), pattern) for i in range(1, name.count(".") + 2))
+        ]
     return out
 
 
@@ -36,7 +38,7 @@ def trained_parameters(model: PreTrainedModel, method: FreezeConfig, parts: Layo
     """The names of the parameters `method` trains on `model`, in model order."""
     parts = parts or layout(model)
     chosen: set[str] = set()
-    for block in parts.blocks[len(parts.blocks) - method.top_k:] if method.top_k else []:
+    for block in parts.blocks[len(parts.blocks) - method.top_k :] if method.top_k else []:
         chosen.update(block)
     for names in matched_parameters(model, method.modules).values():
         chosen.update(names)

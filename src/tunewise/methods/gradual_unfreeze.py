@@ -38,8 +38,10 @@ def unfreeze_groups(model: PreTrainedModel, method: GradualUnfreezeConfig) -> li
     `train_embeddings`. A tied embedding/head matrix goes with the head, at the start."""
     parts = layout(model)
     blocks = parts.blocks[::-1]
-    groups = [[n for block in blocks[i:i + method.group_size] for n in block]
-              for i in range(0, len(blocks), method.group_size)]
+    groups = [
+        [n for block in blocks[i : i + method.group_size] for n in block]
+        for i in range(0, len(blocks), method.group_size)
+    ]
     if method.train_head:
         groups[0] = parts.head + groups[0]
     if method.train_embeddings:
@@ -65,8 +67,9 @@ def apply_gradual_unfreeze(model: PreTrainedModel, method: GradualUnfreezeConfig
 class GradualUnfreeze(TrainerCallback):
     """Sets `requires_grad` per group from the step (or epoch) the Trainer is at; resumes correctly."""
 
-    def __init__(self, model: PreTrainedModel, method: GradualUnfreezeConfig,
-                 log: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self, model: PreTrainedModel, method: GradualUnfreezeConfig, log: Callable[[str], Any] | None = None
+    ) -> None:
         groups = getattr(model, _GROUPS, None)
         if groups is None:
             raise ValueError("GradualUnfreeze needs a model prepared by apply_gradual_unfreeze")
@@ -97,19 +100,26 @@ class GradualUnfreeze(TrainerCallback):
             self.log(f"gradual unfreeze: step {state.global_step + 1}, group {active}/{len(self.groups)} joins")
         self.active = active
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.active = 0
         self._set(state)
-        every = (f"{self.method.every_steps} steps" if self.method.every_steps is not None
-                 else f"{self.method.every_epochs:g} epochs")
+        every = (
+            f"{self.method.every_steps} steps"
+            if self.method.every_steps is not None
+            else f"{self.method.every_epochs:g} epochs"
+        )
         if self.method.every_steps is not None:
             last = 1 + (max(state.max_steps, 1) - 1) // self.method.every_steps
         else:
             last = 1 + int(float(state.num_train_epochs or 0) / cast(float, self.method.every_epochs) - 1e-9)
-        self.log(f"gradual unfreeze: {len(self.groups)} groups, the next one down every {every}; "
-                 f"{self.active} training now, {min(last, len(self.groups))} by the end of this run")
+        self.log(
+            f"gradual unfreeze: {len(self.groups)} groups, the next one down every {every}; "
+            f"{self.active} training now, {min(last, len(self.groups))} by the end of this run"
+        )
 
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                      **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._set(state)

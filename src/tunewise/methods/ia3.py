@@ -31,5 +31,6 @@ def apply_ia3(model: PreTrainedModel, method: IA3Config) -> PreTrainedModel:
     from peft import IA3Config as PeftIA3Config
 
     target, feedforward = ia3_modules(model, method)
-    return wrap(model, PeftIA3Config(task_type=task_type(model), target_modules=target,
-                                     feedforward_modules=feedforward))
+    return wrap(
+        model, PeftIA3Config(task_type=task_type(model), target_modules=target, feedforward_modules=feedforward)
+    )

@@ -39,8 +39,11 @@ class Layout:
 def _block_list(model: PreTrainedModel) -> tuple[str, torch.nn.ModuleList]:
     import torch
 
-    lists = [(name, module) for name, module in model.named_modules()
-             if isinstance(module, torch.nn.ModuleList) and len(module) > 0]
+    lists = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0
+    ]
     if not lists:
         raise ValueError(f"{type(model).__name__} has no list of transformer blocks (no ModuleList)")
     text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -69,8 +72,7 @@ def layout(model: PreTrainedModel) -> Layout:
             embedding_ids |= {id(p) for p in module.parameters(recurse=False)}
     embeddings = [names[i] for i in names if i in embedding_ids]
     head_ids = {id(p) for p in output_embeddings.parameters()} if output_embeddings is not None else set()
-    head = [n for i, n in names.items()
-            if n not in in_blocks and (i in head_ids or i not in embedding_ids)]
+    head = [n for i, n in names.items() if n not in in_blocks and (i in head_ids or i not in embedding_ids)]
     tied = bool(head_ids & embedding_ids)
     return Layout(blocks=per_block, block_path=block_path, embeddings=embeddings, head=head, tied=tied)
 
@@ -90,8 +92,11 @@ def meta_model(config: Config, model_class: Any = None) -> PreTrainedModel:
     name = config.model.name
     target = resolve_model(name)
     with friendly_errors(name, target, "config"):
-        model_config = AutoConfig.from_pretrained(target, revision=config.model.revision,
-                                                  trust_remote_code=config.model.trust_remote_code,
-                                                  local_files_only=local_only_files(target))
+        model_config = AutoConfig.from_pretrained(
+            target,
+            revision=config.model.revision,
+            trust_remote_code=config.model.trust_remote_code,
+            local_files_only=local_only_files(target),
+        )
     with torch.device("meta"):
         return model_class.from_config(model_config, trust_remote_code=config.model.trust_remote_code)

@@ -26,7 +26,7 @@ def _drop_virtual_positions(module: Any, args: tuple, kwargs: dict[str, Any], ou
         given = args[0]
     logits = getattr(output, "logits", None)
     if given is not None and logits is not None and logits.shape[1] > given.shape[1]:
-        output.logits = logits[:, logits.shape[1] - given.shape[1]:]
+        output.logits = logits[:, logits.shape[1] - given.shape[1] :]
     return output
 
 
@@ -43,8 +43,15 @@ def apply_prefix(model: PreTrainedModel, method: PrefixConfig) -> PreTrainedMode
     from peft import PrefixTuningConfig
 
     hidden = model.config.get_text_config().hidden_size
-    return wrap(model, PrefixTuningConfig(task_type=task_type(model), num_virtual_tokens=method.num_virtual_tokens,
-                                          prefix_projection=method.projection, encoder_hidden_size=hidden))
+    return wrap(
+        model,
+        PrefixTuningConfig(
+            task_type=task_type(model),
+            num_virtual_tokens=method.num_virtual_tokens,
+            prefix_projection=method.projection,
+            encoder_hidden_size=hidden,
+        ),
+    )
 
 
 def apply_prompt(model: PreTrainedModel, method: PromptConfig) -> PreTrainedModel:
@@ -52,10 +59,18 @@ def apply_prompt(model: PreTrainedModel, method: PromptConfig) -> PreTrainedMode
     from peft import PromptTuningConfig, PromptTuningInit
 
     from_text = method.init_text is not None
-    return align_logits(wrap(model, PromptTuningConfig(
-        task_type=task_type(model), num_virtual_tokens=method.num_virtual_tokens,
-        prompt_tuning_init=PromptTuningInit.TEXT if from_text else PromptTuningInit.RANDOM,
-        prompt_tuning_init_text=method.init_text, tokenizer_name_or_path=model.name_or_path if from_text else None)))
+    return align_logits(
+        wrap(
+            model,
+            PromptTuningConfig(
+                task_type=task_type(model),
+                num_virtual_tokens=method.num_virtual_tokens,
+                prompt_tuning_init=PromptTuningInit.TEXT if from_text else PromptTuningInit.RANDOM,
+                prompt_tuning_init_text=method.init_text,
+                tokenizer_name_or_path=model.name_or_path if from_text else None,
+            ),
+        )
+    )
 
 
 def apply_ptuning(model: PreTrainedModel, method: PTuningConfig) -> PreTrainedModel:
@@ -63,6 +78,14 @@ def apply_ptuning(model: PreTrainedModel, method: PTuningConfig) -> PreTrainedMo
     from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
 
     kind = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
-    return align_logits(wrap(model, PromptEncoderConfig(
-        task_type=task_type(model), num_virtual_tokens=method.num_virtual_tokens,
-        encoder_reparameterization_type=kind[method.encoder], encoder_hidden_size=method.encoder_hidden_size)))
+    return align_logits(
+        wrap(
+            model,
+            PromptEncoderConfig(
+                task_type=task_type(model),
+                num_virtual_tokens=method.num_virtual_tokens,
+                encoder_reparameterization_type=kind[method.encoder],
+                encoder_hidden_size=method.encoder_hidden_size,
+            ),
+        )
+    )

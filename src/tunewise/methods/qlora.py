@@ -35,9 +35,14 @@ def quantized_load_kwargs(method: QLoraConfig, precision: str) -> dict[str, Any]
     from tunewise.training.loop import resolve_precision
 
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision), torch.float32)
-    kwargs: dict[str, Any] = {"quantization_config": BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=method.double_quant,
-        bnb_4bit_compute_dtype=compute)}
+    kwargs: dict[str, Any] = {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=method.double_quant,
+            bnb_4bit_compute_dtype=compute,
+        )
+    }
     if torch.cuda.is_available():
         # Quantize straight onto the GPU: the Trainer never moves a quantized model.
         kwargs["device_map"] = {"": torch.cuda.current_device()}
@@ -61,8 +66,12 @@ def apply_qlora(model: PreTrainedModel, method: QLoraConfig) -> PreTrainedModel:
     from peft import prepare_model_for_kbit_training
 
     if not getattr(model, "is_loaded_in_4bit", False):
-        raise ConfigError(["method.type: qlora needs the base loaded in 4-bit (tunewise.methods.load_kwargs); "
-                           "this model was loaded in full precision"])
+        raise ConfigError(
+            [
+                "method.type: qlora needs the base loaded in 4-bit (tunewise.methods.load_kwargs); "
+                "this model was loaded in full precision"
+            ]
+        )
     # Casts the few unquantized weights (norms, embeddings) to fp32 and freezes the base; the
     # Trainer turns activation checkpointing on itself when train.gradient_checkpointing asks.
     model = prepare_model_for_kbit_training(exact_cpu_kernels(model), use_gradient_checkpointing=False)

@@ -100,8 +100,11 @@ def save_tuned(model: PreTrainedModel, directory: Path, method_type: str) -> lis
         written = [name for name, _ in model.named_parameters()]
         weights = "model"
     else:
-        changed = {name: param.detach().to("cpu").contiguous() for name, param in model.named_parameters()
-                   if name in kept and not torch.equal(param.detach().to("cpu"), kept[name])}
+        changed = {
+            name: param.detach().to("cpu").contiguous()
+            for name, param in model.named_parameters()
+            if name in kept and not torch.equal(param.detach().to("cpu"), kept[name])
+        }
         save_file(changed, str(directory / TUNED_WEIGHTS))
         written, weights = sorted(changed), TUNED_WEIGHTS
     manifest = {"type": method_type, "weights": weights, "trained": sorted(kept), "changed": written}
@@ -114,8 +117,9 @@ def _saved_tensors(directory: Path, weights: str) -> dict[str, torch.Tensor]:
 
     files = [directory / weights] if weights != "model" else sorted(directory.glob("*.safetensors"))
     if not files or not all(f.is_file() for f in files):
-        raise TunewiseError(f"{directory}: the tuned weights ({weights}) are missing; the run directory is "
-                            f"incomplete — train it again")
+        raise TunewiseError(
+            f"{directory}: the tuned weights ({weights}) are missing; the run directory is incomplete — train it again"
+        )
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
         tensors.update(load_file(str(file)))
@@ -140,8 +144,10 @@ def load_tuned(model: PreTrainedModel, directory: Path) -> PreTrainedModel:
         return align_logits(PeftModel.from_pretrained(model, directory))
     manifest_file = directory / MANIFEST
     if not manifest_file.is_file():
-        raise TunewiseError(f"{directory} holds neither a PEFT adapter (adapter_config.json) nor tuned weights "
-                            f"({MANIFEST}); was it written by `tunewise train`?")
+        raise TunewiseError(
+            f"{directory} holds neither a PEFT adapter (adapter_config.json) nor tuned weights "
+            f"({MANIFEST}); was it written by `tunewise train`?"
+        )
     manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     tensors = _saved_tensors(directory, manifest["weights"])
     # remove_duplicate=False: a tied matrix may be saved under either of its names.
@@ -149,8 +155,10 @@ def load_tuned(model: PreTrainedModel, directory: Path) -> PreTrainedModel:
     unknown = sorted(set(tensors) - set(params))
     buffers = dict(model.named_buffers())
     if any(name not in buffers for name in unknown):
-        raise TunewiseError(f"{directory}: saved weights {', '.join(unknown[:3])} do not exist in "
-                            f"{type(model).__name__}; was this run trained on another model?")
+        raise TunewiseError(
+            f"{directory}: saved weights {', '.join(unknown[:3])} do not exist in "
+            f"{type(model).__name__}; was this run trained on another model?"
+        )
     kept: dict[str, torch.Tensor] = {}
     installed: set[int] = set()
     canonical = {id(p): n for n, p in model.named_parameters()}

@@ -13,15 +13,27 @@ from __future__ import annotations
 from tunewise.report.build import SECTIONS, build_report
 from tunewise.report.reader import RunRecord, load_run
 from tunewise.report.rules import (
-           PITFALLS,
-           Pitfall,
-           VerdictItem,
-           fired_pitfalls,
-           harm,
-           judge,
-           verdict,
-           worth_it,
+    PITFALLS,
+    Pitfall,
+    VerdictItem,
+    fired_pitfalls,
+    harm,
+    judge,
+    verdict,
+    worth_it,
 )
 
-__all__ = ["PITFALLS", "SECTIONS", "Pitfall", "RunRecord", "VerdictItem", "build_report", "fired_pitfalls", "harm",
-           "judge", "load_run", "verdict", "worth_it"]
+__all__ = [
+    "PITFALLS",
+    "SECTIONS",
+    "Pitfall",
+    "RunRecord",
+    "VerdictItem",
+    "build_report",
+    "fired_pitfalls",
+    "harm",
+    "judge",
+    "load_run",
+    "verdict",
+    "worth_it",
+]

@@ -40,15 +40,21 @@ SECTIONS: list[Section] = [
 ]
 """The report's sections in page order (and navigation-bar order)."""
 
-PLOT_NAMES = ("learning_curves.png", "task_deltas.png", "baselines.png", "general_deltas.png",
-              "safety_bias_deltas.png", "forgetting_curve.png")
+PLOT_NAMES = (
+    "learning_curves.png",
+    "task_deltas.png",
+    "baselines.png",
+    "general_deltas.png",
+    "safety_bias_deltas.png",
+    "forgetting_curve.png",
+)
 """Every chart a section may draw into `plots/`; a rebuild removes those that no longer apply."""
 
 
 def _body(section: Section, page: Page) -> Markup:
     try:
         return section.render(page)
-    except Exception as e:  # noqa: BLE001 - a malformed field must cost one section, never the whole report
+    except Exception as e:
         return render_template("section_error.html.j2", error=f"{type(e).__name__}: {e}")
 
 
@@ -58,8 +64,15 @@ def render_page(run: RunRecord) -> tuple[str, dict[str, bytes]]:
 
     page = Page(run)
     bodies = [(section, _body(section, page)) for section in SECTIONS]
-    doc = render_template("page.html.j2", run=run, sections=SECTIONS, bodies=bodies, version=__version__,
-                 model=run.section("model").get("name", "?"), method=run.section("method").get("type", "?"))
+    doc = render_template(
+        "page.html.j2",
+        run=run,
+        sections=SECTIONS,
+        bodies=bodies,
+        version=__version__,
+        model=run.section("model").get("name", "?"),
+        method=run.section("method").get("type", "?"),
+    )
     return str(doc) + "\n", page.plots
 
 

@@ -16,8 +16,16 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "DeltaBar", "delta_chart", "forgetting_curve", "learning_curves", "style_axes", "to_png",
-           "value_chart"]
+__all__ = [
+    "COLORS",
+    "DeltaBar",
+    "delta_chart",
+    "forgetting_curve",
+    "learning_curves",
+    "style_axes",
+    "to_png",
+    "value_chart",
+]
 
 COLORS = {
     "good": "#1a7f37",
@@ -73,9 +81,15 @@ def to_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def learning_curves(train: Sequence[tuple[int, float]], train_smooth: Sequence[tuple[int, float]],
-                    eval_points: Sequence[tuple[int, float]], *, best_step: int | None = None,
-                    onset_step: int | None = None, smooth_window: int | None = None) -> bytes:
+def learning_curves(
+    train: Sequence[tuple[int, float]],
+    train_smooth: Sequence[tuple[int, float]],
+    eval_points: Sequence[tuple[int, float]],
+    *,
+    best_step: int | None = None,
+    onset_step: int | None = None,
+    smooth_window: int | None = None,
+) -> bytes:
     """Train and eval loss against the optimizer step, the overfitting onset marked.
 
     Args:
@@ -98,21 +112,37 @@ def learning_curves(train: Sequence[tuple[int, float]], train_smooth: Sequence[t
         label = f"train loss (mean of last {smooth_window} logs)" if smooth_window else "train loss (smoothed)"
         ax.plot(*_columns(train_smooth), color=COLORS["train"], linewidth=2, label=label)
     if eval_points:
-        ax.plot(*_columns(eval_points), color=COLORS["eval"], linewidth=2, marker="o", markersize=4,
-                label="eval loss")
+        ax.plot(*_columns(eval_points), color=COLORS["eval"], linewidth=2, marker="o", markersize=4, label="eval loss")
     if best_step is not None:
         best = dict(eval_points).get(best_step)
         if best is not None:
-            ax.plot([best_step], [best], marker="o", markersize=11, markerfacecolor="none",
-                    markeredgecolor=COLORS["good"], markeredgewidth=2, linestyle="none",
-                    label=f"lowest eval loss (step {best_step})")
+            ax.plot(
+                [best_step],
+                [best],
+                marker="o",
+                markersize=11,
+                markerfacecolor="none",
+                markeredgecolor=COLORS["good"],
+                markeredgewidth=2,
+                linestyle="none",
+                label=f"lowest eval loss (step {best_step})",
+            )
     if onset_step is not None:
         last = max(step for step, _ in [*train, *eval_points])
         ax.axvspan(onset_step, max(last, onset_step), color=COLORS["bad"], alpha=0.06, linewidth=0)
         ax.axvline(onset_step, color=COLORS["bad"], linestyle="--", linewidth=1.5)
-        ax.annotate(f"overfitting onset\nstep {onset_step}", xy=(onset_step, 1), xycoords=("data", "axes fraction"),
-                    xytext=(6, -6), textcoords="offset points", va="top", ha="left", fontsize=9,
-                    color=COLORS["bad"], fontweight="bold")
+        ax.annotate(
+            f"overfitting onset\nstep {onset_step}",
+            xy=(onset_step, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(6, -6),
+            textcoords="offset points",
+            va="top",
+            ha="left",
+            fontsize=9,
+            color=COLORS["bad"],
+            fontweight="bold",
+        )
     ax.set_xlabel("optimizer step", fontsize=10)
     ax.set_ylabel("loss", fontsize=10)
     if ax.has_data():
@@ -130,9 +160,15 @@ def _bar_axes(bars: Sequence[DeltaBar], xlabel: str) -> tuple[Figure, Any]:
     ys = list(range(len(bars)))[::-1]
     below = [b.value - b.low if b.low is not None else 0.0 for b in bars]
     above = [b.high - b.value if b.high is not None else 0.0 for b in bars]
-    ax.barh(ys, [b.value for b in bars], color=[COLORS.get(b.judgement, COLORS["neutral"]) for b in bars],
-            height=0.55, alpha=0.85, xerr=[below, above],
-            error_kw={"ecolor": "#24292f", "capsize": 4, "elinewidth": 1.2})
+    ax.barh(
+        ys,
+        [b.value for b in bars],
+        color=[COLORS.get(b.judgement, COLORS["neutral"]) for b in bars],
+        height=0.55,
+        alpha=0.85,
+        xerr=[below, above],
+        error_kw={"ecolor": "#24292f", "capsize": 4, "elinewidth": 1.2},
+    )
     ax.axvline(0, color="#24292f", linewidth=1)
     ax.set_yticks(ys, [b.label for b in bars], fontsize=9)
     ax.set_xlabel(xlabel, fontsize=10)
@@ -151,9 +187,12 @@ def delta_chart(bars: Sequence[DeltaBar], *, xlabel: str = "tuned − base") -> 
     """
     fig, ax = _bar_axes(bars, xlabel)
     # Symmetric limits around 0: a glance tells better from worse without reading the ticks.
-    reach = max([abs(b.value) for b in bars]
-                + [abs(b.low) for b in bars if b.low is not None]
-                + [abs(b.high) for b in bars if b.high is not None] + [1e-3])
+    reach = max(
+        [abs(b.value) for b in bars]
+        + [abs(b.low) for b in bars if b.low is not None]
+        + [abs(b.high) for b in bars if b.high is not None]
+        + [1e-3]
+    )
     ax.set_xlim(-1.15 * reach, 1.15 * reach)
     return to_png(fig)
 
@@ -176,10 +215,16 @@ _SERIES = ("#1f6feb", "#8250df", "#bf3989", "#0a7d8c", "#9a6700", "#57606a")
 """Line colours of the general suites in the forgetting curve, in order."""
 
 
-def forgetting_curve(eval_loss: Sequence[tuple[int, float]], scores: dict[str, Sequence[tuple[int, float]]],
-                     kl: Sequence[tuple[int, float]], *, floors: dict[str, float] | None = None,
-                     kl_budget: float | None = None, breach_steps: Sequence[int] = (),
-                     marker: tuple[int, str] | None = None) -> bytes:
+def forgetting_curve(
+    eval_loss: Sequence[tuple[int, float]],
+    scores: dict[str, Sequence[tuple[int, float]]],
+    kl: Sequence[tuple[int, float]],
+    *,
+    floors: dict[str, float] | None = None,
+    kl_budget: float | None = None,
+    breach_steps: Sequence[int] = (),
+    marker: tuple[int, str] | None = None,
+) -> bytes:
     """The task metric and the general scores against the optimizer step, one panel each (and the KL
     to the base in a third when measured).
 
@@ -207,13 +252,23 @@ def forgetting_curve(eval_loss: Sequence[tuple[int, float]], scores: dict[str, S
             ax.axvline(marker[0], color=COLORS["good"], linestyle="--", linewidth=1.5)
     loss_ax, score_ax = axes[0], axes[1]
     if eval_loss:
-        loss_ax.plot(*_columns(eval_loss), color=COLORS["eval"], linewidth=2, marker="o", markersize=4,
-                     label="eval loss (task)")
+        loss_ax.plot(
+            *_columns(eval_loss), color=COLORS["eval"], linewidth=2, marker="o", markersize=4, label="eval loss (task)"
+        )
     loss_ax.set_ylabel("eval loss", fontsize=10)
     if marker is not None:
-        loss_ax.annotate(marker[1], xy=(marker[0], 1), xycoords=("data", "axes fraction"), xytext=(6, -6),
-                         textcoords="offset points", va="top", ha="left", fontsize=9, color=COLORS["good"],
-                         fontweight="bold")
+        loss_ax.annotate(
+            marker[1],
+            xy=(marker[0], 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(6, -6),
+            textcoords="offset points",
+            va="top",
+            ha="left",
+            fontsize=9,
+            color=COLORS["good"],
+            fontweight="bold",
+        )
     for i, (name, points) in enumerate(scores.items()):
         color = _SERIES[i % len(_SERIES)]
         score_ax.plot(*_columns(points), color=color, linewidth=2, marker="o", markersize=4, label=name)

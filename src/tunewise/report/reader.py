@@ -23,20 +23,20 @@ __all__ = ["HOW_TO_MEASURE", "RunRecord", "interval", "load_run", "mapping", "nu
 HOW_TO_MEASURE: dict[str, str] = {
     "metrics": "`tunewise train` writes metrics.jsonl while it trains",
     "eval_curve": "set train.eval_every above 0 and keep eval rows (data.eval, or data.split.eval above 0), "
-                  "then train again",
+    "then train again",
     "eval": "run `tunewise eval RUN_DIR` (`tunewise run` evaluates right after training)",
     "task": "add your task suite to eval.suites, e.g. `{name: my_task.jsonl, role: task}`, and run "
-            "`tunewise eval RUN_DIR` (or `tunewise eval RUN_DIR --suite my_task.jsonl`)",
+    "`tunewise eval RUN_DIR` (or `tunewise eval RUN_DIR --suite my_task.jsonl`)",
     "general": "list general_knowledge and chat in eval.suites (the default) and run `tunewise eval RUN_DIR`",
     "safety": "list safety in eval.suites (the default) and run `tunewise eval RUN_DIR`",
     "bias": "list bias_pairs in eval.suites (the default) and run `tunewise eval RUN_DIR`",
     "generations": "set eval.generations above 0 and run `tunewise eval RUN_DIR`",
     "baselines": "keep eval.baselines.few_shot or eval.baselines.retrieval above 0 (both 3 by default) and run "
-                 "`tunewise eval RUN_DIR`",
+    "`tunewise eval RUN_DIR`",
     "train_summary": "train_summary.json is written when `tunewise train` finishes or is interrupted",
     "data_stats": "data_stats.json is written when `tunewise train` prepares the data",
     "data_check": "keep data.check.enabled true (the default); `tunewise train` writes audit.json "
-                  "(`tunewise data audit CONFIG` runs the audit alone)",
+    "(`tunewise data audit CONFIG` runs the audit alone)",
 }
 
 
@@ -74,8 +74,9 @@ class RunRecord:
 
     def suites(self, role: str) -> list[dict[str, Any]] | None:
         """The eval suites of one role (`task`, `general`, `safety`, `bias`); None when none ran."""
-        found = [s for s in (self.eval_summary or {}).get("suites") or []
-                 if isinstance(s, dict) and s.get("role") == role]
+        found = [
+            s for s in (self.eval_summary or {}).get("suites") or [] if isinstance(s, dict) and s.get("role") == role
+        ]
         return found or None
 
     def section(self, name: str) -> dict[str, Any]:
@@ -163,13 +164,17 @@ def load_run(run_dir: str | Path) -> RunRecord:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise TunewiseError(f"{run_dir} does not exist or is not a directory; pass a run directory "
-                            f"written by `tunewise train` or `tunewise run` (they live under output.dir, "
-                            f"default runs/)")
+        raise TunewiseError(
+            f"{run_dir} does not exist or is not a directory; pass a run directory "
+            f"written by `tunewise train` or `tunewise run` (they live under output.dir, "
+            f"default runs/)"
+        )
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
-        raise TunewiseError(f"{run_dir} is not a tunewise run directory (no config.yaml); pass a run "
-                            f"directory written by `tunewise train` or `tunewise run`")
+        raise TunewiseError(
+            f"{run_dir} is not a tunewise run directory (no config.yaml); pass a run "
+            f"directory written by `tunewise train` or `tunewise run`"
+        )
     problems: list[str] = []
     text = config_file.read_text(encoding="utf-8", errors="replace")
     try:
@@ -189,8 +194,9 @@ def load_run(run_dir: str | Path) -> RunRecord:
         train_summary=_read_json(run_dir / "train_summary.json", problems),
         data_stats=_read_json(run_dir / "data_stats.json", problems),
         rejects=_read_jsonl(run_dir / "rejects.jsonl", problems),
-        data_check=_read_json(run_dir / ("audit.json" if (run_dir / "audit.json").exists() else "data_check.json"),
-                              problems),
+        data_check=_read_json(
+            run_dir / ("audit.json" if (run_dir / "audit.json").exists() else "data_check.json"), problems
+        ),
         eval_summary=_read_json(run_dir / "eval_summary.json", problems),
         forgetting=_read_json(run_dir / "forgetting.json", problems),
         wise_ft=_read_json(run_dir / "wise_ft.json", problems),

@@ -15,9 +15,26 @@ from typing import Any, Literal
 from tunewise.report.formatting import format_value
 from tunewise.report.reader import RunRecord, interval, load_run, number
 
-__all__ = ["ALTERNATIVES", "PITFALLS", "Curves", "Judgement", "Onset", "Pitfall", "VerdictItem", "alternative_label",
-           "curves", "fired_pitfalls", "harm", "headline", "judge", "overfitting_onset", "verdict", "verdict_items",
-           "verdict_lines", "worth_it"]
+__all__ = [
+    "ALTERNATIVES",
+    "PITFALLS",
+    "Curves",
+    "Judgement",
+    "Onset",
+    "Pitfall",
+    "VerdictItem",
+    "alternative_label",
+    "curves",
+    "fired_pitfalls",
+    "harm",
+    "headline",
+    "judge",
+    "overfitting_onset",
+    "verdict",
+    "verdict_items",
+    "verdict_lines",
+    "worth_it",
+]
 
 
 # --- Thresholds: every number the verdict uses, in one place (documented in docs/report.md). ---
@@ -92,7 +109,7 @@ def curves(metrics: list[dict[str, Any]]) -> Curves:
     train = _points(metrics, "loss")
     smooth = []
     for i, (step, _) in enumerate(train):
-        window = [loss for _, loss in train[max(0, i - TRAIN_SMOOTH_WINDOW + 1):i + 1]]
+        window = [loss for _, loss in train[max(0, i - TRAIN_SMOOTH_WINDOW + 1) : i + 1]]
         smooth.append((step, sum(window) / len(window)))
     return Curves(train=train, smooth=smooth, eval=_points(metrics, "eval_loss"))
 
@@ -134,12 +151,18 @@ def overfitting_onset(c: Curves) -> Onset | None:
     train_best = c.smooth_at(best_step)
     if train_best is None:
         return None
-    for step, loss in c.eval[best_i + 1:]:
+    for step, loss in c.eval[best_i + 1 :]:
         if loss - best > OVERFIT_EVAL_RISE * abs(best):
             train_now = c.smooth_at(step)
             if train_now is not None and train_now < train_best:
-                return Onset(step=step, eval_loss=loss, best_step=best_step, best_eval_loss=best,
-                             train_at_best=train_best, train_at_onset=train_now)
+                return Onset(
+                    step=step,
+                    eval_loss=loss,
+                    best_step=best_step,
+                    best_eval_loss=best,
+                    train_at_best=train_best,
+                    train_at_onset=train_now,
+                )
     return None
 
 
@@ -249,10 +272,14 @@ def _check_overfitting(run: RunRecord) -> list[str] | None:
     if onset is None:
         return []
     rise = onset.eval_loss / onset.best_eval_loss - 1 if onset.best_eval_loss else float("nan")
-    return [(f"Overfitting from step {onset.step}: eval loss rose from its minimum {onset.best_eval_loss:.3f} "
-             f"(step {onset.best_step}) to {onset.eval_loss:.3f} ({rise:+.1%}) while the smoothed train loss "
-             f"kept falling ({onset.train_at_best:.3f} → {onset.train_at_onset:.3f}). The best model was at "
-             f"step {onset.best_step}.")]
+    return [
+        (
+            f"Overfitting from step {onset.step}: eval loss rose from its minimum {onset.best_eval_loss:.3f} "
+            f"(step {onset.best_step}) to {onset.eval_loss:.3f} ({rise:+.1%}) while the smoothed train loss "
+            f"kept falling ({onset.train_at_best:.3f} → {onset.train_at_onset:.3f}). The best model was at "
+            f"step {onset.best_step}."
+        )
+    ]
 
 
 def _check_forgetting(run: RunRecord) -> list[str] | None:
@@ -263,11 +290,14 @@ def _check_forgetting(run: RunRecord) -> list[str] | None:
     for suite in suites:
         worse = harm(suite)
         if judge(suite) == "bad":
-            fired.append(f"Forgetting on {_describe(suite)}: the drop is significant (interval entirely on the "
-                         f"worse side of 0).")
+            fired.append(
+                f"Forgetting on {_describe(suite)}: the drop is significant (interval entirely on the worse side of 0)."
+            )
         elif worse is not None and worse > FORGETTING_BUDGET:
-            fired.append(f"Possible forgetting on {_describe(suite)}: the drop exceeds the {FORGETTING_BUDGET:g} "
-                         f"budget, though its interval still reaches 0 (n={suite.get('n', '?')}).")
+            fired.append(
+                f"Possible forgetting on {_describe(suite)}: the drop exceeds the {FORGETTING_BUDGET:g} "
+                f"budget, though its interval still reaches 0 (n={suite.get('n', '?')})."
+            )
     return fired
 
 
@@ -278,9 +308,13 @@ def _check_safety(run: RunRecord) -> list[str] | None:
     fired = []
     for suite in suites:
         if judge(suite) == "bad":
-            what = ("refuses harmful requests less often" if suite.get("higher_is_better")
-                    else "refuses benign requests more often" if "over" in str(suite.get("metric", ""))
-                    else "got worse")
+            what = (
+                "refuses harmful requests less often"
+                if suite.get("higher_is_better")
+                else "refuses benign requests more often"
+                if "over" in str(suite.get("metric", ""))
+                else "got worse"
+            )
             fired.append(f"Safety regression on {_describe(suite)}: the tuned model {what} (interval excludes 0).")
     return fired
 
@@ -293,11 +327,14 @@ def _check_bias(run: RunRecord) -> list[str] | None:
     for suite in suites:
         worse = harm(suite)
         if judge(suite) == "bad":
-            fired.append(f"Bias shift on {_describe(suite)}: further from {BIAS_IDEAL:g} (no preference), "
-                         f"interval excludes 0.")
+            fired.append(
+                f"Bias shift on {_describe(suite)}: further from {BIAS_IDEAL:g} (no preference), interval excludes 0."
+            )
         elif worse is not None and worse > BIAS_SHIFT_BUDGET:
-            fired.append(f"Possible bias shift on {_describe(suite)}: {worse:.3f} further from {BIAS_IDEAL:g}, beyond "
-                         f"the {BIAS_SHIFT_BUDGET:g} budget (interval still reaches 0).")
+            fired.append(
+                f"Possible bias shift on {_describe(suite)}: {worse:.3f} further from {BIAS_IDEAL:g}, beyond "
+                f"the {BIAS_SHIFT_BUDGET:g} budget (interval still reaches 0)."
+            )
     return fired
 
 
@@ -309,8 +346,10 @@ def _check_task(run: RunRecord) -> list[str] | None:
     if base is not None and tuned is not None and base > 0:
         change = tuned / base - 1
         if change > -TASK_LOSS_MIN_GAIN:
-            fired.append(f"No task gain: eval loss {base:.3f} → {tuned:.3f} ({change:+.1%}), not the "
-                         f"{TASK_LOSS_MIN_GAIN:.0%} improvement that counts as a gain.")
+            fired.append(
+                f"No task gain: eval loss {base:.3f} → {tuned:.3f} ({change:+.1%}), not the "
+                f"{TASK_LOSS_MIN_GAIN:.0%} improvement that counts as a gain."
+            )
     for suite in run.suites("task") or []:
         if judge(suite) == "bad":
             fired.append(f"Task regression on {_describe(suite)} (interval excludes 0).")
@@ -344,15 +383,27 @@ def _measures(summary: dict[str, Any]) -> list[_Measure] | None:
     rows = block.get("eval_rows")
     if isinstance(rows, dict) and isinstance(rows.get("variants"), dict):
         values = {v: interval(part.get("loss"))[0] for v, part in rows["variants"].items() if isinstance(part, dict)}
-        found.append(_Measure("the eval loss", False, 3, {v: x for v, x in values.items() if x is not None},
-                              {v: interval(d) for v, d in (rows.get("tuned_vs") or {}).items()}))
+        found.append(
+            _Measure(
+                "the eval loss",
+                False,
+                3,
+                {v: x for v, x in values.items() if x is not None},
+                {v: interval(d) for v, d in (rows.get("tuned_vs") or {}).items()},
+            )
+        )
     for suite in block.get("suites") or []:
         if isinstance(suite, dict) and isinstance(suite.get("variants"), dict):
             values = {v: interval(part)[0] for v, part in suite["variants"].items()}
-            found.append(_Measure(f"{suite.get('name', '?')} ({suite.get('metric', '?')})",
-                                  suite.get("higher_is_better") is not False, 3,
-                                  {v: x for v, x in values.items() if x is not None},
-                                  {v: interval(d) for v, d in (suite.get("tuned_vs") or {}).items()}))
+            found.append(
+                _Measure(
+                    f"{suite.get('name', '?')} ({suite.get('metric', '?')})",
+                    suite.get("higher_is_better") is not False,
+                    3,
+                    {v: x for v, x in values.items() if x is not None},
+                    {v: interval(d) for v, d in (suite.get("tuned_vs") or {}).items()},
+                )
+            )
     return [m for m in found if "tuned" in m.values and any(v in m.deltas for v in ALTERNATIVES)] or None
 
 
@@ -410,21 +461,31 @@ def worth_it(summary: dict[str, Any] | None) -> list[tuple[bool, str]] | None:
 
         if not matched and not lost:
             both = "both cheaper alternatives" if len(beaten) == 2 else "the cheaper alternative"
-            lines.append((True, (f"The fine-tune beat {both} on {m.what}: {tuned:.{m.digits}f} vs "
-                                 f"{' and '.join(shown(v) for v in beaten)}.")))
+            lines.append(
+                (
+                    True,
+                    (
+                        f"The fine-tune beat {both} on {m.what}: {tuned:.{m.digits}f} vs "
+                        f"{' and '.join(shown(v) for v in beaten)}."
+                    ),
+                )
+            )
             continue
         parts = []
         for variant in (*lost, *matched):
             how = alternative_label(summary or {}, variant)
             verb = "beat the fine-tune" if variant in lost else "did as well as the fine-tune"
-            parts.append(f"the base model with {how} {verb} on {m.what}: {m.values[variant]:.{m.digits}f} vs "
-                         f"{tuned:.{m.digits}f}{interval_text(variant)}{'' if variant in lost else ' (includes 0)'}")
+            parts.append(
+                f"the base model with {how} {verb} on {m.what}: {m.values[variant]:.{m.digits}f} vs "
+                f"{tuned:.{m.digits}f}{interval_text(variant)}{'' if variant in lost else ' (includes 0)'}"
+            )
         instead = " or ".join(ALTERNATIVES[v][1] for v in (*lost, *matched))
         line = "; ".join(parts)
         line = line[0].upper() + line[1:] + f". Consider {instead} instead of fine-tuning"
         if beaten:
             line += "; it did beat the base model with " + " and ".join(
-                f"{alternative_label(summary or {}, v)} ({m.values[v]:.{m.digits}f})" for v in beaten)
+                f"{alternative_label(summary or {}, v)} ({m.values[v]:.{m.digits}f})" for v in beaten
+            )
         lines.append((False, line + "."))
     return lines
 
@@ -456,9 +517,11 @@ def _check_truncated(run: RunRecord) -> list[str] | None:
     if isinstance(stats, dict):
         rows, cut = number(stats.get("rows")), number(stats.get("rows_truncated"))
         if rows and cut is not None and cut / rows > TRUNCATED_SHARE_MAX:
-            fired.append(f"{int(cut)} of {int(rows)} training rows ({cut / rows:.1%}) were cut at "
-                         f"data.max_length={stats.get('max_length', '?')} (95th percentile length: "
-                         f"{stats.get('length_p95', '?')} tokens); their tails were never trained on.")
+            fired.append(
+                f"{int(cut)} of {int(rows)} training rows ({cut / rows:.1%}) were cut at "
+                f"data.max_length={stats.get('max_length', '?')} (95th percentile length: "
+                f"{stats.get('length_p95', '?')} tokens); their tails were never trained on."
+            )
     return fired
 
 
@@ -483,50 +546,83 @@ def _check_interrupted(run: RunRecord) -> list[str] | None:
     if run.train_summary is None:
         return None
     if run.train_summary.get("interrupted"):
-        return [(f"Training was interrupted at step {run.train_summary.get('steps', '?')}: every number here "
-                 f"describes a partial run.")]
+        return [
+            (
+                f"Training was interrupted at step {run.train_summary.get('steps', '?')}: every number here "
+                f"describes a partial run."
+            )
+        ]
     return []
 
 
 PITFALLS: tuple[Pitfall, ...] = (
-    Pitfall("overfitting", _check_overfitting,
-            "train fewer epochs (train.epochs) or stop at the best step (train.max_steps), add more or more "
-            "varied data, lower train.lr, raise train.weight_decay or method.dropout.",
-            "eval_curve"),
-    Pitfall("forgetting", _check_forgetting,
-            "lower train.lr, a smaller adapter rank (method.r), fewer steps; mix general data back in "
-            "(replay) or add a KL-to-base penalty; interpolate tuned and base weights (WiSE-FT).",
-            "general"),
-    Pitfall("safety regression", _check_safety,
-            "mix refusal examples for harmful prompts (and helpful answers for benign ones) into the training "
-            "data, lower train.lr, add a KL-to-base penalty, or run a preference stage (DPO) on safety pairs.",
-            "safety"),
-    Pitfall("bias shift", _check_bias,
-            "audit the training data for skew (`tunewise data audit`), add counterfactual (demographic-swap) "
-            "augmentation or re-weight the skewed rows.",
-            "bias"),
-    Pitfall("no task gain", _check_task,
-            "check the loss mask and chat template (`tunewise data preview`), check that eval rows match the "
-            "training task, then raise train.lr or train.epochs.",
-            "eval"),
-    Pitfall("cheaper alternative as good", _check_baselines,
-            "if the alternative is good enough, use it and skip the fine-tune; otherwise make the fine-tune earn "
-            "its cost: more or more varied training data, more steps (train.epochs), a larger adapter (method.r).",
-            "baselines"),
-    Pitfall("rows rejected", _check_rejected,
-            "fix the rows listed in rejects.jsonl (each with its reason) and train again, or drop them knowingly.",
-            "data_stats"),
-    Pitfall("rows truncated", _check_truncated,
-            "raise data.max_length toward the 95th percentile length, or split or shorten the long rows.",
-            "data_stats"),
-    Pitfall("data problems", _check_data,
-            "deduplicate (`tunewise data clean`), keep eval/test rows out of the training data, and drop training "
-            "rows that copy evaluation items; data.check.block_on stops a run on them.",
-            "data_check"),
-    Pitfall("interrupted run", _check_interrupted,
-            "finish it: `tunewise train CONFIG train.resume=true output.name=RUN_NAME` continues from the last "
-            "checkpoint.",
-            "train_summary"),
+    Pitfall(
+        "overfitting",
+        _check_overfitting,
+        "train fewer epochs (train.epochs) or stop at the best step (train.max_steps), add more or more "
+        "varied data, lower train.lr, raise train.weight_decay or method.dropout.",
+        "eval_curve",
+    ),
+    Pitfall(
+        "forgetting",
+        _check_forgetting,
+        "lower train.lr, a smaller adapter rank (method.r), fewer steps; mix general data back in "
+        "(replay) or add a KL-to-base penalty; interpolate tuned and base weights (WiSE-FT).",
+        "general",
+    ),
+    Pitfall(
+        "safety regression",
+        _check_safety,
+        "mix refusal examples for harmful prompts (and helpful answers for benign ones) into the training "
+        "data, lower train.lr, add a KL-to-base penalty, or run a preference stage (DPO) on safety pairs.",
+        "safety",
+    ),
+    Pitfall(
+        "bias shift",
+        _check_bias,
+        "audit the training data for skew (`tunewise data audit`), add counterfactual (demographic-swap) "
+        "augmentation or re-weight the skewed rows.",
+        "bias",
+    ),
+    Pitfall(
+        "no task gain",
+        _check_task,
+        "check the loss mask and chat template (`tunewise data preview`), check that eval rows match the "
+        "training task, then raise train.lr or train.epochs.",
+        "eval",
+    ),
+    Pitfall(
+        "cheaper alternative as good",
+        _check_baselines,
+        "if the alternative is good enough, use it and skip the fine-tune; otherwise make the fine-tune earn "
+        "its cost: more or more varied training data, more steps (train.epochs), a larger adapter (method.r).",
+        "baselines",
+    ),
+    Pitfall(
+        "rows rejected",
+        _check_rejected,
+        "fix the rows listed in rejects.jsonl (each with its reason) and train again, or drop them knowingly.",
+        "data_stats",
+    ),
+    Pitfall(
+        "rows truncated",
+        _check_truncated,
+        "raise data.max_length toward the 95th percentile length, or split or shorten the long rows.",
+        "data_stats",
+    ),
+    Pitfall(
+        "data problems",
+        _check_data,
+        "deduplicate (`tunewise data clean`), keep eval/test rows out of the training data, and drop training "
+        "rows that copy evaluation items; data.check.block_on stops a run on them.",
+        "data_check",
+    ),
+    Pitfall(
+        "interrupted run",
+        _check_interrupted,
+        "finish it: `tunewise train CONFIG train.resume=true output.name=RUN_NAME` continues from the last checkpoint.",
+        "train_summary",
+    ),
 )
 """The verdict rules, in the order the verdict lists them."""
 
@@ -580,8 +676,9 @@ def verdict_items(run: RunRecord) -> list[VerdictItem]:
     if clean:
         items.append(VerdictItem("clean", f"Checked and did not fire: {', '.join(clean)}."))
     for key, names in unmeasured.items():
-        items.append(VerdictItem("unmeasured", f"{', '.join(names).capitalize()}: not measured in this run — "
-                                           f"{run.hint(key)}."))
+        items.append(
+            VerdictItem("unmeasured", f"{', '.join(names).capitalize()}: not measured in this run — {run.hint(key)}.")
+        )
     return items
 
 
@@ -602,8 +699,10 @@ def headline(run: RunRecord) -> str:
         gained = "No measured gain"
     if not fired:
         return f"{gained}; no pitfall fired in the checks that ran."
-    return f"{gained}{', at a cost' if gains else ''}: {len(fired)} pitfall{'s' if len(fired) > 1 else ''} " \
-           f"fired — {names}."
+    return (
+        f"{gained}{', at a cost' if gains else ''}: {len(fired)} pitfall{'s' if len(fired) > 1 else ''} "
+        f"fired — {names}."
+    )
 
 
 def verdict_lines(run: RunRecord) -> list[str]:
@@ -619,4 +718,3 @@ def verdict(run_dir: str | Path) -> list[str]:
         TunewiseError: `run_dir` is not a run directory.
     """
     return verdict_lines(load_run(run_dir))
-

@@ -47,8 +47,14 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(prose=prose, value=format_value, count=format_count, p_value=format_p_value,
-                    duration=format_duration, megabytes=format_megabytes)
+_ENV.filters.update(
+    prose=prose,
+    value=format_value,
+    count=format_count,
+    p_value=format_p_value,
+    duration=format_duration,
+    megabytes=format_megabytes,
+)
 _ENV.globals.update(interval=interval)
 
 

@@ -34,9 +34,24 @@ from tunewise.run._verbs import evaluate, run, train
 from tunewise.rundir import EvalSummary, RunDir, TrainSummary
 from tunewise.tasks import Prepared, load_tokenizer_for, prepare_data
 
-__all__ = ["EvalSummary", "Preflight", "Prepared", "Run", "RunDir", "TrainSummary", "check_prepared", "config_text",
-           "evaluate",
-           "find_run_dir", "load_tokenizer_for", "new_run_dir", "prepare_data", "report_check", "run", "train"]
+__all__ = [
+    "EvalSummary",
+    "Preflight",
+    "Prepared",
+    "Run",
+    "RunDir",
+    "TrainSummary",
+    "check_prepared",
+    "config_text",
+    "evaluate",
+    "find_run_dir",
+    "load_tokenizer_for",
+    "new_run_dir",
+    "prepare_data",
+    "report_check",
+    "run",
+    "train",
+]
 
 
 class _CallablePackage(types.ModuleType):

@@ -44,8 +44,9 @@ def _log(line: str) -> None:
     console.print(line, highlight=False)
 
 
-def check_prepared(config: Config, data: Prepared, tokenizer: PreTrainedTokenizerBase | None = None
-                   ) -> DataCheck | None:
+def check_prepared(
+    config: Config, data: Prepared, tokenizer: PreTrainedTokenizerBase | None = None
+) -> DataCheck | None:
     """Run the data audit on prepared rows, print what it found, and stop on a blocking finding.
 
     With the `tokenizer`, answers are also measured in tokens (`too_short`). Returns None when
@@ -62,9 +63,17 @@ def check_prepared(config: Config, data: Prepared, tokenizer: PreTrainedTokenize
     labels = None
     if data.classes:
         labels = {r.source: data.classes[r.labels[0]] for r in [*data.train, *data.eval, *data.test]}
-    return report_check(check_data(data.train_examples, {"eval": data.eval_examples, "test": data.test_examples},
-                                   config, suites=suite_texts(config), lengths=lengths, labels=labels,
-                                   count_tokens=token_counter(tokenizer) if tokenizer is not None else None))
+    return report_check(
+        check_data(
+            data.train_examples,
+            {"eval": data.eval_examples, "test": data.test_examples},
+            config,
+            suites=suite_texts(config),
+            lengths=lengths,
+            labels=labels,
+            count_tokens=token_counter(tokenizer) if tokenizer is not None else None,
+        )
+    )
 
 
 def report_check(check: DataCheck) -> DataCheck:
@@ -74,9 +83,11 @@ def report_check(check: DataCheck) -> DataCheck:
     print_audit(check, console)
     if check.blocking:
         kinds = ", ".join(f.kind for f in check.blocking)
-        raise TunewiseError(f"data audit: {kinds} found and data.check.block_on stops the run on it (see above). "
-                            f"Fix the data (`tunewise data clean`), or take {kinds} out of data.check.block_on to "
-                            f"train anyway.")
+        raise TunewiseError(
+            f"data audit: {kinds} found and data.check.block_on stops the run on it (see above). "
+            f"Fix the data (`tunewise data clean`), or take {kinds} out of data.check.block_on to "
+            f"train anyway."
+        )
     return check
 
 
@@ -94,8 +105,10 @@ def new_run_dir(config: Config, config_path: str | Path | None) -> Path:
     """
     found = RunDir.new(config.output.dir, config.output.name, config_path)
     if config.output.name and found.exists() and any(found.path.iterdir()):
-        raise TunewiseError(f"run directory {found.path} already exists; continue it with train.resume=true, "
-                            f"or choose another output.name")
+        raise TunewiseError(
+            f"run directory {found.path} already exists; continue it with train.resume=true, "
+            f"or choose another output.name"
+        )
     return found.path
 
 
@@ -147,9 +160,17 @@ class Run:
         run_dir: the directory of a run trained earlier, to evaluate `model` as its tuned model.
     """
 
-    def __init__(self, config: Config, config_path: str | Path | None = None, *, model: Any = None,
-                 data: Prepared | None = None, check: DataCheck | None = None,
-                 tokenizer: PreTrainedTokenizerBase | None = None, run_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | Path | None = None,
+        *,
+        model: Any = None,
+        data: Prepared | None = None,
+        check: DataCheck | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.model = model
@@ -213,8 +234,10 @@ class Run:
         if self._found is not None:
             return self._found
         if self.config.stages:  # one Run trains one run; the stages are several, in turn
-            raise TunewiseError("a config with stages is a sequential run: run it with tunewise.run.train or "
-                                "tunewise.run.run (tunewise.run.stages), which make one Run per stage")
+            raise TunewiseError(
+                "a config with stages is a sequential run: run it with tunewise.run.train or "
+                "tunewise.run.run (tunewise.run.stages), which make one Run per stage"
+            )
         from tunewise.guard.monitor import build_monitor
         from tunewise.guard.setup import plan_guard
         from tunewise.guard.wise_ft import check_wise_ft
@@ -226,8 +249,10 @@ class Run:
         if resume:
             found = find_run_dir(config, self.config_path, must_exist=True)
             if found is None:
-                raise TunewiseError(f"train.resume=true but no earlier run of this config was found in "
-                                    f"{config.output.dir}/; start a fresh run without train.resume")
+                raise TunewiseError(
+                    f"train.resume=true but no earlier run of this config was found in "
+                    f"{config.output.dir}/; start a fresh run without train.resume"
+                )
             run_dir = RunDir(found)
         else:
             run_dir = RunDir(new_run_dir(config, self.config_path))
@@ -246,8 +271,15 @@ class Run:
         # The forgetting monitor (guard/monitor.py): its suites and prompts are loaded now, so a bad file fails early.
         monitor = build_monitor(config, tokenizer, run_dir.path, log=_log)
         self._data, self._check = data, check
-        self._found = Preflight(run_dir=run_dir, resume=resume, tokenizer=tokenizer, data=data, check=check,
-                                guard_plan=guard_plan, monitor=monitor)
+        self._found = Preflight(
+            run_dir=run_dir,
+            resume=resume,
+            tokenizer=tokenizer,
+            data=data,
+            check=check,
+            guard_plan=guard_plan,
+            monitor=monitor,
+        )
         return self._found
 
     def fit(self, callbacks: list[Any] | None = None) -> TrainSummary:
@@ -282,16 +314,22 @@ class Run:
         model = self.model
         task = self.task
         if model is None:
-            model = load_model(config.model.name, revision=config.model.revision,
-                               trust_remote_code=config.model.trust_remote_code, **load_kwargs(config),
-                               **task.model_load_kwargs(data))  # a classification head for task classification
+            model = load_model(
+                config.model.name,
+                revision=config.model.revision,
+                trust_remote_code=config.model.trust_remote_code,
+                **load_kwargs(config),
+                **task.model_load_kwargs(data),
+            )  # a classification head for task classification
             # The method's new weights (adapters, heads) are drawn from the run's seed too: same seed, same run.
             set_seed(config.train.seed)
             model = METHODS[config.method.type](model, config.method)
             task.check_model(config, model)  # a classification head left frozen would stay random
         trainable, total = count_parameters(model)
-        console.print(f"method: {config.method.type}, trainable parameters {trainable:,} of {total:,} "
-                      f"({100 * trainable / total:.2f}%)")
+        console.print(
+            f"method: {config.method.type}, trainable parameters {trainable:,} of {total:,} "
+            f"({100 * trainable / total:.2f}%)"
+        )
         # The forgetting guard: replay rows mixed in, one loss term per regularizer (docs/forgetting.md).
         guard = build_guard(found.guard_plan, model, tokenizer, data.train, log=_log)
 
@@ -309,17 +347,29 @@ class Run:
                 run_dir.write_json(RunDir.AUDIT, found.check.to_dict())
             console.print(f"run directory: {run_dir.path}")
             # Tracking never stops a run: a tracker that fails is switched off with a warning.
-            tracker = Tracker.open(config, run_dir.path,
-                                   experiment=run_stem(self.config_path) if self.config_path else None)
+            tracker = Tracker.open(
+                config, run_dir.path, experiment=run_stem(self.config_path) if self.config_path else None
+            )
             if tracker.describe():
                 console.print(f"tracking: {tracker.describe()}", highlight=False)
             tracker.log_files(run_dir.config)
-            result = fit(model, tokenizer, guard.rows, data.eval, config.train, run_dir.path, resume=found.resume,
-                         terms=guard.terms,
-                         callbacks=[TrackMetrics(tracker), *training_callbacks(model, config.method, log=console.print),
-                                    *(callbacks or [])],
-                         monitors=[found.monitor] if found.monitor is not None else None,
-                         collator=task.collator(tokenizer.pad_token_id))
+            result = fit(
+                model,
+                tokenizer,
+                guard.rows,
+                data.eval,
+                config.train,
+                run_dir.path,
+                resume=found.resume,
+                terms=guard.terms,
+                callbacks=[
+                    TrackMetrics(tracker),
+                    *training_callbacks(model, config.method, log=console.print),
+                    *(callbacks or []),
+                ],
+                monitors=[found.monitor] if found.monitor is not None else None,
+                collator=task.collator(tokenizer.pad_token_id),
+            )
         except BaseException as err:
             if tracker is not None:
                 tracker.close("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
@@ -328,27 +378,50 @@ class Run:
                 shutil.rmtree(run_dir.path, ignore_errors=True)
             raise
 
-        summary = TrainSummary(**asdict(result), trainable_parameters=trainable, total_parameters=total,
-                               trainable_percent=100 * trainable / total, method=config.method.type)
+        summary = TrainSummary(
+            **asdict(result),
+            trainable_parameters=trainable,
+            total_parameters=total,
+            trainable_percent=100 * trainable / total,
+            method=config.method.type,
+        )
         run_dir.write_train_summary(summary)
-        tracker.log_metrics({f"cost/{key}": getattr(summary, key) for key in
-                             ("tokens_per_s", "wall_s", "peak_rss_mb", "tokens_seen", "trainable_parameters")},
-                            step=result.steps)
+        tracker.log_metrics(
+            {
+                f"cost/{key}": getattr(summary, key)
+                for key in ("tokens_per_s", "wall_s", "peak_rss_mb", "tokens_seen", "trainable_parameters")
+            },
+            step=result.steps,
+        )
         tracker.log_files(run_dir.train_summary)
         self.model, self.summary, self._tracker, self._fitted = model, summary, tracker, True
         if result.interrupted:
             tracker.close("KILLED")
-            console.print(f"[yellow]Stopped at step {result.steps}; checkpoint saved in {result.checkpoint}.[/]\n"
-                          f"Continue with: tunewise train {self.config_path or 'CONFIG'} train.resume=true "
-                          f"output.name={run_dir.name}")
+            console.print(
+                f"[yellow]Stopped at step {result.steps}; checkpoint saved in {result.checkpoint}.[/]\n"
+                f"Continue with: tunewise train {self.config_path or 'CONFIG'} train.resume=true "
+                f"output.name={run_dir.name}"
+            )
             raise KeyboardInterrupt
         if result.stopped_early_at is not None:
-            console.print(f"early stopping at step {result.stopped_early_at}: {config.train.early_stopping.metric} "
-                          f"stopped improving; the saved adapter is the best checkpoint, {result.best_checkpoint} "
-                          f"({result.best_metric})", highlight=False)
+            console.print(
+                f"early stopping at step {result.stopped_early_at}: {config.train.early_stopping.metric} "
+                f"stopped improving; the saved adapter is the best checkpoint, {result.best_checkpoint} "
+                f"({result.best_metric})",
+                highlight=False,
+            )
         # WiSE-FT (guard.wise_ft): the model is left at the α chosen, and saved so.
-        run_wise_ft(config, model, tokenizer, data.eval, run_dir.path, found.monitor, tracker=tracker,
-                    step=result.steps, log=_log)
+        run_wise_ft(
+            config,
+            model,
+            tokenizer,
+            data.eval,
+            run_dir.path,
+            found.monitor,
+            tracker=tracker,
+            step=result.steps,
+            log=_log,
+        )
         return summary
 
     def save(self) -> Path:
@@ -372,9 +445,11 @@ class Run:
         write_task_files(run_dir.path, self.config, found.data)  # labels.json (classification), mixture.json
         self._tracker.close("FINISHED")
         self._saved = True
-        console.print(f"trained {summary.steps} steps in {summary.wall_s:.0f}s "
-                      f"({summary.tokens_per_s:.0f} tokens/s, peak memory {summary.peak_rss_mb:.0f} MB); "
-                      f"adapter saved to {run_dir.adapter}")
+        console.print(
+            f"trained {summary.steps} steps in {summary.wall_s:.0f}s "
+            f"({summary.tokens_per_s:.0f} tokens/s, peak memory {summary.peak_rss_mb:.0f} MB); "
+            f"adapter saved to {run_dir.adapter}"
+        )
         return run_dir.path
 
     def evaluate(self) -> dict[str, Any]:
@@ -394,8 +469,9 @@ class Run:
         if self._found is not None and not self._saved:
             self.save()  # trained here: the adapter is saved before it is scored
         run_dir = self.files if self._saved else None
-        sections = self.task.evaluate(self.config, run_dir.path if run_dir else None, self.model, self.tokenizer,
-                                      self._data)
+        sections = self.task.evaluate(
+            self.config, run_dir.path if run_dir else None, self.model, self.tokenizer, self._data
+        )
         summary = EvalSummary(sections)
         if run_dir is not None:
             path = run_dir.write_eval_summary(summary)

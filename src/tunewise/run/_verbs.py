@@ -38,15 +38,22 @@ def _with_suites(config: Config, suites: list[str] | None, limit: int | None) ->
     """Apply `--suite` (replaces the configured suites; paths relative to the cwd) and `--limit`."""
     chosen = config.eval.suites
     if suites is not None:
-        chosen = [SuiteConfig(name=str(Path(s).resolve()) if Path(s).suffix and not s.startswith("hf:") else s)
-                  for s in suites]
+        chosen = [
+            SuiteConfig(name=str(Path(s).resolve()) if Path(s).suffix and not s.startswith("hf:") else s)
+            for s in suites
+        ]
     if limit is not None:
         chosen = [s.model_copy(update={"limit": limit}) for s in chosen]
     return config.model_copy(update={"eval": config.eval.model_copy(update={"suites": chosen})})
 
 
-def evaluate(target: str | Path | None = None, overrides: list[str] | None = None, *,
-             suites: list[str] | None = None, limit: int | None = None) -> dict[str, Any]:
+def evaluate(
+    target: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    suites: list[str] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
     """Score base and tuned side by side: eval loss on the run's eval rows, and every suite.
 
     Args:
@@ -75,8 +82,10 @@ def evaluate(target: str | Path | None = None, overrides: list[str] | None = Non
         config = load_config(None, overrides)
     config = _with_suites(config, suites, limit)
     if run_dir is not None and not RunDir(run_dir).adapter.is_dir():
-        raise TunewiseError(f"{run_dir} has no trained adapter yet (training unfinished?); finish it with "
-                            f"train.resume=true, then evaluate")
+        raise TunewiseError(
+            f"{run_dir} has no trained adapter yet (training unfinished?); finish it with "
+            f"train.resume=true, then evaluate"
+        )
 
     task = task_of(config)
     tokenizer = load_tokenizer_for(config)
@@ -86,9 +95,13 @@ def evaluate(target: str | Path | None = None, overrides: list[str] | None = Non
         return Run(config, target, tokenizer=tokenizer, data=data).evaluate()
     if run_dir is not None and data is not None:
         task.check_saved(run_dir, data)  # the saved head's labels must be the data's
-    model = load_model(config.model.name, revision=config.model.revision,
-                       trust_remote_code=config.model.trust_remote_code,
-                       **(load_kwargs(config) if run_dir is not None else {}), **task.model_load_kwargs(data))
+    model = load_model(
+        config.model.name,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+        **(load_kwargs(config) if run_dir is not None else {}),
+        **task.model_load_kwargs(data),
+    )
     if run_dir is not None:
         model = load_tuned(model, RunDir(run_dir).adapter)  # base + the run's adapter or tuned weights
     return Run(config, target, model=model, tokenizer=tokenizer, data=data, run_dir=run_dir).evaluate()
@@ -97,14 +110,18 @@ def evaluate(target: str | Path | None = None, overrides: list[str] | None = Non
 def _not_a_stages_dir(path: RunDir) -> None:
     if path.is_stages():
         stages = sorted(p.name for p in path.path.iterdir() if (p / RunDir.CONFIG).is_file())
-        raise TunewiseError(f"{path.path} is a sequential run (its stages table is {path.stages_summary}); evaluate "
-                            f"one of its stages: {', '.join(str(path / s) for s in stages) or '(none trained yet)'}")
+        raise TunewiseError(
+            f"{path.path} is a sequential run (its stages table is {path.stages_summary}); evaluate "
+            f"one of its stages: {', '.join(str(path / s) for s in stages) or '(none trained yet)'}"
+        )
 
 
 def _run_config(run_dir: RunDir) -> Path:
     if not run_dir.is_run():
-        raise TunewiseError(f"{run_dir.path} is not a tunewise run directory (no config.yaml); "
-                            f"pass a run directory written by `tunewise train`, or a config file")
+        raise TunewiseError(
+            f"{run_dir.path} is not a tunewise run directory (no config.yaml); "
+            f"pass a run directory written by `tunewise train`, or a config file"
+        )
     return run_dir.config
 
 

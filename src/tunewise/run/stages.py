@@ -77,9 +77,19 @@ def _stage_configs(config: Config, top: Path) -> list[Config]:
     for i, stage in enumerate(config.stages):
         resolved = resolve_stage(config, i)
         # Stages track into the same MLflow store as every other run of this output.dir.
-        out.append(resolved.model_copy(update={"output": resolved.output.model_copy(update={
-            "dir": str(top), "name": stage_dir_name(i, stage.name),
-            "mlflow_uri": config.output.mlflow_uri or default_mlflow_uri(config.output.dir)})}))
+        out.append(
+            resolved.model_copy(
+                update={
+                    "output": resolved.output.model_copy(
+                        update={
+                            "dir": str(top),
+                            "name": stage_dir_name(i, stage.name),
+                            "mlflow_uri": config.output.mlflow_uri or default_mlflow_uri(config.output.dir),
+                        }
+                    )
+                }
+            )
+        )
     return out
 
 
@@ -90,8 +100,9 @@ def _top_dir(config: Config, config_path: str | Path | None) -> RunDir:
     return top
 
 
-def summarise(names: Sequence[str], losses: Sequence[Sequence[float | None]],
-              eval_rows: Sequence[int]) -> dict[str, Any]:
+def summarise(
+    names: Sequence[str], losses: Sequence[Sequence[float | None]], eval_rows: Sequence[int]
+) -> dict[str, Any]:
     """The stages table as JSON: `rows[k]` is the model after stage k (row 0 the base), `losses[k][j]`
     its eval loss on stage j's eval rows (None where not measured), plus forgetting and gain per stage.
 
@@ -100,8 +111,9 @@ def summarise(names: Sequence[str], losses: Sequence[Sequence[float | None]],
     = learned).
     """
     last = len(losses) - 1
-    rows = [{"model": "base" if k == 0 else f"after {names[k - 1]}", "losses": list(row)}
-            for k, row in enumerate(losses)]
+    rows = [
+        {"model": "base" if k == 0 else f"after {names[k - 1]}", "losses": list(row)} for k, row in enumerate(losses)
+    ]
     forgetting, gain = [], []
     for j, name in enumerate(names):
         right_after = losses[j + 1][j] if j + 1 <= last else None
@@ -110,12 +122,19 @@ def summarise(names: Sequence[str], losses: Sequence[Sequence[float | None]],
             gain.append({"stage": name, "base": base, "right_after": right_after, "change": right_after - base})
         final = losses[last][j] if last > j + 1 else None
         if right_after is not None and final is not None:
-            forgetting.append({"stage": name, "right_after": right_after, "after_last": final,
-                               "change": final - right_after})
-    return {"metric": "eval_loss", "lower_is_better": True,
-            "stages": [{"name": n, "run": stage_dir_name(i, n), "eval_rows": r}
-                       for i, (n, r) in enumerate(zip(names, eval_rows))],
-            "rows": rows, "gain": gain, "forgetting": forgetting}
+            forgetting.append(
+                {"stage": name, "right_after": right_after, "after_last": final, "change": final - right_after}
+            )
+    return {
+        "metric": "eval_loss",
+        "lower_is_better": True,
+        "stages": [
+            {"name": n, "run": stage_dir_name(i, n), "eval_rows": r} for i, (n, r) in enumerate(zip(names, eval_rows))
+        ],
+        "rows": rows,
+        "gain": gain,
+        "forgetting": forgetting,
+    }
 
 
 def print_table(summary: dict[str, Any]) -> None:
@@ -129,17 +148,23 @@ def print_table(summary: dict[str, Any]) -> None:
         table.add_row(row["model"], *("-" if v is None else f"{v:.4f}" for v in row["losses"]))
     console.print(table)
     for item in summary["gain"]:
-        console.print(f"stage {item['stage']}: eval loss {item['base']:.4f} (base) → {item['right_after']:.4f} "
-                      f"right after it ({item['change']:+.4f})", highlight=False)
+        console.print(
+            f"stage {item['stage']}: eval loss {item['base']:.4f} (base) → {item['right_after']:.4f} "
+            f"right after it ({item['change']:+.4f})",
+            highlight=False,
+        )
     for item in summary["forgetting"]:
         colour = "red" if item["change"] > 0 else "green"
-        console.print(f"[{colour}]forgetting of {item['stage']}: eval loss {item['right_after']:.4f} right after "
-                      f"its stage → {item['after_last']:.4f} after the last ({item['change']:+.4f})[/]",
-                      highlight=False)
+        console.print(
+            f"[{colour}]forgetting of {item['stage']}: eval loss {item['right_after']:.4f} right after "
+            f"its stage → {item['after_last']:.4f} after the last ({item['change']:+.4f})[/]",
+            highlight=False,
+        )
 
 
-def _losses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: Sequence[Prepared],
-            config: Config, which: str) -> list[float]:
+def _losses(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: Sequence[Prepared], config: Config, which: str
+) -> list[float]:
     from tunewise.evaluation.compare import loss_on, side
     from tunewise.tasks.multitask import select_eval
 
@@ -170,8 +195,10 @@ def run_stages(config: Config, config_path: str | Path | None = None, *, evaluat
         console.rule(f"stage {name}: data")
         data = prepare_data(stage, tokenizer)
         if not data.eval:
-            raise TunewiseError(f"stage {name}: no eval rows, and the stages table scores every stage on them; set "
-                                f"its data.eval to a file or data.split.eval above 0")
+            raise TunewiseError(
+                f"stage {name}: no eval rows, and the stages table scores every stage on them; set "
+                f"its data.eval to a file or data.split.eval above 0"
+            )
         prepared.append(data)
         checks.append(check_prepared(stage, data))
 
@@ -189,13 +216,16 @@ def run_stages(config: Config, config_path: str | Path | None = None, *, evaluat
             job.save()
         except KeyboardInterrupt:
             done = f"stages {', '.join(names[:k])} finished and kept in {top.path}; " if k else ""
-            console.print(f"[yellow]Sequential run stopped in stage {name}; {done}resuming a sequential run is not "
-                          f"supported yet: run it again to start over.[/]", highlight=False)
+            console.print(
+                f"[yellow]Sequential run stopped in stage {name}; {done}resuming a sequential run is not "
+                f"supported yet: run it again to start over.[/]",
+                highlight=False,
+            )
             raise
         model = job.model
         if k == 0:  # the base model, on every stage's eval rows: row 0 of the table
             losses.append(list(_losses(model, tokenizer, prepared, config, "base")))
-        losses.append([*_losses(model, tokenizer, prepared[:k + 1], config, "tuned"), *[None] * (len(stages) - k - 1)])
+        losses.append([*_losses(model, tokenizer, prepared[: k + 1], config, "tuned"), *[None] * (len(stages) - k - 1)])
         summary = summarise(names, losses, [len(p.eval) for p in prepared])
         write_json(top.stages_summary, summary, default=None)
         if evaluate:

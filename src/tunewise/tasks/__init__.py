@@ -36,8 +36,19 @@ if TYPE_CHECKING:
 
     from tunewise.config import Config
 
-__all__ = ["TASKS", "Prepared", "Task", "check_head_trains", "collator_for", "describe_data", "load_tokenizer_for",
-           "model_load_kwargs", "prepare_data", "task_of", "write_task_files"]
+__all__ = [
+    "TASKS",
+    "Prepared",
+    "Task",
+    "check_head_trains",
+    "collator_for",
+    "describe_data",
+    "load_tokenizer_for",
+    "model_load_kwargs",
+    "prepare_data",
+    "task_of",
+    "write_task_files",
+]
 
 TASKS: dict[str, Task] = {task.name: task for task in (CHAT, COMPLETION, CLASSIFICATION)}
 """task -> its kind (a test keeps this table, `tunewise.config.Task` and docs/tasks.md in step)."""

@@ -23,12 +23,14 @@ __all__ = ["describe_language_data", "evaluate_language_model", "prepare_languag
 
 console = make_console()
 
-Renderer = Callable[["list[Example]", "PreTrainedTokenizerBase", "DataConfig"],
-                    "tuple[list[Rendered], RenderStats, list[Reject]]"]
+Renderer = Callable[
+    ["list[Example]", "PreTrainedTokenizerBase", "DataConfig"], "tuple[list[Rendered], RenderStats, list[Reject]]"
+]
 
 
-def prepare_language_data(config: Config, tokenizer: PreTrainedTokenizerBase, *, plain_text: bool,
-                          render: Renderer) -> Prepared:
+def prepare_language_data(
+    config: Config, tokenizer: PreTrainedTokenizerBase, *, plain_text: bool, render: Renderer
+) -> Prepared:
     """Load, split and render `data.train`/`eval`/`test` (or mix `data.datasets`, `multitask.py`).
 
     Args:
@@ -45,8 +47,9 @@ def prepare_language_data(config: Config, tokenizer: PreTrainedTokenizerBase, *,
     if data.datasets:
         from tunewise.tasks.multitask import prepare_mixture
 
-        return prepare_mixture(config, lambda one: prepare_language_data(
-            one, tokenizer, plain_text=plain_text, render=render))
+        return prepare_mixture(
+            config, lambda one: prepare_language_data(one, tokenizer, plain_text=plain_text, render=render)
+        )
     if not data.train:
         raise ConfigError(["data.train: no training file given; set `data.train: path/to/train.jsonl`"])
     rejects: list[Reject] = []
@@ -57,8 +60,12 @@ def prepare_language_data(config: Config, tokenizer: PreTrainedTokenizerBase, *,
         plain = examples[0].text is not None
         if plain != plain_text:  # the task and the rows must agree
             wanted, found = ("plain text", "chat rows") if plain_text else ("chat", "plain text {text}")
-            raise ConfigError([f"task: {config.task} trains on {wanted} rows, but {path} holds {found}; set task: "
-                               f"{'completion' if plain else 'chat'} (docs/tasks.md)"])
+            raise ConfigError(
+                [
+                    f"task: {config.task} trains on {wanted} rows, but {path} holds {found}; set task: "
+                    f"{'completion' if plain else 'chat'} (docs/tasks.md)"
+                ]
+            )
         return examples
 
     train_ex = load(data.train)
@@ -66,8 +73,11 @@ def prepare_language_data(config: Config, tokenizer: PreTrainedTokenizerBase, *,
     test_ex = load(data.test) if data.test else None
     # Split only what was not given as its own file.
     train_ex, split_eval, split_test = split_examples(
-        train_ex, eval_fraction=0.0 if eval_ex is not None else data.split.eval,
-        test_fraction=0.0 if test_ex is not None else data.split.test, seed=data.split.seed)
+        train_ex,
+        eval_fraction=0.0 if eval_ex is not None else data.split.eval,
+        test_fraction=0.0 if test_ex is not None else data.split.test,
+        seed=data.split.seed,
+    )
     eval_ex = split_eval if eval_ex is None else eval_ex
     test_ex = split_test if test_ex is None else test_ex
 
@@ -81,11 +91,20 @@ def prepare_language_data(config: Config, tokenizer: PreTrainedTokenizerBase, *,
         sources = {r.source for r in rows}
         kept[name] = [ex for ex in examples if ex.source in sources]
     if not rendered["train"]:
-        raise TunewiseError(f"{data.train}: no training row has a trained token left after rendering "
-                            f"(max_length={data.max_length}); see the rejected rows with `tunewise data preview`.")
-    return Prepared(train=rendered["train"], eval=rendered["eval"], test=rendered["test"],
-                    eval_examples=kept["eval"], stats=stats, rejects=rejects, train_examples=kept["train"],
-                    test_examples=kept["test"])
+        raise TunewiseError(
+            f"{data.train}: no training row has a trained token left after rendering "
+            f"(max_length={data.max_length}); see the rejected rows with `tunewise data preview`."
+        )
+    return Prepared(
+        train=rendered["train"],
+        eval=rendered["eval"],
+        test=rendered["test"],
+        eval_examples=kept["eval"],
+        stats=stats,
+        rejects=rejects,
+        train_examples=kept["train"],
+        test_examples=kept["test"],
+    )
 
 
 def describe_language_data(config: Config, data: Prepared) -> str:
@@ -95,14 +114,22 @@ def describe_language_data(config: Config, data: Prepared) -> str:
     if data.mixture:
         from tunewise.tasks.multitask import describe_mixture
 
-        text += f"\nmixture ({config.data.mixing.strategy}" + (
-            f", temperature {config.data.mixing.temperature:g}" if config.data.mixing.strategy == "temperature"
-            else "") + "):\n" + describe_mixture(data.mixture)
+        text += (
+            f"\nmixture ({config.data.mixing.strategy}"
+            + (
+                f", temperature {config.data.mixing.temperature:g}"
+                if config.data.mixing.strategy == "temperature"
+                else ""
+            )
+            + "):\n"
+            + describe_mixture(data.mixture)
+        )
     return text
 
 
-def evaluate_language_model(config: Config, run_dir: Any, model: Any, tokenizer: PreTrainedTokenizerBase,
-                            data: Prepared | None) -> dict[str, Any]:
+def evaluate_language_model(
+    config: Config, run_dir: Any, model: Any, tokenizer: PreTrainedTokenizerBase, data: Prepared | None
+) -> dict[str, Any]:
     """Base vs tuned as language models: eval loss and generations on the eval rows (per dataset for
     a mixture), every suite, and the few-shot and retrieval alternatives; prints the tables.
 
@@ -123,14 +150,26 @@ def evaluate_language_model(config: Config, run_dir: Any, model: Any, tokenizer:
         if not rows:
             raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
         console.print(f"evaluating base and tuned on {len(rows)} eval rows ...")
-        comparison = compare(model, tokenizer, rows, examples, batch_size=config.eval.batch_size,
-                             generations=config.eval.generations, max_new_tokens=config.eval.max_new_tokens)
+        comparison = compare(
+            model,
+            tokenizer,
+            rows,
+            examples,
+            batch_size=config.eval.batch_size,
+            generations=config.eval.generations,
+            max_new_tokens=config.eval.max_new_tokens,
+        )
         summary = comparison.to_dict()
         _print_comparison(summary)
         if data.eval_parts:  # a mixture: each dataset's eval loss on its own
-            summary["datasets"] = dataset_losses(data.eval_parts, comparison.per_row, limit=config.eval.limit,
-                                                 bootstrap=config.eval.bootstrap, confidence=config.eval.confidence,
-                                                 seed=config.train.seed)
+            summary["datasets"] = dataset_losses(
+                data.eval_parts,
+                comparison.per_row,
+                limit=config.eval.limit,
+                bootstrap=config.eval.bootstrap,
+                confidence=config.eval.confidence,
+                seed=config.train.seed,
+            )
             print_datasets(summary["datasets"], config.eval.confidence)
         baselines = config.eval.baselines
         if run_dir is not None and (baselines.few_shot or baselines.retrieval):
@@ -140,19 +179,36 @@ def evaluate_language_model(config: Config, run_dir: Any, model: Any, tokenizer:
             if pool.variants:
                 console.print("scoring the cheaper alternatives (base model + training examples in the prompt) ...")
                 summary["baselines"]["eval_rows"] = score_eval_rows(
-                    model, tokenizer, examples, pool, train_on=config.data.train_on,
-                    batch_size=config.eval.batch_size, generations=config.eval.generations,
-                    max_new_tokens=config.eval.max_new_tokens, bootstrap=config.eval.bootstrap,
-                    confidence=config.eval.confidence, seed=config.train.seed,
-                    log=lambda line: console.print(line, highlight=False), scored=(rows, comparison.per_row))
+                    model,
+                    tokenizer,
+                    examples,
+                    pool,
+                    train_on=config.data.train_on,
+                    batch_size=config.eval.batch_size,
+                    generations=config.eval.generations,
+                    max_new_tokens=config.eval.max_new_tokens,
+                    bootstrap=config.eval.bootstrap,
+                    confidence=config.eval.confidence,
+                    seed=config.train.seed,
+                    log=lambda line: console.print(line, highlight=False),
+                    scored=(rows, comparison.per_row),
+                )
     if config.eval.suites:
         console.print(f"scoring {len(config.eval.suites)} suites ({' and '.join(sides)}) ...")
-        results = evaluate_suites(model, tokenizer, config.eval, sides=sides, seed=config.train.seed,
-                                  log=lambda line: console.print(line, highlight=False), pool=pool)
+        results = evaluate_suites(
+            model,
+            tokenizer,
+            config.eval,
+            sides=sides,
+            seed=config.train.seed,
+            log=lambda line: console.print(line, highlight=False),
+            pool=pool,
+        )
         summary["suites"] = [r.to_dict() for r in results]
         if "baselines" in summary:
-            summary["baselines"]["suites"] = [s["extra"].pop("baselines") for s in summary["suites"]
-                                              if "baselines" in s["extra"]]
+            summary["baselines"]["suites"] = [
+                s["extra"].pop("baselines") for s in summary["suites"] if "baselines" in s["extra"]
+            ]
         _print_suites(summary["suites"], config.eval.confidence)
     if "baselines" in summary:
         _print_baselines(summary, config.eval.confidence)
@@ -170,8 +226,15 @@ def _print_suites(results: list[dict[str, Any]], confidence: float) -> None:
         if r["delta"] and (r["delta"]["low"] > 0 or r["delta"]["high"] < 0) and r["higher_is_better"] is not None:
             better = (r["delta"]["value"] > 0) == r["higher_is_better"]
             change = f"[{'green' if better else 'red'}]{change}[/]"
-        table.add_row(r["name"], r["role"], r["metric"], str(r["n"]), format_interval(r["base"]),
-                      format_interval(r["tuned"]), change)
+        table.add_row(
+            r["name"],
+            r["role"],
+            r["metric"],
+            str(r["n"]),
+            format_interval(r["base"]),
+            format_interval(r["tuned"]),
+            change,
+        )
     console.print(table)
 
 
@@ -183,8 +246,9 @@ def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
 
     measures: list[tuple[str, Any, Any, str | None]] = []
     if block.get("eval_rows"):
-        measures.append(("eval rows, answer loss", block["eval_rows"]["variants"], block["eval_rows"]["tuned_vs"],
-                         "loss"))
+        measures.append(
+            ("eval rows, answer loss", block["eval_rows"]["variants"], block["eval_rows"]["tuned_vs"], "loss")
+        )
     measures += [(f"{s['name']}, {s['metric']}", s["variants"], s["tuned_vs"], None) for s in block.get("suites", [])]
     for title, variants, tuned_vs, key in measures:
         table = Table(title=f"was fine-tuning worth it? {title} (value [{pct} interval])")
@@ -193,8 +257,11 @@ def _print_baselines(summary: dict[str, Any], confidence: float) -> None:
         for name in ("base", "few_shot", "retrieval", "tuned"):
             if name in variants:
                 part = variants[name]
-                table.add_row(part["label"], format_interval(part[key] if key else part),
-                              format_interval(tuned_vs.get(name), signed=True) if name != "tuned" else "")
+                table.add_row(
+                    part["label"],
+                    format_interval(part[key] if key else part),
+                    format_interval(tuned_vs.get(name), signed=True) if name != "tuned" else "",
+                )
         console.print(table)
     for beat, line in worth_it(summary) or []:
         console.print(f"[{'green' if beat else 'red'}]{line}[/]", highlight=False)
@@ -208,9 +275,15 @@ def _print_comparison(summary: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column != "metric" else "left")
     base, tuned = summary["base"], summary["tuned"]
     table.add_row("loss", f"{base['loss']:.3f}", f"{tuned['loss']:.3f}", f"{summary['delta_loss']:+.3f}")
-    table.add_row("perplexity", f"{base['perplexity']:.2f}", f"{tuned['perplexity']:.2f}",
-                  f"{100 * (tuned['perplexity'] / base['perplexity'] - 1):+.1f}%")
+    table.add_row(
+        "perplexity",
+        f"{base['perplexity']:.2f}",
+        f"{tuned['perplexity']:.2f}",
+        f"{100 * (tuned['perplexity'] / base['perplexity'] - 1):+.1f}%",
+    )
     console.print(table)
     for i, sample in enumerate(summary["generations"], 1):
-        console.print(f"[bold]{i}. {sample['prompt']}[/]\n  reference: {sample['reference']}\n"
-                      f"  base:      {sample['base']}\n  tuned:     {sample['tuned']}")
+        console.print(
+            f"[bold]{i}. {sample['prompt']}[/]\n  reference: {sample['reference']}\n"
+            f"  base:      {sample['base']}\n  tuned:     {sample['tuned']}"
+        )

@@ -63,8 +63,9 @@ class Task(Protocol):
         """Load, split and render the configured data; raise on bad input before anything is written."""
         ...
 
-    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+    def render(
+        self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+    ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
         """Render examples of the task's own kind of row (the forgetting guard's general rows use it)."""
         ...
 
@@ -96,8 +97,14 @@ class Task(Protocol):
         """The task's own files in the run directory (labels.json for classification)."""
         ...
 
-    def evaluate(self, config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
-                 data: Prepared | None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        config: Config,
+        run_dir: Path | None,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Prepared | None,
+    ) -> dict[str, Any]:
         """Score base vs tuned (base alone when `run_dir` is None), print the tables, return the summary.
 
         The summary is what `eval_summary.json` holds; the caller writes it.
@@ -119,8 +126,9 @@ def load_tokenizer(config: Config, *, chat_template: bool) -> PreTrainedTokenize
     from tunewise.data import resolve_chat_template
     from tunewise.models import load_tokenizer as load
 
-    tokenizer = load(config.model.name, revision=config.model.revision,
-                     trust_remote_code=config.model.trust_remote_code)
+    tokenizer = load(
+        config.model.name, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+    )
     if chat_template or config.model.chat_template:
         resolve_chat_template(tokenizer, config.model.chat_template)
     return tokenizer

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["TASK", "ChatTask"]
 
 
-def _render(examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-            ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+def _render(
+    examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+) -> tuple[list[Rendered], RenderStats, list[Reject]]:
     from tunewise.data import render_all
 
     return render_all(examples, tokenizer, train_on=data.train_on, max_length=data.max_length)
@@ -48,8 +49,9 @@ class ChatTask:
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         return prepare_language_data(config, tokenizer, plain_text=False, render=_render)
 
-    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+    def render(
+        self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+    ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
         return _render(examples, tokenizer, data)
 
     def model_class(self) -> Any:
@@ -73,8 +75,14 @@ class ChatTask:
     def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
         return None
 
-    def evaluate(self, config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
-                 data: Prepared | None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        config: Config,
+        run_dir: Path | None,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Prepared | None,
+    ) -> dict[str, Any]:
         return evaluate_language_model(config, run_dir, model, tokenizer, data)
 
 

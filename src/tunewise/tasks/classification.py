@@ -54,8 +54,20 @@ if TYPE_CHECKING:
 
     from tunewise.config import Config, DataConfig
 
-__all__ = ["LABELS_FILE", "TASK", "ClassificationTask", "LabelCollator", "Labeled", "evaluate_classifier", "head_kwargs",
-           "label_order", "load_labeled", "predict", "prepare_classification", "prompt_predictions"]
+__all__ = [
+    "LABELS_FILE",
+    "TASK",
+    "ClassificationTask",
+    "LabelCollator",
+    "Labeled",
+    "evaluate_classifier",
+    "head_kwargs",
+    "label_order",
+    "load_labeled",
+    "predict",
+    "prepare_classification",
+    "prompt_predictions",
+]
 
 console = make_console()
 
@@ -79,8 +91,9 @@ class Labeled:
 
 def _label(value: Any) -> str:
     if isinstance(value, bool) or value is None:
-        raise BadRow("missing key `label`" if value is None else f"`label` must be a string or a whole number, "
-                                                                f"not {value!r}")
+        raise BadRow(
+            "missing key `label`" if value is None else f"`label` must be a string or a whole number, not {value!r}"
+        )
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, (int, str)) and str(value).strip():
@@ -88,8 +101,9 @@ def _label(value: Any) -> str:
     raise BadRow(f"`label` must be a non-empty string or a whole number, not {value!r:.40}")
 
 
-def load_labeled(path: str, *, columns: dict[str, str] | None = None,
-                 on_bad_rows: str = "error") -> tuple[list[Labeled], list[Reject]]:
+def load_labeled(
+    path: str, *, columns: dict[str, str] | None = None, on_bad_rows: str = "error"
+) -> tuple[list[Labeled], list[Reject]]:
     """Read `{text, label}` rows from any file `read_rows` reads.
 
     Raises:
@@ -106,12 +120,18 @@ def load_labeled(path: str, *, columns: dict[str, str] | None = None,
         check_renames(head, renames, path)
     keys = set().union(*(rename_columns(r.data, renames).keys() for r in head))
     if not {"text", "label"} <= keys:
-        hint = (" They look like chat data: fine-tune on them with task: chat." if keys & {"messages", "conversations",
-                                                                                           "instruction", "prompt"}
-                else "")
-        raise ConfigError([f"task: classification needs {{text, label}} rows, and {path} has columns "
-                           f"{', '.join(sorted(keys)) or 'none'}. Map yours with data.columns, e.g. "
-                           f"{{review: text, sentiment: label}}.{hint}"])
+        hint = (
+            " They look like chat data: fine-tune on them with task: chat."
+            if keys & {"messages", "conversations", "instruction", "prompt"}
+            else ""
+        )
+        raise ConfigError(
+            [
+                f"task: classification needs {{text, label}} rows, and {path} has columns "
+                f"{', '.join(sorted(keys)) or 'none'}. Map yours with data.columns, e.g. "
+                f"{{review: text, sentiment: label}}.{hint}"
+            ]
+        )
     out: list[Labeled] = []
     rejects: list[Reject] = []
     for row in chain(head, rows):
@@ -120,12 +140,15 @@ def load_labeled(path: str, *, columns: dict[str, str] | None = None,
             out.append(Labeled(row.source, required_str(data, "text"), _label(data.get("label"))))
         except BadRow as bad:
             if on_bad_rows == "error":
-                raise DataError(f"{row.source}: {bad.reason}. Fix this row, or set `data.on_bad_rows: skip` to "
-                                f"leave such rows out (each is written to rejects.jsonl with its reason).") from None
+                raise DataError(
+                    f"{row.source}: {bad.reason}. Fix this row, or set `data.on_bad_rows: skip` to "
+                    f"leave such rows out (each is written to rejects.jsonl with its reason)."
+                ) from None
             rejects.append(Reject(row.source, bad.reason, row.data))
     if not out:
-        raise DataError(f"{path}: no usable {{text, label}} rows (first problem: "
-                        f"{rejects[0].source}: {rejects[0].reason})")
+        raise DataError(
+            f"{path}: no usable {{text, label}} rows (first problem: {rejects[0].source}: {rejects[0].reason})"
+        )
     return out, rejects
 
 
@@ -137,8 +160,9 @@ def label_order(labels: set[str] | Sequence[str]) -> list[str]:
     return sorted(unique)
 
 
-def _render(rows: Sequence[Labeled], classes: list[str], tokenizer: PreTrainedTokenizerBase,
-            max_length: int) -> tuple[list[Rendered], RenderStats]:
+def _render(
+    rows: Sequence[Labeled], classes: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> tuple[list[Rendered], RenderStats]:
     from tunewise.tasks.multitask import rows_stats
 
     index = {label: i for i, label in enumerate(classes)}
@@ -151,11 +175,31 @@ def _render(rows: Sequence[Labeled], classes: list[str], tokenizer: PreTrainedTo
             ids.pop()
         dropped = max(0, len(ids) - max_length)
         ids = ids[:max_length] or [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0]
-        out.append(Rendered(source=row.source, input_ids=ids, labels=[index[row.label]], n_tokens=len(ids),
-                            n_trained=1, truncated=dropped > 0, n_dropped_tokens=dropped))
-    empty = RenderStats(rows=0, rows_truncated=0, rows_without_trained_tokens=0, tokens_total=0, tokens_trained=0,
-                        tokens_dropped=0, max_length=max_length, length_min=0, length_mean=0.0, length_p50=0,
-                        length_p95=0, length_max=0)
+        out.append(
+            Rendered(
+                source=row.source,
+                input_ids=ids,
+                labels=[index[row.label]],
+                n_tokens=len(ids),
+                n_trained=1,
+                truncated=dropped > 0,
+                n_dropped_tokens=dropped,
+            )
+        )
+    empty = RenderStats(
+        rows=0,
+        rows_truncated=0,
+        rows_without_trained_tokens=0,
+        tokens_total=0,
+        tokens_trained=0,
+        tokens_dropped=0,
+        max_length=max_length,
+        length_min=0,
+        length_mean=0.0,
+        length_p50=0,
+        length_p95=0,
+        length_max=0,
+    )
     return out, rows_stats(out, [empty])
 
 
@@ -174,8 +218,9 @@ def prepare_classification(config: Config, tokenizer: PreTrainedTokenizerBase) -
 
     data = config.data
     if not data.train:
-        raise ConfigError(["data.train: no training file given; set `data.train: path/to/train.jsonl` "
-                           "({text, label} rows)"])
+        raise ConfigError(
+            ["data.train: no training file given; set `data.train: path/to/train.jsonl` ({text, label} rows)"]
+        )
     rejects: list[Reject] = []
 
     def load(path: str) -> list[Labeled]:
@@ -187,16 +232,20 @@ def prepare_classification(config: Config, tokenizer: PreTrainedTokenizerBase) -
     eval_ = load(data.eval) if data.eval else None
     test = load(data.test) if data.test else None
     train, split_eval, split_test = split_examples(
-        train, eval_fraction=0.0 if eval_ is not None else data.split.eval,
-        test_fraction=0.0 if test is not None else data.split.test, seed=data.split.seed)
+        train,
+        eval_fraction=0.0 if eval_ is not None else data.split.eval,
+        test_fraction=0.0 if test is not None else data.split.test,
+        seed=data.split.seed,
+    )
     eval_ = split_eval if eval_ is None else eval_
     test = split_test if test is None else test
 
     classes = label_order({r.label for r in train})
     problems = []
     if len(classes) < 2:
-        problems.append(f"data.train: every training row has the label {classes[0]!r}; a classifier needs at "
-                        f"least two labels")
+        problems.append(
+            f"data.train: every training row has the label {classes[0]!r}; a classifier needs at least two labels"
+        )
     for key, rows in (("eval", eval_), ("test", test)):
         unseen = [r for r in rows if r.label not in classes]
         if unseen:
@@ -204,11 +253,13 @@ def prepare_classification(config: Config, tokenizer: PreTrainedTokenizerBase) -
             problems.append(
                 f"data.{key}: label {', '.join(map(repr, counts))} ({unseen[0].source} and {len(unseen) - 1} more "
                 f"rows) never occurs in the training rows, so the head could not predict it (training labels: "
-                f"{', '.join(classes)}); add training rows with it, or drop these rows")
+                f"{', '.join(classes)}); add training rows with it, or drop these rows"
+            )
     for label in data.label_names or {}:
         if label not in classes:
-            problems.append(f"data.label_names: {label!r} is not a label of the training rows "
-                            f"(labels: {', '.join(classes)})")
+            problems.append(
+                f"data.label_names: {label!r} is not a label of the training rows (labels: {', '.join(classes)})"
+            )
     problems += _suite_problems(config, classes)
     if problems:
         raise ConfigError(problems)
@@ -221,9 +272,17 @@ def prepare_classification(config: Config, tokenizer: PreTrainedTokenizerBase) -
     def examples(rows: list[Labeled]) -> list[Example]:
         return [Example(r.source, text=r.text) for r in rows]
 
-    return Prepared(train=rendered["train"], eval=rendered["eval"], test=rendered["test"],
-                    eval_examples=examples(eval_), stats=stats, rejects=rejects, train_examples=examples(train),
-                    test_examples=examples(test), classes=classes)
+    return Prepared(
+        train=rendered["train"],
+        eval=rendered["eval"],
+        test=rendered["test"],
+        eval_examples=examples(eval_),
+        stats=stats,
+        rejects=rejects,
+        train_examples=examples(train),
+        test_examples=examples(test),
+        classes=classes,
+    )
 
 
 def _suite_problems(config: Config, classes: list[str]) -> list[str]:
@@ -233,13 +292,17 @@ def _suite_problems(config: Config, classes: list[str]) -> list[str]:
     for spec in config.eval.suites:
         suite = load_suite(spec.name, limit=spec.limit, columns=spec.columns)
         if suite.kind != "classification":
-            problems.append(f"eval.suites ({spec.name}): a {suite.kind} suite scores a language model; a "
-                            f"classification run scores {{text, label}} suites with its head — remove it")
+            problems.append(
+                f"eval.suites ({spec.name}): a {suite.kind} suite scores a language model; a "
+                f"classification run scores {{text, label}} suites with its head — remove it"
+            )
             continue
         unknown = sorted({_label(it["label"]) for it in suite.items} - set(classes))
         if unknown:
-            problems.append(f"eval.suites ({spec.name}): labels {', '.join(unknown)} never occur in the training "
-                            f"rows (training labels: {', '.join(classes)})")
+            problems.append(
+                f"eval.suites ({spec.name}): labels {', '.join(unknown)} never occur in the training "
+                f"rows (training labels: {', '.join(classes)})"
+            )
     return problems
 
 
@@ -247,8 +310,12 @@ def head_kwargs(classes: Sequence[str]) -> dict[str, Any]:
     """`load_model` arguments for a sequence-classification head over `classes`."""
     from transformers import AutoModelForSequenceClassification
 
-    return {"model_class": AutoModelForSequenceClassification, "num_labels": len(classes),
-            "id2label": dict(enumerate(classes)), "label2id": {c: i for i, c in enumerate(classes)}}
+    return {
+        "model_class": AutoModelForSequenceClassification,
+        "num_labels": len(classes),
+        "id2label": dict(enumerate(classes)),
+        "label2id": {c: i for i, c in enumerate(classes)},
+    }
 
 
 def write_labels(run_dir: Path, config: Config, classes: Sequence[str]) -> None:
@@ -264,8 +331,10 @@ def check_labels(run_dir: Path, classes: Sequence[str]) -> None:
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8")).get("labels")
         if saved != list(classes):
-            raise TunewiseError(f"{path}: the head was trained on labels {saved}, but the data now gives "
-                                f"{list(classes)}; evaluate with the data the run was trained on")
+            raise TunewiseError(
+                f"{path}: the head was trained on labels {saved}, but the data now gives "
+                f"{list(classes)}; evaluate with the data the run was trained on"
+            )
 
 
 @dataclass
@@ -299,29 +368,40 @@ def predict(model: PreTrainedModel, rows: Sequence[Rendered], *, pad_id: int, ba
     order = sorted(range(len(rows)), key=lambda i: rows[i].n_tokens)
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels or [IGNORE_INDEX]}
-                             for i in chunk])
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
+            chunk = order[start : start + batch_size]
+            batch = collate(
+                [{"input_ids": rows[i].input_ids, "labels": rows[i].labels or [IGNORE_INDEX]} for i in chunk]
+            )
+            logits = model(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).logits
             out[chunk] = logits.argmax(-1).cpu().numpy()
     return out
 
 
 def _instruction(text: str, names: Sequence[str]) -> str:
-    return (f"Classify the text as one of: {', '.join(names)}.\n\nText: {text}\n\n"
-            f"Answer with the label only.")
+    return f"Classify the text as one of: {', '.join(names)}.\n\nText: {text}\n\nAnswer with the label only."
 
 
 def _shots_as_chat(texts: Sequence[str], answers: Sequence[str], names: Sequence[str]) -> list[Example]:
-    return [Example(f"shot:{i}", messages=({"role": "user", "content": _instruction(t, names)},
-                                           {"role": "assistant", "content": a}))
-            for i, (t, a) in enumerate(zip(texts, answers))]
+    return [
+        Example(
+            f"shot:{i}",
+            messages=({"role": "user", "content": _instruction(t, names)}, {"role": "assistant", "content": a}),
+        )
+        for i, (t, a) in enumerate(zip(texts, answers))
+    ]
 
 
-def prompt_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
-                       names: Sequence[str], *, contexts: Sequence[list[dict[str, str]]] | None = None,
-                       batch_size: int = 8) -> np.ndarray:
+def prompt_predictions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    names: Sequence[str],
+    *,
+    contexts: Sequence[list[dict[str, str]]] | None = None,
+    batch_size: int = 8,
+) -> np.ndarray:
     """The label a causal LM prefers for each text, prompted with the label names (see the module docstring).
 
     Each name is scored as the answer by its summed log-likelihood (`score_multiple_choice`, the
@@ -337,15 +417,18 @@ def prompt_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     for i, text in enumerate(texts):
         turns = list(contexts[i]) if contexts else []
         if chat:
-            query = tokenizer.apply_chat_template([*turns, {"role": "user", "content": _instruction(text, names)}],
-                                                  add_generation_prompt=True, tokenize=False)
+            query = tokenizer.apply_chat_template(
+                [*turns, {"role": "user", "content": _instruction(text, names)}],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
         else:  # no template: the same turns as plain "Text: / Label:" lines
-            shots = "".join(f"{t['content']}\n" if t["role"] == "user" else f"Label: {t['content']}\n\n"
-                            for t in turns)
+            shots = "".join(f"{t['content']}\n" if t["role"] == "user" else f"Label: {t['content']}\n\n" for t in turns)
             query = f"{shots}{_instruction(text, names)}\nLabel:"
         items.append({"query": query, "choices": list(names), "gold": 0})
-    scores = score_multiple_choice(model, tokenizer, items, delimiter="" if chat else " ",
-                                   batch_size=batch_size, progress=False)
+    scores = score_multiple_choice(
+        model, tokenizer, items, delimiter="" if chat else " ", batch_size=batch_size, progress=False
+    )
     return np.array([s.pred_raw for s in scores], dtype=int)
 
 
@@ -366,14 +449,17 @@ def _iv(iv: Any) -> dict[str, float]:
 class _Scored:
     """Every variant's predictions on one set of rows, and the numbers that follow."""
 
-    def __init__(self, name: str, gold: np.ndarray, preds: dict[str, np.ndarray], labels: dict[str, str],
-                 boot: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, gold: np.ndarray, preds: dict[str, np.ndarray], labels: dict[str, str], boot: dict[str, Any]
+    ) -> None:
         self.name, self.gold, self.preds, self.labels, self.boot = name, gold, preds, labels, boot
         self.scores = {v: _metrics(p, gold) for v, p in preds.items()}
 
     def variants(self) -> dict[str, Any]:
-        return {v: {"label": self.labels[v], **{m: _iv(s[m].interval(**self.boot)) for m in _METRICS}}
-                for v, s in self.scores.items()}
+        return {
+            v: {"label": self.labels[v], **{m: _iv(s[m].interval(**self.boot)) for m in _METRICS}}
+            for v, s in self.scores.items()
+        }
 
     def tuned_vs(self) -> dict[str, Any]:
         from tunewise.evaluation.metrics import score_delta
@@ -395,11 +481,18 @@ class _Scored:
         out = []
         for m in _METRICS:
             base = variants["base"][m]
-            result = {"name": self.name, "kind": "classification", "role": "task", "metric": m,
-                      "higher_is_better": True, "n": len(self.gold), "base": base,
-                      "tuned": variants["tuned"][m] if "tuned" in variants else None,
-                      "delta": {k: v for k, v in deltas["base"][m].items()} if deltas else None,
-                      "extra": {"base": zero_shot_label, "majority": variants["majority"][m]}}
+            result = {
+                "name": self.name,
+                "kind": "classification",
+                "role": "task",
+                "metric": m,
+                "higher_is_better": True,
+                "n": len(self.gold),
+                "base": base,
+                "tuned": variants["tuned"][m] if "tuned" in variants else None,
+                "delta": dict(deltas["base"][m].items()) if deltas else None,
+                "extra": {"base": zero_shot_label, "majority": variants["majority"][m]},
+            }
             out.append(result)
         return out
 
@@ -410,11 +503,22 @@ class _Scored:
         variants, deltas = self.variants(), self.tuned_vs()
         out = []
         for m in _METRICS:
-            parts = {v: {"label": variants[v]["label"], **variants[v][m], "examples": float(k.get(v, 0))}
-                     for v in ("base", "few_shot", "retrieval", "tuned") if v in variants}
-            out.append({"name": self.name, "kind": "classification", "metric": m, "higher_is_better": True,
-                        "n": len(self.gold), "variants": parts,
-                        "tuned_vs": {v: deltas[v][m] for v in ("base", "few_shot", "retrieval") if v in deltas}})
+            parts = {
+                v: {"label": variants[v]["label"], **variants[v][m], "examples": float(k.get(v, 0))}
+                for v in ("base", "few_shot", "retrieval", "tuned")
+                if v in variants
+            }
+            out.append(
+                {
+                    "name": self.name,
+                    "kind": "classification",
+                    "metric": m,
+                    "higher_is_better": True,
+                    "n": len(self.gold),
+                    "variants": parts,
+                    "tuned_vs": {v: deltas[v][m] for v in ("base", "few_shot", "retrieval") if v in deltas},
+                }
+            )
         return out
 
     def confusion(self, k: int) -> list[list[int]] | None:
@@ -427,8 +531,13 @@ class _Scored:
         return matrix.tolist()
 
 
-def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedModel | None,
-                        tokenizer: PreTrainedTokenizerBase, data: Prepared) -> dict[str, Any]:
+def evaluate_classifier(
+    config: Config,
+    run_dir: Path | None,
+    model: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Prepared,
+) -> dict[str, Any]:
     """Score the fine-tuned head and the baselines on the eval rows and classification suites.
 
     Args:
@@ -446,7 +555,7 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
     names = [(config.data.label_names or {}).get(c, c) for c in classes]
     rows, examples = data.eval, data.eval_examples
     if config.eval.limit:
-        rows, examples = rows[:config.eval.limit], examples[:config.eval.limit]
+        rows, examples = rows[: config.eval.limit], examples[: config.eval.limit]
     if not rows:
         raise TunewiseError("no eval rows: set data.eval to a file or data.split.eval above 0")
     sets = [("eval rows", [ex.text or "" for ex in examples], np.array([r.labels[0] for r in rows]), rows)]
@@ -460,16 +569,26 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
     majority = Counter(train_labels).most_common(1)[0][0]
     notes = []
     if not config.data.label_names and all(re.fullmatch(r"-?\d+", c) for c in classes):
-        notes.append(f"the labels are bare ids ({', '.join(classes)}): the prompting baselines score those ids as "
-                     f"answers, which tells the model nothing; name them with data.label_names for a fair baseline")
-    pool = ShotPool(_shots_as_chat([ex.text or "" for ex in data.train_examples], [names[i] for i in train_labels],
-                                   names), config.eval.baselines)
+        notes.append(
+            f"the labels are bare ids ({', '.join(classes)}): the prompting baselines score those ids as "
+            f"answers, which tells the model nothing; name them with data.label_names for a fair baseline"
+        )
+    pool = ShotPool(
+        _shots_as_chat([ex.text or "" for ex in data.train_examples], [names[i] for i in train_labels], names),
+        config.eval.baselines,
+    )
     notes += pool.notes
-    labels = {"majority": f"always {names[majority]!r} (the most frequent training label)",
-              "base": "base model, zero-shot prompt (label names scored by log-likelihood)",
-              "tuned": "fine-tuned classification head"}
-    labels.update({v: f"base model, {pool.k[v]} {'random' if v == 'few_shot' else 'retrieved'} training "
-                      f"examples in the prompt" for v in pool.variants})
+    labels = {
+        "majority": f"always {names[majority]!r} (the most frequent training label)",
+        "base": "base model, zero-shot prompt (label names scored by log-likelihood)",
+        "tuned": "fine-tuned classification head",
+    }
+    labels.update(
+        {
+            v: f"base model, {pool.k[v]} {'random' if v == 'few_shot' else 'retrieved'} training examples in the prompt"
+            for v in pool.variants
+        }
+    )
 
     preds: list[dict[str, np.ndarray]] = [{"majority": np.full(len(gold), majority)} for _, _, gold, _ in sets]
     if model is not None:
@@ -478,8 +597,7 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
             p["tuned"] = predict(model, rendered, pad_id=tokenizer.pad_token_id, batch_size=config.eval.batch_size)
     # The prompting baselines need the language-model head the classifier replaced: the base model, loaded again.
     console.print(f"prompting the base model: zero-shot{''.join(', ' + v for v in pool.variants)} ...")
-    lm = load_model(config.model.name, revision=config.model.revision,
-                    trust_remote_code=config.model.trust_remote_code)
+    lm = load_model(config.model.name, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code)
     # A text that is also a training row is never its own example (pool rows are keyed by their prompt).
     same: dict[str, set[int]] = {}
     for i, ex in enumerate(pool.examples):
@@ -490,26 +608,35 @@ def evaluate_classifier(config: Config, run_dir: Path | None, model: PreTrainedM
             exclude = [same.get(_instruction(t, names), set()) for t in texts]
             for variant, picked in pool.pick(texts, exclude).items():
                 contexts = [[dict(m) for i in idx for m in pool.examples[i].messages or ()] for idx in picked]
-                p[variant] = prompt_predictions(lm, tokenizer, texts, names, contexts=contexts,
-                                                batch_size=config.eval.batch_size)
+                p[variant] = prompt_predictions(
+                    lm, tokenizer, texts, names, contexts=contexts, batch_size=config.eval.batch_size
+                )
     finally:
         del lm
 
     boot = {"n_resamples": config.eval.bootstrap, "confidence": config.eval.confidence, "seed": config.train.seed}
     order = ("majority", "base", "few_shot", "retrieval", "tuned")
-    scored = [_Scored(name, gold, {v: p[v] for v in order if v in p}, labels, boot)
-              for (name, _, gold, _), p in zip(sets, preds)]
+    scored = [
+        _Scored(name, gold, {v: p[v] for v in order if v in p}, labels, boot)
+        for (name, _, gold, _), p in zip(sets, preds)
+    ]
     main = scored[0]
     summary: dict[str, Any] = {
         "task": "classification",
         "classification": {
-            "labels": classes, "names": dict(zip(classes, names)), "rows": len(main.gold),
+            "labels": classes,
+            "names": dict(zip(classes, names)),
+            "rows": len(main.gold),
             "support": {classes[i]: int(n) for i, n in sorted(Counter(main.gold.tolist()).items())},
-            "variants": main.variants(), "tuned_vs": main.tuned_vs(),
+            "variants": main.variants(),
+            "tuned_vs": main.tuned_vs(),
             "confusion": {"labels": classes, "matrix": main.confusion(len(classes))},
-            "suites": [{"name": s.name, "rows": len(s.gold), "variants": s.variants(), "tuned_vs": s.tuned_vs()}
-                       for s in scored[1:]],
-            "notes": notes},
+            "suites": [
+                {"name": s.name, "rows": len(s.gold), "variants": s.variants(), "tuned_vs": s.tuned_vs()}
+                for s in scored[1:]
+            ],
+            "notes": notes,
+        },
         "suites": [result for s in scored for result in s.suite_results(labels["base"])],
     }
     measures = [m for s in scored for m in s.baselines(pool.k)]
@@ -527,16 +654,22 @@ def _print(summary: dict[str, Any], confidence: float) -> None:
     block = summary["classification"]
     pct = f"{100 * confidence:.0f}%"
 
-    for title, variants, deltas, n in [("eval rows", block["variants"], block["tuned_vs"], block["rows"]),
-                                       *((s["name"], s["variants"], s["tuned_vs"], s["rows"])
-                                         for s in block["suites"])]:
+    for title, variants, deltas, n in [
+        ("eval rows", block["variants"], block["tuned_vs"], block["rows"]),
+        *((s["name"], s["variants"], s["tuned_vs"], s["rows"]) for s in block["suites"]),
+    ]:
         table = Table(title=f"classification, {title} (n={n}; value [{pct} interval])")
         for column in ("model", "accuracy", "macro-F1", "tuned − this (accuracy)", "tuned − this (macro-F1)"):
             table.add_column(column, justify="left" if column == "model" else "right")
         for name, part in variants.items():
             d = deltas.get(name) or {}
-            table.add_row(part["label"], format_interval(part["accuracy"]), format_interval(part["f1_macro"]),
-                          format_interval(d.get("accuracy"), True), format_interval(d.get("f1_macro"), True))
+            table.add_row(
+                part["label"],
+                format_interval(part["accuracy"]),
+                format_interval(part["f1_macro"]),
+                format_interval(d.get("accuracy"), True),
+                format_interval(d.get("f1_macro"), True),
+            )
         console.print(table)
     matrix = block["confusion"]["matrix"]
     if matrix:
@@ -568,8 +701,9 @@ class ClassificationTask:
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         return prepare_classification(config, tokenizer)
 
-    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+    def render(
+        self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+    ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
         # {text, label} rows are rendered against the label set, which only `prepare` knows; no other
         # rows of this kind exist (the config refuses the guards that read general rows).
         raise TunewiseError("task classification renders its rows in prepare(), with the label set")
@@ -590,13 +724,19 @@ class ClassificationTask:
         Raises:
             ConfigError: naming the method setting that trains it.
         """
-        heads = [(name, p) for name, p in model.named_parameters()
-                 if {"score", "classifier"} & set(name.split("."))]
+        heads = [(name, p) for name, p in model.named_parameters() if {"score", "classifier"} & set(name.split("."))]
         if heads and not any(p.requires_grad for _, p in heads):
-            hint = ("set method.train_head: true (the head is the new score layer here)"
-                    if config.method.type in ("freeze", "gradual_unfreeze") else "use lora, ia3 or full")
-            raise ConfigError([f"method.type: {config.method.type} leaves the new classification head frozen, so "
-                               f"it would stay random; {hint}"])
+            hint = (
+                "set method.train_head: true (the head is the new score layer here)"
+                if config.method.type in ("freeze", "gradual_unfreeze")
+                else "use lora, ia3 or full"
+            )
+            raise ConfigError(
+                [
+                    f"method.type: {config.method.type} leaves the new classification head frozen, so "
+                    f"it would stay random; {hint}"
+                ]
+            )
 
     def collator(self, pad_id: int) -> Any:
         # Padded lengths in multiples of 8 suit GPU tensor cores, as the training loop's own collator does.
@@ -606,8 +746,9 @@ class ClassificationTask:
         rows, aside = row_counts(data)
         counts = Counter(row.labels[0] for row in data.train)
         names = config.data.label_names or {}
-        shares = ", ".join(f"{names.get(c, c)} {100 * counts[i] / len(data.train):.0f}%"
-                           for i, c in enumerate(data.classes))
+        shares = ", ".join(
+            f"{names.get(c, c)} {100 * counts[i] / len(data.train):.0f}%" for i, c in enumerate(data.classes)
+        )
         return f"{rows}{aside}; {len(data.classes)} labels in training: {shares}"
 
     def check_saved(self, run_dir: Path, data: Prepared) -> None:
@@ -616,8 +757,14 @@ class ClassificationTask:
     def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
         write_labels(run_dir, config, data.classes)
 
-    def evaluate(self, config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
-                 data: Prepared | None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        config: Config,
+        run_dir: Path | None,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Prepared | None,
+    ) -> dict[str, Any]:
         # A head, not a language model: accuracy and F1 against the majority and prompting baselines.
         if data is None:
             raise ValueError("a classification evaluation needs its prepared data")

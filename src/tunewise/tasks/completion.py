@@ -51,16 +51,25 @@ def windows(row: Rendered, max_length: int) -> list[Rendered]:
     out = []
     stride = max_length - 1
     for start in range(0, row.n_tokens - 1, stride):
-        ids = row.input_ids[start:start + max_length]
-        labels = [IGNORE_INDEX, *row.labels[start + 1:start + max_length]]
-        out.append(Rendered(source=row.source, input_ids=ids, labels=labels, n_tokens=len(ids),
-                            n_trained=sum(1 for label in labels if label != IGNORE_INDEX), truncated=False,
-                            n_dropped_tokens=0))
+        ids = row.input_ids[start : start + max_length]
+        labels = [IGNORE_INDEX, *row.labels[start + 1 : start + max_length]]
+        out.append(
+            Rendered(
+                source=row.source,
+                input_ids=ids,
+                labels=labels,
+                n_tokens=len(ids),
+                n_trained=sum(1 for label in labels if label != IGNORE_INDEX),
+                truncated=False,
+                n_dropped_tokens=0,
+            )
+        )
     return out
 
 
-def render_documents(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, *,
-                     max_length: int) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+def render_documents(
+    examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, *, max_length: int
+) -> tuple[list[Rendered], RenderStats, list[Reject]]:
     """Render text examples whole, then split the long ones into windows (see the module docstring).
 
     Returns:
@@ -72,13 +81,18 @@ def render_documents(examples: Sequence[Example], tokenizer: PreTrainedTokenizer
     # No limit while rendering: windows() does the cutting, without losing a token.
     documents, stats, rejects = render_all(examples, tokenizer, train_on="everything", max_length=sys.maxsize)
     rows = [part for row in documents for part in windows(row, max_length)]
-    stats = dataclasses.replace(stats, max_length=max_length, tokens_total=sum(r.n_tokens for r in rows),
-                                tokens_trained=sum(r.n_trained for r in rows))
+    stats = dataclasses.replace(
+        stats,
+        max_length=max_length,
+        tokens_total=sum(r.n_tokens for r in rows),
+        tokens_trained=sum(r.n_trained for r in rows),
+    )
     return rows, stats, rejects
 
 
-def _render(examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-            ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+def _render(
+    examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+) -> tuple[list[Rendered], RenderStats, list[Reject]]:
     # Long documents become windows, not truncated.
     return render_documents(examples, tokenizer, max_length=data.max_length)
 
@@ -97,8 +111,9 @@ class CompletionTask:
     def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
         return prepare_language_data(config, tokenizer, plain_text=True, render=_render)
 
-    def render(self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-               ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+    def render(
+        self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+    ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
         return _render(examples, tokenizer, data)
 
     def model_class(self) -> Any:
@@ -122,8 +137,14 @@ class CompletionTask:
     def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
         return None
 
-    def evaluate(self, config: Config, run_dir: Path | None, model: Any, tokenizer: PreTrainedTokenizerBase,
-                 data: Prepared | None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        config: Config,
+        run_dir: Path | None,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Prepared | None,
+    ) -> dict[str, Any]:
         return evaluate_language_model(config, run_dir, model, tokenizer, data)
 
 

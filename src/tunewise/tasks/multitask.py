@@ -39,12 +39,21 @@ if TYPE_CHECKING:
     from tunewise.config import Config, MixingConfig
     from tunewise.data import Example, Rendered
 
-__all__ = ["dataset_losses", "describe_mixture", "mixture_probabilities", "prepare_mixture", "print_datasets",
-           "rows_stats", "sample_mixture", "select_eval"]
+__all__ = [
+    "dataset_losses",
+    "describe_mixture",
+    "mixture_probabilities",
+    "prepare_mixture",
+    "print_datasets",
+    "rows_stats",
+    "sample_mixture",
+    "select_eval",
+]
 
 
-def mixture_probabilities(sizes: Sequence[int], mixing: MixingConfig,
-                          weights: Sequence[float | None] | None = None) -> list[float]:
+def mixture_probabilities(
+    sizes: Sequence[int], mixing: MixingConfig, weights: Sequence[float | None] | None = None
+) -> list[float]:
     """The probability of drawing a training row from each dataset.
 
     Args:
@@ -70,8 +79,9 @@ def mixture_probabilities(sizes: Sequence[int], mixing: MixingConfig,
     return [x / total for x in raw]
 
 
-def sample_mixture(sizes: Sequence[int], probabilities: Sequence[float], total: int,
-                   seed: int) -> list[tuple[int, int]]:
+def sample_mixture(
+    sizes: Sequence[int], probabilities: Sequence[float], total: int, seed: int
+) -> list[tuple[int, int]]:
     """Draw `total` training rows as (dataset index, row index) pairs, in a seeded random order.
 
     Dataset i gives p_i × total rows, rounded by largest remainder, so the proportions hold
@@ -83,7 +93,7 @@ def sample_mixture(sizes: Sequence[int], probabilities: Sequence[float], total: 
     exact = [p * total for p in probabilities]
     counts = [math.floor(x) for x in exact]
     by_remainder = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
-    for i in by_remainder[:total - sum(counts)]:
+    for i in by_remainder[: total - sum(counts)]:
         counts[i] += 1
     slots = [d for d, n in enumerate(counts) for _ in range(n)]
     rng.shuffle(slots)
@@ -106,12 +116,19 @@ def rows_stats(rows: Sequence[Rendered], parts: Sequence[RenderStats]) -> Render
         return lengths[max(0, math.ceil(q * len(lengths)) - 1)] if lengths else 0
 
     return RenderStats(
-        rows=len(rows), rows_truncated=sum(r.truncated for r in rows),
+        rows=len(rows),
+        rows_truncated=sum(r.truncated for r in rows),
         rows_without_trained_tokens=sum(p.rows_without_trained_tokens for p in parts),
-        tokens_total=sum(r.n_tokens for r in rows), tokens_trained=sum(r.n_trained for r in rows),
-        tokens_dropped=sum(r.n_dropped_tokens for r in rows), max_length=parts[0].max_length,
-        length_min=lengths[0] if lengths else 0, length_mean=sum(lengths) / len(lengths) if lengths else 0.0,
-        length_p50=rank(0.5), length_p95=rank(0.95), length_max=lengths[-1] if lengths else 0)
+        tokens_total=sum(r.n_tokens for r in rows),
+        tokens_trained=sum(r.n_trained for r in rows),
+        tokens_dropped=sum(r.n_dropped_tokens for r in rows),
+        max_length=parts[0].max_length,
+        length_min=lengths[0] if lengths else 0,
+        length_mean=sum(lengths) / len(lengths) if lengths else 0.0,
+        length_p50=rank(0.5),
+        length_p95=rank(0.95),
+        length_max=lengths[-1] if lengths else 0,
+    )
 
 
 def prepare_mixture(config: Config, prepare_one: Callable[[Config], Prepared]) -> Prepared:
@@ -127,8 +144,13 @@ def prepare_mixture(config: Config, prepare_one: Callable[[Config], Prepared]) -
     data = config.data
     parts: list[Prepared] = []
     for dataset in data.datasets:
-        one = config.model_copy(update={"data": data.model_copy(update={
-            "train": dataset.train, "eval": dataset.eval, "test": None, "datasets": []})})
+        one = config.model_copy(
+            update={
+                "data": data.model_copy(
+                    update={"train": dataset.train, "eval": dataset.eval, "test": None, "datasets": []}
+                )
+            }
+        )
         parts.append(prepare_one(one))
     sizes = [len(p.train) for p in parts]
     probabilities = mixture_probabilities(sizes, data.mixing, [d.weight for d in data.datasets])
@@ -137,31 +159,58 @@ def prepare_mixture(config: Config, prepare_one: Callable[[Config], Prepared]) -
     mixture = []
     for k, (dataset, part) in enumerate(zip(data.datasets, parts)):
         rows = [i for d, i in drawn if d == k]
-        mixture.append({"name": dataset.name, "train_rows": sizes[k], "probability": probabilities[k],
-                        "drawn": len(rows), "distinct": len(set(rows)), "eval_rows": len(part.eval)})
-    stats = {split: rows_stats(rows, [p.stats[split] for p in parts])
-             for split, rows in (("train", train), ("eval", [r for p in parts for r in p.eval]),
-                                 ("test", [r for p in parts for r in p.test]))}
+        mixture.append(
+            {
+                "name": dataset.name,
+                "train_rows": sizes[k],
+                "probability": probabilities[k],
+                "drawn": len(rows),
+                "distinct": len(set(rows)),
+                "eval_rows": len(part.eval),
+            }
+        )
+    stats = {
+        split: rows_stats(rows, [p.stats[split] for p in parts])
+        for split, rows in (
+            ("train", train),
+            ("eval", [r for p in parts for r in p.eval]),
+            ("test", [r for p in parts for r in p.test]),
+        )
+    }
     for dataset, part in zip(data.datasets, parts):
         stats.update({f"{split} · {dataset.name}": part.stats[split] for split in ("train", "eval")})
     return Prepared(
-        train=train, eval=[r for p in parts for r in p.eval], test=[r for p in parts for r in p.test],
-        eval_examples=[ex for p in parts for ex in p.eval_examples], stats=stats,
+        train=train,
+        eval=[r for p in parts for r in p.eval],
+        test=[r for p in parts for r in p.test],
+        eval_examples=[ex for p in parts for ex in p.eval_examples],
+        stats=stats,
         rejects=[r for p in parts for r in p.rejects],
         train_examples=[ex for p in parts for ex in p.train_examples],
         test_examples=[ex for p in parts for ex in p.test_examples],
-        eval_parts={d.name: len(p.eval) for d, p in zip(data.datasets, parts)}, mixture=mixture)
+        eval_parts={d.name: len(p.eval) for d, p in zip(data.datasets, parts)},
+        mixture=mixture,
+    )
 
 
 def describe_mixture(mixture: list[dict[str, Any]]) -> str:
     """One line per dataset: its size, probability and rows drawn per epoch."""
-    return "\n".join(f"  {m['name']}: {m['train_rows']} train rows, p={m['probability']:.3f}, "
-                     f"{m['drawn']} drawn per epoch ({m['distinct']} distinct), {m['eval_rows']} eval rows"
-                     for m in mixture)
+    return "\n".join(
+        f"  {m['name']}: {m['train_rows']} train rows, p={m['probability']:.3f}, "
+        f"{m['drawn']} drawn per epoch ({m['distinct']} distinct), {m['eval_rows']} eval rows"
+        for m in mixture
+    )
 
 
-def dataset_losses(eval_parts: dict[str, int], per_row: dict[str, list[tuple[float, int]]], *,
-                   limit: int | None, bootstrap: int, confidence: float, seed: int) -> list[dict[str, Any]]:
+def dataset_losses(
+    eval_parts: dict[str, int],
+    per_row: dict[str, list[tuple[float, int]]],
+    *,
+    limit: int | None,
+    bootstrap: int,
+    confidence: float,
+    seed: int,
+) -> list[dict[str, Any]]:
     """Base and tuned eval loss per dataset, from the per-row losses of all eval rows in dataset order.
 
     Args:
@@ -181,7 +230,7 @@ def dataset_losses(eval_parts: dict[str, int], per_row: dict[str, list[tuple[flo
     start = 0
     for name, count in eval_parts.items():
         n = min(count, limit) if limit else count
-        sides = {side: rows[start:start + n] for side, rows in per_row.items()}
+        sides = {side: rows[start : start + n] for side, rows in per_row.items()}
         start += n
         if not n:
             out.append({"name": name, "rows": 0, "tokens": 0})
@@ -194,11 +243,12 @@ def dataset_losses(eval_parts: dict[str, int], per_row: dict[str, list[tuple[flo
         if "tuned" in sides and entry["tokens"]:
             stats = {side: np.array(rows, dtype=float) for side, rows in sides.items()}
 
-            def mean(side: str) -> Any:
+            def mean(side: str, stats: dict[str, Any] = stats) -> Any:
                 return lambda idx: float(stats[side][idx, 0].sum() / max(stats[side][idx, 1].sum(), 1.0))
 
-            d = paired_bootstrap_delta_corpus(n, mean("base"), mean("tuned"), n_resamples=bootstrap,
-                                              confidence=confidence, seed=seed)
+            d = paired_bootstrap_delta_corpus(
+                n, mean("base"), mean("tuned"), n_resamples=bootstrap, confidence=confidence, seed=seed
+            )
             entry["delta_loss"] = entry["tuned"]["loss"] - entry["base"]["loss"]
             entry["delta"] = {"value": d.value, "low": d.low, "high": d.high, "p_value": d.p_value}
         out.append(entry)
@@ -215,7 +265,7 @@ def select_eval(data: Prepared, limit: int | None) -> tuple[list[Rendered], list
     else:
         rows, start = [], 0
         for count in data.eval_parts.values():
-            rows += data.eval[start:start + min(count, limit)]
+            rows += data.eval[start : start + min(count, limit)]
             start += count
     kept = {r.source for r in rows}
     # Examples follow the rows they rendered into (a long document may give several windows).
@@ -239,6 +289,11 @@ def print_datasets(entries: list[dict[str, Any]], confidence: float) -> None:
         change = f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" if d else "-"
         if d and (d["low"] > 0 or d["high"] < 0):
             change = f"[{'green' if d['value'] < 0 else 'red'}]{change}[/]"
-        table.add_row(e["name"], str(e["rows"]), f"{e['base']['loss']:.4f}",
-                      f"{e['tuned']['loss']:.4f}" if "tuned" in e else "-", change)
+        table.add_row(
+            e["name"],
+            str(e["rows"]),
+            f"{e['base']['loss']:.4f}",
+            f"{e['tuned']['loss']:.4f}" if "tuned" in e else "-",
+            change,
+        )
     make_console().print(table)

@@ -19,19 +19,30 @@ if TYPE_CHECKING:
     from tunewise.tracking import Tracker
 
 __all__ = [
-    "EarlyStopping", "GracefulInterrupt", "MetricsLog", "Progress", "TrackMetrics", "eval_metric_key", "progress_line",
+    "EarlyStopping",
+    "GracefulInterrupt",
+    "MetricsLog",
+    "Progress",
+    "TrackMetrics",
+    "eval_metric_key",
+    "progress_line",
 ]
 
 # Logged key -> (shown name, format); keys not listed are left to metrics.jsonl.
-_SHOWN = {"loss": ("loss", ".4f"), "eval_loss": ("eval loss", ".4f"), "learning_rate": ("lr", ".2e"),
-          "grad_norm": ("grad norm", ".3g")}
+_SHOWN = {
+    "loss": ("loss", ".4f"),
+    "eval_loss": ("eval loss", ".4f"),
+    "learning_rate": ("lr", ".2e"),
+    "grad_norm": ("grad norm", ".3g"),
+}
 
 
 def progress_line(step: int, max_steps: int, logs: dict[str, Any], tokens_per_s: float | None) -> str:
     """One readable line per log: `step 25/114  loss 1.2345  lr 4.87e-04  212 tokens/s`."""
     parts = [f"step {step}/{max_steps}"]
-    parts += [f"{name} {logs[key]:{fmt}}" for key, (name, fmt) in _SHOWN.items()
-              if isinstance(logs.get(key), (int, float))]
+    parts += [
+        f"{name} {logs[key]:{fmt}}" for key, (name, fmt) in _SHOWN.items() if isinstance(logs.get(key), (int, float))
+    ]
     if tokens_per_s:
         parts.append(f"{tokens_per_s:.0f} tokens/s")
     return "  ".join(parts)
@@ -44,8 +55,14 @@ class Progress(ProgressCallback):
         super().__init__()
         self._last: tuple[float, int] | None = None
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not (state.is_world_process_zero and self.training_bar is not None and logs):
             return
         now, tokens = time.monotonic(), int(state.num_input_tokens_seen or 0)
@@ -71,17 +88,30 @@ class MetricsLog(TrainerCallback):
         self.path = path
         self._start = time.monotonic()
         if resume_step and path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = [
+                line
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
             path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not logs:
             return
-        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                  "tokens_seen": int(state.num_input_tokens_seen or 0),
-                  "elapsed_s": round(time.monotonic() - self._start, 2), **logs}
+        record = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "tokens_seen": int(state.num_input_tokens_seen or 0),
+            "elapsed_s": round(time.monotonic() - self._start, 2),
+            **logs,
+        }
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -98,12 +128,19 @@ class TrackMetrics(TrainerCallback):
         self.tracker = tracker
         self._sent: tuple[int, set[str]] = (-1, set())
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.tracker.begin_training(state.global_step)  # the checkpoint's step when resuming
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not logs or "total_flos" in logs:  # the end-of-training summary
             return
         step = state.global_step
@@ -138,8 +175,7 @@ class GracefulInterrupt(TrainerCallback):
     def __exit__(self, *exc: object) -> None:
         signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.interrupted:
             control.should_save = True
             control.should_training_stop = True
@@ -163,14 +199,19 @@ class EarlyStopping(EarlyStoppingCallback):
     evaluated step, restored at the end of training.
     """
 
-    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float | None = 0.0,
-                 reference: float | None = None) -> None:
+    def __init__(
+        self,
+        early_stopping_patience: int = 1,
+        early_stopping_threshold: float | None = 0.0,
+        reference: float | None = None,
+    ) -> None:
         super().__init__(early_stopping_patience, early_stopping_threshold)
         self.reference = reference
         self.stopped_at: int | None = None
 
-    def check_metric_value(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                           metric_value: float) -> None:
+    def check_metric_value(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metric_value: float
+    ) -> None:
         delta = self.early_stopping_threshold or 0.0
         if self.reference is None:
             improved = True
@@ -187,7 +228,11 @@ class EarlyStopping(EarlyStoppingCallback):
     # The signature of transformers' EarlyStoppingCallback.on_evaluate, which itself requires `metrics`
     # where TrainerCallback declares only **kwargs (the Trainer always passes `metrics=`).
     def on_evaluate(  # type: ignore[override]
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, float],
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float],
         **kwargs: Any,
     ) -> None:
         key = eval_metric_key(args.metric_for_best_model or "eval_loss")

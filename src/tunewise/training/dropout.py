@@ -30,9 +30,14 @@ _NOT_BODY = ("classifier_dropout", "summary_first_dropout", "summary_last_dropou
 
 def config_dropout_fields(config: PretrainedConfig) -> list[str]:
     """The dropout-rate fields of a model config (e.g. `attention_dropout` for Llama)."""
-    return sorted(key for key, value in config.to_dict().items()
-                  if key.endswith(_CONFIG_SUFFIXES) and key not in _NOT_BODY
-                  and isinstance(value, (int, float)) and not isinstance(value, bool))
+    return sorted(
+        key
+        for key, value in config.to_dict().items()
+        if key.endswith(_CONFIG_SUFFIXES)
+        and key not in _NOT_BODY
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    )
 
 
 def set_dropout(model: nn.Module, p: float) -> list[str]:

@@ -43,8 +43,16 @@ if TYPE_CHECKING:
     from tunewise.data import Rendered
     from tunewise.training.terms import LossTerm
 
-__all__ = ["FitResult", "check_training", "cpu_has_bf16", "fit", "last_checkpoint", "peak_rss_mb", "planned_steps",
-           "resolve_precision"]
+__all__ = [
+    "FitResult",
+    "check_training",
+    "cpu_has_bf16",
+    "fit",
+    "last_checkpoint",
+    "peak_rss_mb",
+    "planned_steps",
+    "resolve_precision",
+]
 
 console = make_console()
 
@@ -139,28 +147,36 @@ def check_training(train: TrainConfig, *, train_rows: int, eval_rows: int) -> No
     problems = []
     precision = resolve_precision(train.precision)
     if precision == "fp16" and not torch.cuda.is_available():
-        problems.append("train.precision: fp16 needs a CUDA GPU (CPUs have no fp16 training kernels); "
-                        "use bf16 or fp32 here")
+        problems.append(
+            "train.precision: fp16 needs a CUDA GPU (CPUs have no fp16 training kernels); use bf16 or fp32 here"
+        )
     if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         problems.append("train.precision: this GPU has no bf16; use fp16 or fp32")
     stopping = train.early_stopping
     if stopping.enabled and not eval_rows:
-        problems.append("train.early_stopping: there are no eval rows to judge on; set data.eval to a file "
-                        "or data.split.eval above 0")
+        problems.append(
+            "train.early_stopping: there are no eval rows to judge on; set data.eval to a file "
+            "or data.split.eval above 0"
+        )
     steps = planned_steps(train, train_rows)
     if stopping.enabled and eval_rows and train.eval_every > steps:
-        problems.append(f"train.early_stopping: the run has {steps} optimizer steps and evaluates every "
-                        f"{train.eval_every} (train.eval_every), so it could never stop early; "
-                        f"lower train.eval_every")
+        problems.append(
+            f"train.early_stopping: the run has {steps} optimizer steps and evaluates every "
+            f"{train.eval_every} (train.eval_every), so it could never stop early; "
+            f"lower train.eval_every"
+        )
     if train.scheduler == "step" and train.step_size and train.step_size >= steps:
-        problems.append(f"train.step_size: {train.step_size} is not below the run's {steps} optimizer steps, "
-                        f"so the learning rate would never step down")
+        problems.append(
+            f"train.step_size: {train.step_size} is not below the run's {steps} optimizer steps, "
+            f"so the learning rate would never step down"
+        )
     if problems:
         raise ConfigError(problems)
 
 
-def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool, on_cpu: bool,
-                        packing: bool = False) -> Any:
+def _training_arguments(
+    train: TrainConfig, checkpoints: Path, *, has_eval: bool, on_cpu: bool, packing: bool = False
+) -> Any:
     from transformers import TrainingArguments
 
     precision = resolve_precision(train.precision)
@@ -201,8 +217,9 @@ def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool
         activation_checkpointing=train.gradient_checkpointing,
         # Rows of similar length share a padded batch: far less padding computed. A packed batch has
         # no padding to save, so it takes random batches (each step's tokens spread over all lengths).
-        train_sampling_strategy="group_by_length" if (train.group_by_length if train.group_by_length is not None
-                                                      else not packing) else "random",
+        train_sampling_strategy="group_by_length"
+        if (train.group_by_length if train.group_by_length is not None else not packing)
+        else "random",
         # A packed batch is all real tokens (and pad id == end-of-turn id would undercount them).
         include_num_input_tokens_seen="all" if packing else "non_padding",
         remove_unused_columns=False,
@@ -213,11 +230,20 @@ def _training_arguments(train: TrainConfig, checkpoints: Path, *, has_eval: bool
     )
 
 
-def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: list[Rendered],
-        eval_rows: list[Rendered], train: TrainConfig, run_dir: Path, *, resume: bool,
-        callbacks: list[TrainerCallback] | None = None, terms: list[LossTerm] | None = None,
-        monitors: list[TrainerCallback] | None = None,
-        collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None) -> FitResult:
+def fit(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_rows: list[Rendered],
+    eval_rows: list[Rendered],
+    train: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    callbacks: list[TrainerCallback] | None = None,
+    terms: list[LossTerm] | None = None,
+    monitors: list[TrainerCallback] | None = None,
+    collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
+) -> FitResult:
     """Train `model` (already wrapped by its method) and save checkpoints under `run_dir`.
 
     With `train.early_stopping.enabled`, the model returned holds the best checkpoint's weights.
@@ -241,8 +267,12 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
     if train.dropout is not None:
         changed = set_dropout(model, train.dropout)
         if not changed:
-            raise ConfigError([f"train.dropout: {type(model).__name__} has no dropout of its own to set; "
-                               f"remove train.dropout (an adapter's dropout is method.dropout)"])
+            raise ConfigError(
+                [
+                    f"train.dropout: {type(model).__name__} has no dropout of its own to set; "
+                    f"remove train.dropout (an adapter's dropout is method.dropout)"
+                ]
+            )
         console.print(f"dropout {train.dropout:g}: {', '.join(changed)}", highlight=False)
     all_terms = [*penalty_terms(train.penalty), *(terms or [])]
     # The fast path (docs/performance.md): padding-free packed batches and a loss computed on the
@@ -252,18 +282,19 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
     # NEFTune scales its noise by the row length: one packed row would get the noise of a long row.
     packing = fast and train.packing and train.neftune_alpha is None
     args = _training_arguments(train, checkpoints, has_eval=bool(eval_rows), on_cpu=on_cpu, packing=packing)
-    metrics = MetricsLog(run_dir / "metrics.jsonl",
-                         resume_step=int(start_from.name.split("-")[-1]) if start_from else 0)
+    metrics = MetricsLog(
+        run_dir / "metrics.jsonl", resume_step=int(start_from.name.split("-")[-1]) if start_from else 0
+    )
     interrupt = GracefulInterrupt()
     stopping = train.early_stopping
-    early = (EarlyStopping(stopping.patience, stopping.min_delta) if stopping.enabled and eval_rows else None)
+    early = EarlyStopping(stopping.patience, stopping.min_delta) if stopping.enabled and eval_rows else None
     trainer = TunewiseTrainer(
         model=model,
         args=args,
         train_dataset=_RowDataset(train_rows),
         eval_dataset=_RowDataset(eval_rows) if eval_rows else None,
-        data_collator=collator or (PackCollator() if packing else
-                                   PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8)),
+        data_collator=collator
+        or (PackCollator() if packing else PadCollator(pad_id=tokenizer.pad_token_id, multiple_of=1 if on_cpu else 8)),
         processing_class=tokenizer,
         callbacks=[*(monitors or []), metrics, interrupt, *(callbacks or []), *([early] if early else [])],
         train_config=train,
@@ -281,6 +312,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_rows: 
     if start_from is not None:
         # Read now: checkpoint rotation may delete the resumed checkpoint while training goes on.
         from transformers import TrainerState
+
         resumed = TrainerState.load_from_json(str(start_from / "trainer_state.json"))
         seen_before = int(resumed.num_input_tokens_seen or 0)
     started, cpu_started = time.monotonic(), time.process_time()

@@ -39,8 +39,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """sum_i CE(h_i · Wᵀ + b, y_i), gradients computed chunk by chunk in the forward pass."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                targets: torch.Tensor, chunk: int, dtype: torch.dtype) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        chunk: int,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_b = bias is not None and ctx.needs_input_grad[2]
         w = weight.to(dtype)
@@ -51,8 +58,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b and bias is not None else None
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, hidden.shape[0], chunk):
-                h = hidden[start:start + chunk].to(dtype)
-                y = targets[start:start + chunk]
+                h = hidden[start : start + chunk].to(dtype)
+                y = targets[start : start + chunk]
                 logits = F.linear(h, w, b).float()
                 lse = torch.logsumexp(logits, dim=-1)
                 total += (lse - logits.gather(1, y[:, None])[:, 0]).sum()
@@ -63,7 +70,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     grad = grad.to(dtype)
                     # Each gradient buffer exists exactly when its input needs a gradient.
                     if grad_h is not None:
-                        grad_h[start:start + chunk] = grad @ w
+                        grad_h[start : start + chunk] = grad @ w
                     if grad_w is not None:
                         grad_w += (grad.t() @ h).float()
                     if grad_b is not None:
@@ -82,8 +89,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grads[0], grads[1], grads[2], None, None, None
 
 
-def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          bias: torch.Tensor | None = None, *, chunk: int = CHUNK) -> torch.Tensor:
+def chunked_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    chunk: int = CHUNK,
+) -> torch.Tensor:
     """Summed cross-entropy of `hidden @ weight.T (+ bias)` against `targets`, `chunk` rows at a time.
 
     Under autocast the matrix product runs in the autocast dtype and the softmax in float32, as a
@@ -110,8 +123,9 @@ def has_plain_head(model: torch.nn.Module) -> bool:
     return callable(get_head) and type(get_head()) is torch.nn.Linear
 
 
-def causal_lm_loss(model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None,
-                   *, chunk: int = CHUNK) -> tuple[torch.Tensor, int]:
+def causal_lm_loss(
+    model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None, *, chunk: int = CHUNK
+) -> tuple[torch.Tensor, int]:
     """The next-token loss of a causal LM on a batch, from the trained positions' hidden states only.
 
     Args:

@@ -28,8 +28,12 @@ def optimizer_arguments(train: TrainConfig) -> dict[str, Any]:
 
     if train.optimizer == "adamw":
         # transformers' default AdamW (the fused kernel on torch >= 2.8): same maths, fewer passes.
-        return {"optim": TrainingArguments.default_optim, "adam_beta1": train.betas[0],
-                "adam_beta2": train.betas[1], "adam_epsilon": train.eps}
+        return {
+            "optim": TrainingArguments.default_optim,
+            "adam_beta1": train.betas[0],
+            "adam_beta2": train.betas[1],
+            "adam_epsilon": train.eps,
+        }
     if train.optimizer == "adafactor":
         # transformers' Adafactor with a fixed lr (relative_step=False): the schedule stays ours.
         return {"optim": "adafactor"}
@@ -66,7 +70,7 @@ def _multiplier(train: TrainConfig, warmup: int) -> Callable[[int], float]:
         if train.scheduler == "step":
             assert train.step_size is not None
             return gamma ** (after // train.step_size)
-        return gamma ** after
+        return gamma**after
 
     return factor
 

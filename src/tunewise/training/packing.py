@@ -64,11 +64,11 @@ class PackCollator:
         position_ids = torch.empty(total, dtype=torch.long)
         start = 0
         for row, n in zip(rows, lengths, strict=True):
-            input_ids[start:start + n] = torch.as_tensor(row["input_ids"])
-            labels[start:start + n] = torch.as_tensor(row["labels"])
+            input_ids[start : start + n] = torch.as_tensor(row["input_ids"])
+            labels[start : start + n] = torch.as_tensor(row["labels"])
             # A row's first token has no earlier token of its row to be predicted from.
             labels[start] = IGNORE
-            position_ids[start:start + n] = torch.arange(n)
+            position_ids[start : start + n] = torch.arange(n)
             start += n
         return {"input_ids": input_ids[None], "labels": labels[None], "position_ids": position_ids[None]}
 
@@ -105,7 +105,7 @@ def split_packed(batch: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]
     for part in parts:
         part.sort()
         if all(a[1] == b[0] for a, b in itertools.pairwise(part)):  # contiguous: a view, no copy
-            out.append({k: v[:, part[0][0]:part[-1][1]] for k, v in batch.items()})
+            out.append({k: v[:, part[0][0] : part[-1][1]] for k, v in batch.items()})
         else:
             index = torch.cat([torch.arange(a, b) for a, b in part]).to(batch["input_ids"].device)
             out.append({k: v.index_select(1, index) for k, v in batch.items()})
@@ -122,9 +122,16 @@ def _row_starts(position_ids: torch.Tensor | None) -> list[int] | None:
     return starts
 
 
-def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+def packed_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers' SDPA attention, run row by row on a packed batch.
 
     A packed batch (one row, `position_ids` restarting at 0, no key/value cache) gets plain causal
@@ -142,14 +149,31 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     if starts is None or key.shape[2] != length or len(starts) == 1:
         if starts is not None and len(starts) == 1 and key.shape[2] == length:
             attention_mask = None  # one row: plain causal attention, no mask to read
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=True, **_without(kwargs, "position_ids", "is_causal"))
+        return sdpa_attention_forward(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=True,
+            **_without(kwargs, "position_ids", "is_causal"),
+        )
     bounds = [*starts, length]
     outputs = []
     for begin, end in itertools.pairwise(bounds):
-        out, _ = sdpa_attention_forward(module, query[:, :, begin:end], key[:, :, begin:end], value[:, :, begin:end],
-                                        None, dropout=dropout, scaling=scaling, is_causal=True,
-                                        **_without(kwargs, "position_ids", "is_causal"))
+        out, _ = sdpa_attention_forward(
+            module,
+            query[:, :, begin:end],
+            key[:, :, begin:end],
+            value[:, :, begin:end],
+            None,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=True,
+            **_without(kwargs, "position_ids", "is_causal"),
+        )
         outputs.append(out)
     return torch.cat(outputs, dim=1), None
 
@@ -182,9 +206,11 @@ def can_pack(model: torch.nn.Module) -> bool:
         return False
     lm = _causal_lm(model)
     config = getattr(lm, "config", None)
-    return (getattr(config, "model_type", None) in PACKABLE_MODEL_TYPES
-            and type(lm).__name__.endswith("ForCausalLM")
-            and getattr(config, "_attn_implementation", None) in ("sdpa", "eager", PACKED_ATTENTION))
+    return (
+        getattr(config, "model_type", None) in PACKABLE_MODEL_TYPES
+        and type(lm).__name__.endswith("ForCausalLM")
+        and getattr(config, "_attn_implementation", None) in ("sdpa", "eager", PACKED_ATTENTION)
+    )
 
 
 @contextlib.contextmanager

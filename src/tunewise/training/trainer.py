@@ -40,8 +40,15 @@ class TunewiseTrainer(Trainer):
         **kwargs: everything `transformers.Trainer` takes.
     """
 
-    def __init__(self, *args: Any, train_config: TrainConfig, terms: list[LossTerm] | None = None,
-                 label_only_loss: bool = False, tokens_per_pass: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        train_config: TrainConfig,
+        terms: list[LossTerm] | None = None,
+        label_only_loss: bool = False,
+        tokens_per_pass: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.train_config = train_config
         self.terms = list(terms or [])
@@ -55,8 +62,9 @@ class TunewiseTrainer(Trainer):
         self._parts_from: int | None = None  # the global step the sums started at
         self._terms_off = False  # the later passes of a batch cut into passes: terms count once per batch
 
-    def create_scheduler(self, num_training_steps: int,
-                         optimizer: torch.optim.Optimizer | None = None) -> torch.optim.lr_scheduler.LRScheduler:
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
         if self.lr_scheduler is None and self.train_config.scheduler in HAND_WRITTEN_SCHEDULES:
             optimizer = optimizer or self.optimizer
             if optimizer is None:  # the Trainer creates the optimizer before the schedule
@@ -73,15 +81,22 @@ class TunewiseTrainer(Trainer):
         # mean, which the Trainer divides by the accumulation steps afterwards.
         if self.loss_is_scaled_for_ga is not None:
             return self.loss_is_scaled_for_ga
-        return bool(self.model_accepts_loss_kwargs and num_items_in_batch is not None) \
+        return (
+            bool(self.model_accepts_loss_kwargs and num_items_in_batch is not None)
             or self.compute_loss_func is not None
+        )
 
-    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
-                      num_items_in_batch: Any = None) -> torch.Tensor:
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
         # Passes add up to the batch only when each pass's loss is its share of the whole batch's
         # trained tokens (num_items_in_batch), never a mean of its own.
-        if (self.tokens_per_pass and self.label_only_loss and "position_ids" in inputs
-                and self._task_loss_is_scaled(num_items_in_batch)):
+        if (
+            self.tokens_per_pass
+            and self.label_only_loss
+            and "position_ids" in inputs
+            and self._task_loss_is_scaled(num_items_in_batch)
+        ):
             from tunewise.training.packing import split_packed
 
             parts = split_packed(inputs, self.tokens_per_pass)
@@ -96,8 +111,13 @@ class TunewiseTrainer(Trainer):
                 return total
         return super().training_step(model, inputs, num_items_in_batch)
 
-    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
         if self.label_only_loss and "labels" in inputs:
             from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -108,8 +128,9 @@ class TunewiseTrainer(Trainer):
                 task, _ = causal_lm_loss(model, inputs, num_items_in_batch)
             outputs = CausalLMOutputWithPast(loss=task)
         else:
-            task, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                                 num_items_in_batch=num_items_in_batch)
+            task, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
         if not model.training or not self.terms:
             return (task, outputs) if return_outputs else task
         # A term is a per-optimizer-step quantity. When the task loss is already a share of the

@@ -13,5 +13,13 @@ from tunewise.tune.objectives import forgetting, objective_values, trial_metrics
 from tunewise.tune.search import search_dir, trial_config, tune
 from tunewise.tune.space import apply_params, check_space
 
-__all__ = ["apply_params", "check_space", "forgetting", "objective_values", "search_dir", "trial_config",
-           "trial_metrics", "tune"]
+__all__ = [
+    "apply_params",
+    "check_space",
+    "forgetting",
+    "objective_values",
+    "search_dir",
+    "trial_config",
+    "trial_metrics",
+    "tune",
+]

@@ -47,15 +47,27 @@ class TrialCallback(TrainerCallback):
         self.diverged_value: float | None = None
         self.reported: list[tuple[int, float]] = []
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         loss = (logs or {}).get("loss")
         if isinstance(loss, (int, float)) and not math.isfinite(loss) and self.diverged_at is None:
             self.diverged_at, self.diverged_value = state.global_step, float(loss)
             control.should_training_stop = True
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if self.trial is None or self.pruned_at is not None:
             return
         value = (metrics or {}).get(self.metric)

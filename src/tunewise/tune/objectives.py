@@ -31,8 +31,11 @@ MINIMIZED = ("eval_loss", "perplexity", "forgetting")
 def _general_suites(config: Config) -> list[str]:
     from tunewise.evaluation.suite_eval import BUILTIN_ROLES
 
-    return [s.name for s in config.eval.suites
-            if s.role == "general" or (s.role == "auto" and BUILTIN_ROLES.get(s.name) == "general")]
+    return [
+        s.name
+        for s in config.eval.suites
+        if s.role == "general" or (s.role == "auto" and BUILTIN_ROLES.get(s.name) == "general")
+    ]
 
 
 def check_objectives(config: Config) -> None:
@@ -48,30 +51,42 @@ def check_objectives(config: Config) -> None:
         key = f"tune.objectives.{i}"
         metric = objective.metric
         if metric not in MINIMIZED and objective.direction == "auto":
-            problems.append(f"{key}.direction: say whether {metric} should go up or down: direction: maximize "
-                            f"(accuracy, scores) or minimize (losses); only {', '.join(MINIMIZED)} know their own")
+            problems.append(
+                f"{key}.direction: say whether {metric} should go up or down: direction: maximize "
+                f"(accuracy, scores) or minimize (losses); only {', '.join(MINIMIZED)} know their own"
+            )
         if metric == "forgetting" and not _general_suites(config):
-            problems.append(f"{key}.metric: forgetting is the drop of the general suites vs base, and eval.suites has "
-                            f"none; add general_knowledge or chat (or a suite with role: general) to eval.suites")
+            problems.append(
+                f"{key}.metric: forgetting is the drop of the general suites vs base, and eval.suites has "
+                f"none; add general_knowledge or chat (or a suite with role: general) to eval.suites"
+            )
         if metric.startswith("suite/"):
             name = metric.split("/")[1] if metric.count("/") >= 3 else None
             # Suite names may be paths holding slashes: match the configured names as prefixes.
             if name is None or not any(metric.startswith(f"suite/{s}/") for s in suites):
-                problems.append(f"{key}.metric: {metric} names no suite of eval.suites ({', '.join(sorted(suites)) or 'none'}); "
-                                f"write suite/<suite name>/<metric>/tuned")
+                problems.append(
+                    f"{key}.metric: {metric} names no suite of eval.suites ({', '.join(sorted(suites)) or 'none'}); "
+                    f"write suite/<suite name>/<metric>/tuned"
+                )
         elif metric not in MINIMIZED and "/" not in metric:
-            problems.append(f"{key}.metric: unknown metric {metric!r}; use eval_loss, perplexity, forgetting, or a "
-                            f"name like suite/<suite>/<metric>/tuned (docs/tune.md)")
+            problems.append(
+                f"{key}.metric: unknown metric {metric!r}; use eval_loss, perplexity, forgetting, or a "
+                f"name like suite/<suite>/<metric>/tuned (docs/tune.md)"
+            )
     metrics = [o.metric for o in tune.objectives]
     if len(set(metrics)) != len(metrics):
         problems.append(f"tune.objectives: {metrics} repeats a metric; give two different ones")
     if len(tune.objectives) > 1 and tune.pruner not in ("auto", "none"):
-        problems.append(f"tune.pruner: {tune.pruner} prunes single-objective searches only (Optuna cannot compare "
-                        f"the intermediate results of a multi-objective trial); set tune.pruner: none, or keep one "
-                        f"objective")
+        problems.append(
+            f"tune.pruner: {tune.pruner} prunes single-objective searches only (Optuna cannot compare "
+            f"the intermediate results of a multi-objective trial); set tune.pruner: none, or keep one "
+            f"objective"
+        )
     if tune.pruner not in ("auto", "none") and config.train.eval_every == 0:
-        problems.append(f"tune.pruner: {tune.pruner} judges the evals during training, and train.eval_every is 0 "
-                        f"(evaluate only at the end); set train.eval_every above 0, or tune.pruner: none")
+        problems.append(
+            f"tune.pruner: {tune.pruner} judges the evals during training, and train.eval_every is 0 "
+            f"(evaluate only at the end); set train.eval_every above 0, or tune.pruner: none"
+        )
     if problems:
         raise ConfigError(problems)
 
@@ -114,8 +129,10 @@ def objective_values(summary: Mapping[str, Any], objectives: Sequence[TuneObject
     for objective in objectives:
         value = metrics.get(objective.metric)
         if value is None:
-            raise TunewiseError(f"objective {objective.metric}: not in this trial's eval summary; measured: "
-                                f"{', '.join(sorted(metrics))}")
+            raise TunewiseError(
+                f"objective {objective.metric}: not in this trial's eval summary; measured: "
+                f"{', '.join(sorted(metrics))}"
+            )
         if not math.isfinite(value):
             raise TunewiseError(f"objective {objective.metric} is {value} (the training diverged?)")
         values.append(float(value))

@@ -66,8 +66,11 @@ def _importances(study: optuna.Study, metrics: Sequence[str]) -> dict[str, Any]:
             out[metric] = f"needs at least 2 completed trials ({len(complete)} so far)"
             continue
         try:
-            found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
-                                          target=partial(_objective, index=i) if len(metrics) > 1 else None)
+            found = get_param_importances(
+                study,
+                evaluator=FanovaImportanceEvaluator(seed=0),
+                target=partial(_objective, index=i) if len(metrics) > 1 else None,
+            )
             out[metric] = {name: float(value) for name, value in found.items()}
         except (RuntimeError, ValueError) as err:  # e.g. every trial drew the same values
             out[metric] = f"not computed: {err}"
@@ -81,14 +84,23 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
     trials: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         duration = t.duration.total_seconds() if t.duration is not None else None
-        trials.append({
-            "number": t.number, "state": t.state.name, "values": list(t.values) if t.values is not None else None,
-            "params": _trial_params(t), "duration_s": duration, "run_dir": t.user_attrs.get("run_dir"),
-            "pruned_at": t.user_attrs.get("pruned_at"), "error": t.user_attrs.get("error"),
-            "interrupted": bool(t.user_attrs.get("interrupted")), "retry_of": t.user_attrs.get("retry_of"),
-            "worker": t.user_attrs.get("worker"), "metrics": t.user_attrs.get("metrics"),
-            "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
-        })
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "values": list(t.values) if t.values is not None else None,
+                "params": _trial_params(t),
+                "duration_s": duration,
+                "run_dir": t.user_attrs.get("run_dir"),
+                "pruned_at": t.user_attrs.get("pruned_at"),
+                "error": t.user_attrs.get("error"),
+                "interrupted": bool(t.user_attrs.get("interrupted")),
+                "retry_of": t.user_attrs.get("retry_of"),
+                "worker": t.user_attrs.get("worker"),
+                "metrics": t.user_attrs.get("metrics"),
+                "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
+            }
+        )
     complete = [row for row in trials if row["state"] == "COMPLETE"]
     best = [t.number for t in study.best_trials] if complete else []
     if len(metrics) > 1:  # the front, ordered along the first objective
@@ -98,12 +110,21 @@ def summarize(study: optuna.Study, config: Any, search: Search) -> dict[str, Any
     counts: dict[str, int] = {}
     for row in trials:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
-    return {"study": search.study_name, "storage": search.storage, "objectives": metrics,
-            "directions": directions(tune.objectives), "sampler": tune.sampler, "pruner": pruner_name(tune),
-            "prune_metric": tune.prune_metric, "prune_mode": tune.prune_mode,
-            "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
-            "counts": counts, "best": best, "trials": trials,
-            "importances": _importances(study, metrics) if complete else {}}
+    return {
+        "study": search.study_name,
+        "storage": search.storage,
+        "objectives": metrics,
+        "directions": directions(tune.objectives),
+        "sampler": tune.sampler,
+        "pruner": pruner_name(tune),
+        "prune_metric": tune.prune_metric,
+        "prune_mode": tune.prune_mode,
+        "space": {k: v.model_dump(mode="json") for k, v in tune.space.items()},
+        "counts": counts,
+        "best": best,
+        "trials": trials,
+        "importances": _importances(study, metrics) if complete else {},
+    }
 
 
 # --------------------------------------------------------------------------- plots
@@ -113,8 +134,9 @@ def _label(metric: str, direction: str) -> str:
     return f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)"
 
 
-def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int], metrics: Sequence[str],
-                dirs: Sequence[str]) -> bytes:
+def pareto_plot(
+    points: Sequence[tuple[int, float, float]], front: Sequence[int], metrics: Sequence[str], dirs: Sequence[str]
+) -> bytes:
     """Every completed trial as a point in the plane of the two objectives, the Pareto front joined.
 
     Args:
@@ -127,15 +149,29 @@ def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int]
     others = [p for p in points if p[0] not in front]
     best = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     if others:
-        ax.scatter([p[1] for p in others], [p[2] for p in others], s=46, color=COLORS["neutral"],
-                   label="dominated trial", zorder=2)
+        ax.scatter(
+            [p[1] for p in others],
+            [p[2] for p in others],
+            s=46,
+            color=COLORS["neutral"],
+            label="dominated trial",
+            zorder=2,
+        )
     if best:
         # Steps between front points: the region the front dominates, as a staircase.
         where: Literal["pre", "post"] = "post" if (dirs[0] == "minimize") == (dirs[1] == "minimize") else "pre"
-        ax.step([p[1] for p in best], [p[2] for p in best], where=where, color=COLORS["good"], linewidth=1.6,
-                alpha=0.8, zorder=2)
-        ax.scatter([p[1] for p in best], [p[2] for p in best], s=70, color=COLORS["good"],
-                   label="Pareto front", zorder=3)
+        ax.step(
+            [p[1] for p in best],
+            [p[2] for p in best],
+            where=where,
+            color=COLORS["good"],
+            linewidth=1.6,
+            alpha=0.8,
+            zorder=2,
+        )
+        ax.scatter(
+            [p[1] for p in best], [p[2] for p in best], s=70, color=COLORS["good"], label="Pareto front", zorder=3
+        )
     # Trials close together get their numbers stacked, not printed over each other.
     xs, ys = [p[1] for p in points], [p[2] for p in points]
     width, height = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
@@ -143,16 +179,16 @@ def pareto_plot(points: Sequence[tuple[int, float, float]], front: Sequence[int]
     for number, x, y in sorted(points, key=lambda p: (p[1], p[2])):
         near = sum(1 for px, py in placed if abs(px - x) / width < 0.04 and abs(py - y) / height < 0.04)
         placed.append((x, y))
-        ax.annotate(str(number), (x, y), xytext=(5, 4 + 10 * near), textcoords="offset points", fontsize=8,
-                    color="#24292f")
+        ax.annotate(
+            str(number), (x, y), xytext=(5, 4 + 10 * near), textcoords="offset points", fontsize=8, color="#24292f"
+        )
     ax.margins(0.08)
     ax.set_xlabel(_label(metrics[0], dirs[0]), fontsize=10)
     ax.set_ylabel(_label(metrics[1], dirs[1]), fontsize=10)
-    corner = (f"{'lower' if dirs[1] == 'minimize' else 'upper'} {'left' if dirs[0] == 'minimize' else 'right'}")
+    corner = f"{'lower' if dirs[1] == 'minimize' else 'upper'} {'left' if dirs[0] == 'minimize' else 'right'}"
     if ax.has_data():
         ax.legend(fontsize=9, frameon=True, framealpha=0.9, edgecolor="#d0d7de", loc="best")
-    ax.set_title(f"completed trials by objective (numbers: trial numbers); better is towards the {corner}",
-                 fontsize=10)
+    ax.set_title(f"completed trials by objective (numbers: trial numbers); better is towards the {corner}", fontsize=10)
     return to_png(fig)
 
 
@@ -192,8 +228,15 @@ def intermediate_plot(curves: Sequence[tuple[int, str, Sequence[tuple[int, float
             continue
         colour = COLORS["bad"] if state == "PRUNED" else COLORS["train"] if state == "COMPLETE" else COLORS["neutral"]
         label = {"PRUNED": "pruned", "COMPLETE": "completed"}.get(state, state.lower())
-        ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker="o", markersize=3,
-                linewidth=1.4, label=None if label in labelled else label)
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            color=colour,
+            marker="o",
+            markersize=3,
+            linewidth=1.4,
+            label=None if label in labelled else label,
+        )
         labelled.add(label)
         ax.annotate(str(number), points[-1], xytext=(4, 0), textcoords="offset points", fontsize=8, color=colour)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -223,9 +266,11 @@ def _write_best(config: Any, summary: dict[str, Any], directory: Path) -> list[s
         best = apply_params(config, trial["params"])
         best = best.model_copy(update={"output": best.output.model_copy(update={"name": None})})
         scores = ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, trial["values"]))
-        text = (f"# {'best' if len(metrics) == 1 else 'Pareto-front'} trial {number} of the search "
-                f"{summary['study']}: {scores}\n# train it: tunewise train THIS_FILE (or tunewise run)\n"
-                + yaml.safe_dump(best.model_dump(mode="json"), sort_keys=False))
+        text = (
+            f"# {'best' if len(metrics) == 1 else 'Pareto-front'} trial {number} of the search "
+            f"{summary['study']}: {scores}\n# train it: tunewise train THIS_FILE (or tunewise run)\n"
+            + yaml.safe_dump(best.model_dump(mode="json"), sort_keys=False)
+        )
         if len(metrics) > 1:
             pareto.mkdir(exist_ok=True)
             path = pareto / f"trial-{number:04d}.yaml"
@@ -253,8 +298,13 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
         # A pruned trial's value in Optuna is its last report to the pruner, not the objective: not shown.
         values = t["values"] if t["state"] == "COMPLETE" else [None] * len(metrics)
         state = t["state"].lower() + (f" @{t['pruned_at']}" if t["pruned_at"] is not None else "")
-        table.add_row(str(t["number"]), state, *(_fmt(v) for v in values),
-                      *(_fmt(t["params"].get(p)) for p in params), format_duration(t["duration_s"]))
+        table.add_row(
+            str(t["number"]),
+            state,
+            *(_fmt(v) for v in values),
+            *(_fmt(t["params"].get(p)) for p in params),
+            format_duration(t["duration_s"]),
+        )
     console.print(table)
     for t in summary["trials"]:
         if t["state"] == "FAIL" and t["error"]:
@@ -265,8 +315,11 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
         return
     if len(metrics) == 1:
         best = trials[summary["best"][0]]
-        console.print(f"best trial {best['number']}: {metrics[0]} {best['values'][0]:.4f} with "
-                      + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()), highlight=False)
+        console.print(
+            f"best trial {best['number']}: {metrics[0]} {best['values'][0]:.4f} with "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()),
+            highlight=False,
+        )
     else:
         front = Table(title="Pareto front (no trial is better on both objectives)")
         for column in ("trial", *(f"{m} ({d[:3]})" for m, d in zip(metrics, summary["directions"])), *params):
@@ -277,8 +330,10 @@ def _print(summary: dict[str, Any], directory: Path) -> None:
         console.print(front)
     for metric, found in summary["importances"].items():
         if isinstance(found, dict):
-            console.print(f"parameter importance for {metric} (fANOVA): "
-                          + ", ".join(f"{k} {v:.2f}" for k, v in found.items()), highlight=False)
+            console.print(
+                f"parameter importance for {metric} (fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in found.items()),
+                highlight=False,
+            )
         else:
             console.print(f"parameter importance for {metric}: {found}", highlight=False)
 
@@ -302,8 +357,9 @@ def write_results(search: Search) -> Path:
     write_atomic(directory / "report.html", render(summary, pngs, directory).encode("utf-8"))
     _print(summary, directory)
     for path in summary["best_configs"][:1]:
-        console.print(f"best config: {directory / path} — train it with: tunewise train {directory / path}",
-                      highlight=False)
+        console.print(
+            f"best config: {directory / path} — train it with: tunewise train {directory / path}", highlight=False
+        )
     console.print(f"search report: {directory / 'report.html'}")
     return directory
 
@@ -313,14 +369,18 @@ def _plots(summary: dict[str, Any]) -> dict[str, bytes]:
     complete = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
     pngs: dict[str, bytes] = {}
     if complete and len(metrics) == 2:
-        pngs["pareto.png"] = pareto_plot([(t["number"], *t["values"]) for t in complete], summary["best"],
-                                         metrics, dirs)
+        pngs["pareto.png"] = pareto_plot(
+            [(t["number"], *t["values"]) for t in complete], summary["best"], metrics, dirs
+        )
     elif complete:
         pngs["history.png"] = history_plot([(t["number"], t["values"][0]) for t in complete], metrics[0], dirs[0])
     # Intermediate values as the pruner saw them, turned back to the metric's own sign.
     sign = -1.0 if dirs and (summary.get("prune_mode", "min") == "min") != (dirs[0] == "minimize") else 1.0
-    curves = [(t["number"], t["state"], [(int(s), sign * v) for s, v in t["intermediate"].items()])
-              for t in summary["trials"] if t["intermediate"]]
+    curves = [
+        (t["number"], t["state"], [(int(s), sign * v) for s, v in t["intermediate"].items()])
+        for t in summary["trials"]
+        if t["intermediate"]
+    ]
     if curves:
         pngs["intermediate.png"] = intermediate_plot(curves, summary["prune_metric"])
     return pngs
@@ -352,13 +412,29 @@ def _trial_rows(summary: dict[str, Any], directory: Path) -> list[_TrialRow]:
         state = t["state"].lower()
         if t["pruned_at"] is not None:
             state += f" at step {t['pruned_at']}"
-        css = "good" if t["number"] in best else "bad" if t["state"] == "FAIL" else "neutral" \
-            if t["state"] == "PRUNED" else ""
+        css = (
+            "good"
+            if t["number"] in best
+            else "bad"
+            if t["state"] == "FAIL"
+            else "neutral"
+            if t["state"] == "PRUNED"
+            else ""
+        )
         run = t["run_dir"]
         cells = [_fmt(v) for v in values] + [_fmt(t["params"].get(p)) for p in params]
-        rows.append(_TrialRow(number=t["number"], best=t["number"] in best, css=css, state=state, error=t["error"],
-                              cells=[*cells, format_duration(t["duration_s"])], run=run,
-                              linked=bool(run) and (directory / run / "report.html").is_file()))
+        rows.append(
+            _TrialRow(
+                number=t["number"],
+                best=t["number"] in best,
+                css=css,
+                state=state,
+                error=t["error"],
+                cells=[*cells, format_duration(t["duration_s"])],
+                run=run,
+                linked=bool(run) and (directory / run / "report.html").is_file(),
+            )
+        )
     return rows
 
 
@@ -368,12 +444,20 @@ def _best_html(summary: dict[str, Any], pngs: dict[str, bytes]) -> Markup:
     best = []
     for number in summary["best"]:
         t = trials[number]
-        best.append((number, ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, t["values"])),
-                     ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())))
+        best.append(
+            (
+                number,
+                ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, t["values"])),
+                ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()),
+            )
+        )
     return render_template(
-        "search/best.html.j2", best=best, files=summary["best_configs"] if summary["best"] else [],
+        "search/best.html.j2",
+        best=best,
+        files=summary["best_configs"] if summary["best"] else [],
         pareto=plot_image(pngs["pareto.png"], "Pareto front") if "pareto.png" in pngs else None,
-        history=plot_image(pngs["history.png"], "objective by trial") if "history.png" in pngs else None)
+        history=plot_image(pngs["history.png"], "objective by trial") if "history.png" in pngs else None,
+    )
 
 
 def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> str:
@@ -390,24 +474,50 @@ def render(summary: dict[str, Any], pngs: dict[str, bytes], directory: Path) -> 
     metrics = summary["objectives"]
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary["counts"].items())) or "none"
     space = "; ".join(f"{k}: {json.dumps(v)}" for k, v in summary["space"].items())
-    facts = [("study", f"{summary['study']} ({summary['storage']})"),
-             ("objectives", ", ".join(f"{m} ({d})" for m, d in zip(metrics, summary["directions"]))),
-             ("sampler / pruner", f"{summary['sampler']} / {summary['pruner']}"
-                                  + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else "")),
-             ("search space", space), ("trials", f"{len(summary['trials'])}: {counts}")]
+    facts = [
+        ("study", f"{summary['study']} ({summary['storage']})"),
+        ("objectives", ", ".join(f"{m} ({d})" for m, d in zip(metrics, summary["directions"]))),
+        (
+            "sampler / pruner",
+            f"{summary['sampler']} / {summary['pruner']}"
+            + (f" on {summary['prune_metric']}" if summary["pruner"] != "none" else ""),
+        ),
+        ("search space", space),
+        ("trials", f"{len(summary['trials'])}: {counts}"),
+    ]
     columns = ["trial", "state", *metrics, *summary["space"], "time", "run"]
     sections: list[tuple[str, str, Markup]] = [
         ("summary", "Search summary", kv_table(facts)),
-        ("best", "Best trial" if len(metrics) == 1 or not summary["best"] else "Pareto front",
-         _best_html(summary, pngs)),
-        ("trials", "Trials", render_template("search/trials.html.j2", columns=columns,
-                                             trials=_trial_rows(summary, directory))),
-        ("importance", "Parameter importance",
-         render_template("search/importance.html.j2", importances=summary["importances"])),
+        (
+            "best",
+            "Best trial" if len(metrics) == 1 or not summary["best"] else "Pareto front",
+            _best_html(summary, pngs),
+        ),
+        (
+            "trials",
+            "Trials",
+            render_template("search/trials.html.j2", columns=columns, trials=_trial_rows(summary, directory)),
+        ),
+        (
+            "importance",
+            "Parameter importance",
+            render_template("search/importance.html.j2", importances=summary["importances"]),
+        ),
     ]
     if "intermediate.png" in pngs:
-        sections.append(("pruning", "Evals during training (what the pruner judged)",
-                         plot_image(pngs["intermediate.png"], "intermediate eval values")))
-    page = render_template("search/page.html.j2", study=summary["study"], trials=len(summary["trials"]),
-                           sections=sections, version=__version__, directory=directory)
+        sections.append(
+            (
+                "pruning",
+                "Evals during training (what the pruner judged)",
+                plot_image(pngs["intermediate.png"], "intermediate eval values"),
+            )
+        )
+    page = render_template(
+        "search/page.html.j2",
+        study=summary["study"],
+        trials=len(summary["trials"]),
+        sections=sections,
+        version=__version__,
+        directory=directory,
+    )
     return str(page) + "\n"

@@ -22,6 +22,7 @@ values; a worker that died without a word is found by its missing heartbeat and 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -72,18 +73,26 @@ def trial_config(base: Config, params: dict[str, Any], run_dir: Path) -> Config:
     try:
         config = apply_params(base, params)
     except ValidationError as err:
-        raise ConfigError([describe_error(e) for e in err.errors()],
-                          "this trial's values (" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")") \
-            from None
-    return config.model_copy(update={
-        "data": config.data.model_copy(update={"check": config.data.check.model_copy(update={"enabled": False})}),
-        "train": config.train.model_copy(update={"resume": False}),
-        "eval": config.eval.model_copy(update={"baselines": config.eval.baselines.model_copy(
-            update={"few_shot": 0, "retrieval": 0})}),
-        "output": config.output.model_copy(update={
-            "dir": str(run_dir.parent), "name": run_dir.name,
-            "mlflow_uri": base.output.mlflow_uri or default_mlflow_uri(base.output.dir)}),
-    })
+        raise ConfigError(
+            [describe_error(e) for e in err.errors()],
+            "this trial's values (" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")",
+        ) from None
+    return config.model_copy(
+        update={
+            "data": config.data.model_copy(update={"check": config.data.check.model_copy(update={"enabled": False})}),
+            "train": config.train.model_copy(update={"resume": False}),
+            "eval": config.eval.model_copy(
+                update={"baselines": config.eval.baselines.model_copy(update={"few_shot": 0, "retrieval": 0})}
+            ),
+            "output": config.output.model_copy(
+                update={
+                    "dir": str(run_dir.parent),
+                    "name": run_dir.name,
+                    "mlflow_uri": base.output.mlflow_uri or default_mlflow_uri(base.output.dir),
+                }
+            ),
+        }
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -121,13 +130,18 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
         job.fit(callbacks=[guard])
         trained_dir = job.save()
         if guard.diverged_at is not None:
-            raise TunewiseError(f"the training loss became {guard.diverged_value} at step {guard.diverged_at} "
-                                f"(diverged; a lower train.lr or a smaller max_grad_norm may help)")
+            raise TunewiseError(
+                f"the training loss became {guard.diverged_value} at step {guard.diverged_at} "
+                f"(diverged; a lower train.lr or a smaller max_grad_norm may help)"
+            )
         if guard.pruned_at is not None:
             record.update(state="PRUNED", pruned_at=guard.pruned_at, reported=guard.reported)
             trial.set_user_attr("pruned_at", guard.pruned_at)
-            console.print(f"trial {trial.number} pruned at step {guard.pruned_at}: its {tune.prune_metric} "
-                          f"{guard.reported[-1][1]:.4f} trails the other trials'", highlight=False)
+            console.print(
+                f"trial {trial.number} pruned at step {guard.pruned_at}: its {tune.prune_metric} "
+                f"{guard.reported[-1][1]:.4f} trails the other trials'",
+                highlight=False,
+            )
             raise optuna.TrialPruned(f"pruned at step {guard.pruned_at}")
         summary = job.evaluate()
         build_report(trained_dir)
@@ -135,9 +149,10 @@ def _run_trial(trial: optuna.Trial, search: Search, base: Config) -> float | lis
         trial.set_user_attr("metrics", metrics)
         values = objective_values(summary, tune.objectives)
         record.update(state="COMPLETE", values=values, reported=guard.reported)
-        console.print(f"trial {trial.number}: " + ", ".join(f"{o.metric} {v:.4f}"
-                                                            for o, v in zip(tune.objectives, values)),
-                      highlight=False)
+        console.print(
+            f"trial {trial.number}: " + ", ".join(f"{o.metric} {v:.4f}" for o, v in zip(tune.objectives, values)),
+            highlight=False,
+        )
         return values if len(values) > 1 else values[0]
     except optuna.TrialPruned:
         raise
@@ -162,9 +177,12 @@ def _counted(study: optuna.Study) -> int:
     count) and those running or queued."""
     from optuna.trial import TrialState
 
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-               or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted")))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))
+    )
 
 
 class _Budget:
@@ -181,8 +199,8 @@ class _Budget:
 def _optimize(search: Search, trials: int, timeout: float | None) -> None:
     """Run trials in this process until the study holds `trials` trials or `timeout` passes."""
     # torch, transformers' Trainer, peft: imported before the freeze below (a spawned worker starts bare).
-    import tunewise.methods  # noqa: F401
-    import tunewise.run  # noqa: F401
+    import tunewise.methods
+    import tunewise.run
     import tunewise.training.loop  # noqa: F401
 
     base = search.typed
@@ -195,8 +213,14 @@ def _optimize(search: Search, trials: int, timeout: float | None) -> None:
     # skips them, and a collection takes milliseconds instead of seconds.
     gc.freeze()
     try:
-        study.optimize(lambda trial: _run_trial(trial, search, base), n_trials=remaining, timeout=timeout,
-                       callbacks=[_Budget(trials)], catch=(Exception,), gc_after_trial=True)
+        study.optimize(
+            lambda trial: _run_trial(trial, search, base),
+            n_trials=remaining,
+            timeout=timeout,
+            callbacks=[_Budget(trials)],
+            catch=(Exception,),
+            gc_after_trial=True,
+        )
     finally:
         gc.unfreeze()  # a library caller's own objects are collectable again afterwards
 
@@ -207,10 +231,8 @@ def _worker(search: Search, trials: int, timeout: float | None) -> None:
 
     # The cores are shared among the workers: more threads than cores only adds contention.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // search.workers))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # the parent reports the interruption once
         _optimize(search, trials, timeout)
-    except KeyboardInterrupt:
-        pass  # the parent reports the interruption once
 
 
 def _retry_interrupted(study: optuna.Study) -> int:
@@ -243,9 +265,11 @@ def _check_resumable(directory: Path, config: Config) -> None:
             tree.get("tune", {}).pop(key, None)
     differ = config_differences(saved, now)
     if differ:
-        raise TunewiseError(f"{directory} holds a search run with another config ({', '.join(differ[:5])}); "
-                            f"trials of different searches would be compared as one. Use the same config, or set "
-                            f"tune.name to start a new search")
+        raise TunewiseError(
+            f"{directory} holds a search run with another config ({', '.join(differ[:5])}); "
+            f"trials of different searches would be compared as one. Use the same config, or set "
+            f"tune.name to start a new search"
+        )
 
 
 def _estimate(config: Config, trials: int, timeout: float | None) -> None:
@@ -260,21 +284,38 @@ def _estimate(config: Config, trials: int, timeout: float | None) -> None:
         return
     per_trial = estimate.time_s
     peak = estimate.peak_bytes
-    cost = (f"training ~{_duration(per_trial)} ({estimate.steps} steps, {estimate.tokens_to_train:,} tokens)"
-            if per_trial else "training time unknown")
+    cost = (
+        f"training ~{_duration(per_trial)} ({estimate.steps} steps, {estimate.tokens_to_train:,} tokens)"
+        if per_trial
+        else "training time unknown"
+    )
     memory = f", peak memory ~{_megabytes(peak / 2**20)}" if peak else ""
-    total = f"; {trials} more trial{'s' if trials > 1 else ''} ≈ {_duration(per_trial * trials)} of training" \
-        if per_trial else ""
-    console.print(f"estimated cost per trial ({config.method.type}, the config's own values of the searched keys; "
-                  f"`tunewise plan`): {cost}{memory}, plus the evaluation{total}"
-                  + (f"; --timeout {timeout:g}s stops starting trials after that" if timeout else ""), highlight=False)
+    total = (
+        f"; {trials} more trial{'s' if trials > 1 else ''} ≈ {_duration(per_trial * trials)} of training"
+        if per_trial
+        else ""
+    )
+    console.print(
+        f"estimated cost per trial ({config.method.type}, the config's own values of the searched keys; "
+        f"`tunewise plan`): {cost}{memory}, plus the evaluation{total}"
+        + (f"; --timeout {timeout:g}s stops starting trials after that" if timeout else ""),
+        highlight=False,
+    )
     if estimate.fits is False:
-        console.print("[yellow]the estimated peak memory exceeds what is available: trials may fail out of "
-                      "memory (run `tunewise plan` for what to change)[/]")
+        console.print(
+            "[yellow]the estimated peak memory exceeds what is available: trials may fail out of "
+            "memory (run `tunewise plan` for what to change)[/]"
+        )
 
 
-def tune(config: Config, config_path: str | Path | None = None, *, trials: int | None = None,
-         timeout: float | None = None, workers: int | None = None) -> Path:
+def tune(
+    config: Config,
+    config_path: str | Path | None = None,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    workers: int | None = None,
+) -> Path:
     """Search `tune.space` with Optuna and return the search directory.
 
     Args:
@@ -320,9 +361,14 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
     check_prepared(config, prepare_data(config, load_tokenizer_for(config)))
 
     directory.mkdir(parents=True, exist_ok=True)
-    search = Search(config=config.model_dump(mode="json"), config_path=str(config_path) if config_path else None,
-                    dir=str(directory.resolve()), storage=storage_url(config, directory),
-                    study_name=directory.name, workers=workers)
+    search = Search(
+        config=config.model_dump(mode="json"),
+        config_path=str(config_path) if config_path else None,
+        dir=str(directory.resolve()),
+        storage=storage_url(config, directory),
+        study_name=directory.name,
+        workers=workers,
+    )
     study = open_study(search, create=True)
     dump_config(config, directory / CONFIG_FILE)
     done = _counted(study)
@@ -330,11 +376,16 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
         console.print(f"continuing study {search.study_name} ({len(study.trials)} trials so far)")
     queued = _retry_interrupted(study)
     if queued:
-        console.print(f"{queued} trial{'s' if queued > 1 else ''} stopped by Ctrl-C will run again with the same values")
-    console.print(f"search directory: {directory}\nstudy: {search.study_name} in {search.storage}\n"
-                  f"objectives: {', '.join(f'{o.metric} ({d})' for o, d in zip(tune_cfg.objectives, directions(tune_cfg.objectives)))}; "
-                  f"sampler {tune_cfg.sampler}, pruner {pruner_name(tune_cfg)}; {workers} worker"
-                  f"{'s' if workers > 1 else ''}", highlight=False)
+        console.print(
+            f"{queued} trial{'s' if queued > 1 else ''} stopped by Ctrl-C will run again with the same values"
+        )
+    console.print(
+        f"search directory: {directory}\nstudy: {search.study_name} in {search.storage}\n"
+        f"objectives: {', '.join(f'{o.metric} ({d})' for o, d in zip(tune_cfg.objectives, directions(tune_cfg.objectives)))}; "
+        f"sampler {tune_cfg.sampler}, pruner {pruner_name(tune_cfg)}; {workers} worker"
+        f"{'s' if workers > 1 else ''}",
+        highlight=False,
+    )
     if done >= trials:
         console.print(f"the study already holds {done} trials (--trials {trials}); raise --trials to run more")
     else:
@@ -346,8 +397,10 @@ def tune(config: Config, config_path: str | Path | None = None, *, trials: int |
             else:
                 _run_workers(search, trials, timeout, workers)
         except KeyboardInterrupt:
-            console.print(f"[yellow]Search stopped after {time.monotonic() - started:.0f}s; finished trials are kept "
-                          f"in the study. Continue with the same command: tunewise tune {config_path or 'CONFIG'}[/]")
+            console.print(
+                f"[yellow]Search stopped after {time.monotonic() - started:.0f}s; finished trials are kept "
+                f"in the study. Continue with the same command: tunewise tune {config_path or 'CONFIG'}[/]"
+            )
             write_results(search)
             raise
     return write_results(search)
@@ -358,8 +411,10 @@ def _run_workers(search: Search, trials: int, timeout: float | None, workers: in
     from dataclasses import replace
 
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(replace(search, worker=i), trials, timeout),
-                                 name=f"tunewise-tune-{i}") for i in range(workers)]
+    processes = [
+        context.Process(target=_worker, args=(replace(search, worker=i), trials, timeout), name=f"tunewise-tune-{i}")
+        for i in range(workers)
+    ]
     for process in processes:
         process.start()
     try:
@@ -371,5 +426,7 @@ def _run_workers(search: Search, trials: int, timeout: float | None, workers: in
         raise
     failed = [f"{p.name} (exit code {p.exitcode})" for p in processes if p.exitcode]
     if failed:
-        raise TunewiseError(f"worker processes ended with an error: {', '.join(failed)} (see their output above); "
-                            f"the finished trials are in the study — run the same command to continue")
+        raise TunewiseError(
+            f"worker processes ended with an error: {', '.join(failed)} (see their output above); "
+            f"the finished trials are in the study — run the same command to continue"
+        )

@@ -108,24 +108,32 @@ def check_space(base: Config, lines: Mapping[tuple[str, ...], int] | None = None
     space = base.tune.space
     problems: list[str] = []
     if not space:
-        problems.append("tune.space: nothing to search; add entries such as "
-                        "`tune.space: {train.lr: {log_uniform: [1.0e-5, 1.0e-3]}, method.r: {choice: [4, 8, 16]}}`")
+        problems.append(
+            "tune.space: nothing to search; add entries such as "
+            "`tune.space: {train.lr: {log_uniform: [1.0e-5, 1.0e-3]}, method.r: {choice: [4, 8, 16]}}`"
+        )
     types = _method_types(base, space)
     for key in _ordered(space):
         where = _where(("tune", "space", key), lines, source)
         parts = key.split(".")
         if parts[0] == "tune" or key.startswith("output."):
-            problems.append(f"tune.space.{key}{where}: the search cannot search its own settings or where runs go; "
-                            f"set it in the config instead")
+            problems.append(
+                f"tune.space.{key}{where}: the search cannot search its own settings or where runs go; "
+                f"set it in the config instead"
+            )
             continue
         if parts[0] == "method" and len(parts) == 2 and key != "method.type":
             owners = [t for t in types if _method_key_applies(key, t)]
             if not owners:
-                problems.append(f"tune.space.{key}{where}: not a key of method.type {' or '.join(types)}; "
-                                + _method_owners(parts[1]))
+                problems.append(
+                    f"tune.space.{key}{where}: not a key of method.type {' or '.join(types)}; "
+                    + _method_owners(parts[1])
+                )
                 continue
-            probes = [(v, {"method.type": owners[0]} if owners[0] != base.method.type else {})
-                      for v in probe_values(space[key])]
+            probes = [
+                (v, {"method.type": owners[0]} if owners[0] != base.method.type else {})
+                for v in probe_values(space[key])
+            ]
         else:
             probes = [(v, {}) for v in probe_values(space[key])]
         for value, extra in probes:
@@ -141,8 +149,10 @@ def check_space(base: Config, lines: Mapping[tuple[str, ...], int] | None = None
     if base.tune.sampler == "grid":
         for key, param in space.items():
             if param.kind in ("uniform", "log_uniform", "log_int") and param.step is None:
-                problems.append(f"tune.space.{key}{_where(('tune', 'space', key), lines, source)}: the grid sampler "
-                                f"needs a finite list of values; use {{choice: [...]}}, or add a step to uniform")
+                problems.append(
+                    f"tune.space.{key}{_where(('tune', 'space', key), lines, source)}: the grid sampler "
+                    f"needs a finite list of values; use {{choice: [...]}}, or add a step to uniform"
+                )
     if problems:
         raise ConfigError(problems, source)
 

@@ -21,8 +21,16 @@ from tunewise.tune.space import grid_space
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["GRACE_S", "HEARTBEAT_S", "SUMMARY_FILE", "Search", "import_optuna", "open_study", "pruner_name",
-           "storage_url"]
+__all__ = [
+    "GRACE_S",
+    "HEARTBEAT_S",
+    "SUMMARY_FILE",
+    "Search",
+    "import_optuna",
+    "open_study",
+    "pruner_name",
+    "storage_url",
+]
 
 SUMMARY_FILE = "tune_summary.json"
 HEARTBEAT_S = 30
@@ -62,13 +70,19 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except Exception as err:  # sqlalchemy: a malformed URL, a missing driver, a server that refuses
-        raise TunewiseError(f"tune.storage: cannot open {url!r} ({type(err).__name__}: {err}); give a SQLAlchemy "
-                            f"URL such as sqlite:///path/study.db or postgresql://user:pass@host/db (its driver "
-                            f"installed), or leave tune.storage unset for a SQLite file in the search directory") \
-            from None
+        raise TunewiseError(
+            f"tune.storage: cannot open {url!r} ({type(err).__name__}: {err}); give a SQLAlchemy "
+            f"URL such as sqlite:///path/study.db or postgresql://user:pass@host/db (its driver "
+            f"installed), or leave tune.storage unset for a SQLite file in the search directory"
+        ) from None
 
 
 def pruner_name(tune: TuneConfig) -> str:
@@ -101,8 +115,7 @@ def _pruner(config: Config) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(n_startup_trials=config.tune.startup_trials, n_warmup_steps=0)
     if name == "successive_halving":
         # Rungs at eval_every, 3×, 9× ... steps: a trial is judged at each eval that reaches one.
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(config.train.eval_every, 1),
-                                                      reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(config.train.eval_every, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -117,17 +130,25 @@ def open_study(search: Search, *, create: bool = False) -> optuna.Study:
     sampler, pruner = _sampler(config, search.worker, search.workers), _pruner(config)
     if create:
         try:
-            study = optuna.create_study(storage=storage, study_name=search.study_name, directions=wanted,
-                                        sampler=sampler, pruner=pruner, load_if_exists=True)
+            study = optuna.create_study(
+                storage=storage,
+                study_name=search.study_name,
+                directions=wanted,
+                sampler=sampler,
+                pruner=pruner,
+                load_if_exists=True,
+            )
         except ValueError as err:
             raise TunewiseError(f"study {search.study_name} in {search.storage}: {err}") from None
     else:
         study = optuna.load_study(study_name=search.study_name, storage=storage, sampler=sampler, pruner=pruner)
     have = [d.name.lower() for d in study.directions]
     if have != wanted:
-        raise TunewiseError(f"study {search.study_name} ({search.storage}) was created to {' and '.join(have)}, "
-                            f"but tune.objectives ask to {' and '.join(wanted)}; keep the objectives, or set "
-                            f"tune.name to start a new search")
+        raise TunewiseError(
+            f"study {search.study_name} ({search.storage}) was created to {' and '.join(have)}, "
+            f"but tune.objectives ask to {' and '.join(wanted)}; keep the objectives, or set "
+            f"tune.name to start a new search"
+        )
     return study
 
 

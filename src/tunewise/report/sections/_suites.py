@@ -22,10 +22,16 @@ def _direction(suite: dict[str, Any], up: str, down: str, ideal: str) -> str:
 
 def suite_table(suites: list[dict[str, Any]]) -> Markup:
     """Base, tuned and their difference per suite, each with its interval, coloured by `judge`."""
-    rows = [{"suite": s, "direction": _direction(s, "↑ better", "↓ better", f"{BIAS_IDEAL:g} ideal"),
-             "n": format_count(s.get("n")), "judgement": judge(s),
-             "p": format_p_value(s["delta"].get("p_value") if isinstance(s.get("delta"), dict) else None)}
-            for s in suites]
+    rows = [
+        {
+            "suite": s,
+            "direction": _direction(s, "↑ better", "↓ better", f"{BIAS_IDEAL:g} ideal"),
+            "n": format_count(s.get("n")),
+            "judgement": judge(s),
+            "p": format_p_value(s["delta"].get("p_value") if isinstance(s.get("delta"), dict) else None),
+        }
+        for s in suites
+    ]
     return render_template("sections/_suite_table.html.j2", rows=rows, widths=_WIDTHS)
 
 
@@ -37,8 +43,15 @@ def delta_plot(page: Page, name: str, suites: list[dict[str, Any]], alt: str) ->
         if value is None:
             continue
         arrow = _direction(s, " ↑", " ↓", f" ({BIAS_IDEAL:g} ideal)")
-        bars.append(DeltaBar(label=f"{s.get('name', '?')} · {s.get('metric', '?')}{arrow}", value=value,
-                                   low=low, high=high, judgement=judge(s)))
+        bars.append(
+            DeltaBar(
+                label=f"{s.get('name', '?')} · {s.get('metric', '?')}{arrow}",
+                value=value,
+                low=low,
+                high=high,
+                judgement=judge(s),
+            )
+        )
     if not bars:
         return Markup("")
     return page.plot(name, delta_chart(bars), alt)

@@ -26,8 +26,14 @@ def _render(page: Page) -> Markup:
         return missing("Learning curves (metrics.jsonl holds no loss)", run.hint("metrics"))
     onset = overfitting_onset(c)
     best_step = min(c.eval, key=lambda p: p[1])[0] if c.eval else None
-    png = learning_curves(c.train, c.smooth, c.eval, best_step=best_step,
-                                onset_step=onset.step if onset else None, smooth_window=TRAIN_SMOOTH_WINDOW)
+    png = learning_curves(
+        c.train,
+        c.smooth,
+        c.eval,
+        best_step=best_step,
+        onset_step=onset.step if onset else None,
+        smooth_window=TRAIN_SMOOTH_WINDOW,
+    )
     chart = page.plot("learning_curves.png", png, "train and eval loss against the optimizer step")
     notes = [f"Train loss: {len(c.train)} logged points, smoothed as the mean of the last {TRAIN_SMOOTH_WINDOW}."]
     if c.eval:
@@ -35,15 +41,21 @@ def _render(page: Page) -> Markup:
         last = c.eval[-1]
         notes.append(f"Lowest eval loss {best[1]:.3f} at step {best[0]}; last {last[1]:.3f} at step {last[0]}.")
     if onset:
-        notes.append(f"Overfitting onset at step {onset.step} (dashed line): eval loss more than "
-                     f"{OVERFIT_EVAL_RISE:.0%} above its minimum while train loss kept falling.")
+        notes.append(
+            f"Overfitting onset at step {onset.step} (dashed line): eval loss more than "
+            f"{OVERFIT_EVAL_RISE:.0%} above its minimum while train loss kept falling."
+        )
     elif len(c.eval) >= OVERFIT_MIN_EVAL_POINTS:
-        notes.append("No overfitting onset: eval loss never rose past its minimum by more than "
-                     f"{OVERFIT_EVAL_RISE:.0%} while train loss fell.")
+        notes.append(
+            "No overfitting onset: eval loss never rose past its minimum by more than "
+            f"{OVERFIT_EVAL_RISE:.0%} while train loss fell."
+        )
     too_few = None
     if len(c.eval) < OVERFIT_MIN_EVAL_POINTS:
-        too_few = missing(f"Overfitting (needs at least {OVERFIT_MIN_EVAL_POINTS} eval points during training, "
-                          f"found {len(c.eval)})", run.hint("eval_curve"))
+        too_few = missing(
+            f"Overfitting (needs at least {OVERFIT_MIN_EVAL_POINTS} eval points during training, found {len(c.eval)})",
+            run.hint("eval_curve"),
+        )
     return render_template("sections/curves.html.j2", chart=chart, notes=" ".join(notes), too_few=too_few)
 
 

@@ -17,8 +17,14 @@ def _render(page: Page) -> Markup:
     safety, bias = run.suites("safety"), run.suites("bias")
     both = [*(safety or []), *(bias or [])]
     chart = delta_plot(page, "safety_bias_deltas.png", both, "safety and bias deltas with intervals") if both else None
-    return render_template("sections/safety.html.j2", run=run, safety=suite_table(safety) if safety else None,
-                           bias=suite_table(bias) if bias else None, ideal=f"{BIAS_IDEAL:g}", chart=chart)
+    return render_template(
+        "sections/safety.html.j2",
+        run=run,
+        safety=suite_table(safety) if safety else None,
+        bias=suite_table(bias) if bias else None,
+        ideal=f"{BIAS_IDEAL:g}",
+        chart=chart,
+    )
 
 
 SECTION = Section("safety", "Safety and bias vs base", "Safety and bias", _render)

@@ -26,17 +26,23 @@ def _loss_table(summary: dict[str, Any]) -> dict[str, Any] | None:
         return None
     b_loss, t_loss = number(base.get("loss")), number(tuned.get("loss"))
     rel = t_loss / b_loss - 1 if b_loss and t_loss is not None else None
-    judgement = ("neutral" if rel is None or abs(rel) < TASK_LOSS_MIN_GAIN else "good" if rel < 0 else "bad")
+    judgement = "neutral" if rel is None or abs(rel) < TASK_LOSS_MIN_GAIN else "good" if rel < 0 else "bad"
     b_ppl, t_ppl = number(base.get("perplexity")), number(tuned.get("perplexity"))
     ppl_rel = t_ppl / b_ppl - 1 if b_ppl and t_ppl is not None else None
     rel_text = f" ({rel:+.1%})" if rel is not None else ""
     ppl_text = f" ({ppl_rel:+.1%})" if ppl_rel is not None else ""
-    return {"base_loss": format_value(b_loss), "tuned_loss": format_value(t_loss),
-            "loss_change": format_value(summary.get("delta_loss"), sign=True) + rel_text,
-            "base_ppl": format_value(b_ppl, 2), "tuned_ppl": format_value(t_ppl, 2),
-            "ppl_change": ppl_text.strip(" ()") or "—", "judgement": judgement,
-            "rows": format_count(tuned.get("rows")), "tokens": format_count(tuned.get("tokens")),
-            "min_gain": f"{TASK_LOSS_MIN_GAIN:.0%}"}
+    return {
+        "base_loss": format_value(b_loss),
+        "tuned_loss": format_value(t_loss),
+        "loss_change": format_value(summary.get("delta_loss"), sign=True) + rel_text,
+        "base_ppl": format_value(b_ppl, 2),
+        "tuned_ppl": format_value(t_ppl, 2),
+        "ppl_change": ppl_text.strip(" ()") or "—",
+        "judgement": judgement,
+        "rows": format_count(tuned.get("rows")),
+        "tokens": format_count(tuned.get("tokens")),
+        "min_gain": f"{TASK_LOSS_MIN_GAIN:.0%}",
+    }
 
 
 def _classification(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -49,10 +55,17 @@ def _classification(summary: dict[str, Any]) -> dict[str, Any] | None:
         if not isinstance(v, dict):
             continue
         # Coloured from the fine-tune's side; a variant the fine-tune was not compared with shows "—".
-        changes = ([(judge({"delta": deltas[name][m], "higher_is_better": True}), deltas[name][m])
-                    for m in _CLASSIFICATION_METRICS] if isinstance(deltas.get(name), dict) else None)
-        rows.append({"label": v.get("label", name), "values": [v.get(m) for m in _CLASSIFICATION_METRICS],
-                     "changes": changes})
+        changes = (
+            [
+                (judge({"delta": deltas[name][m], "higher_is_better": True}), deltas[name][m])
+                for m in _CLASSIFICATION_METRICS
+            ]
+            if isinstance(deltas.get(name), dict)
+            else None
+        )
+        rows.append(
+            {"label": v.get("label", name), "values": [v.get(m) for m in _CLASSIFICATION_METRICS], "changes": changes}
+        )
     return {"rows": rows, "count": format_count(block.get("rows"))}
 
 
@@ -64,12 +77,19 @@ def _datasets(run: RunRecord, summary: dict[str, Any]) -> list[dict[str, Any]] |
         mixture = {m["name"]: m for m in json.loads((run.dir / "mixture.json").read_text(encoding="utf-8"))}
     except (OSError, ValueError, TypeError, KeyError):
         mixture = {}
-    return [{"name": d.get("name", "?"),
-             "probability": format_value((mixture.get(d.get("name")) or {}).get("probability")),
-             "rows": format_count(d.get("rows")), "base": format_value((d.get("base") or {}).get("loss")),
-             "tuned": format_value((d.get("tuned") or {}).get("loss")),
-             "judgement": judge({"delta": d.get("delta"), "higher_is_better": False}), "delta": d.get("delta")}
-            for d in datasets if isinstance(d, dict)]
+    return [
+        {
+            "name": d.get("name", "?"),
+            "probability": format_value((mixture.get(d.get("name")) or {}).get("probability")),
+            "rows": format_count(d.get("rows")),
+            "base": format_value((d.get("base") or {}).get("loss")),
+            "tuned": format_value((d.get("tuned") or {}).get("loss")),
+            "judgement": judge({"delta": d.get("delta"), "higher_is_better": False}),
+            "delta": d.get("delta"),
+        }
+        for d in datasets
+        if isinstance(d, dict)
+    ]
 
 
 def _stages(run: RunRecord) -> dict[str, Any] | None:
@@ -80,10 +100,18 @@ def _stages(run: RunRecord) -> dict[str, Any] | None:
     if not (isinstance(stages, dict) and isinstance(stages.get("rows"), list)):
         return None
     this_row = f"after {run.dir.name.split('-', 1)[-1]}"  # stage directories are named <k>-<name>
-    return {"names": [str(s.get("name", "?")) for s in stages.get("stages") or []],
-            "rows": [{"model": r.get("model", "?"), "this": r.get("model") == this_row,
-                      "losses": [format_value(v, 4) for v in r.get("losses") or []]}
-                     for r in stages["rows"] if isinstance(r, dict)]}
+    return {
+        "names": [str(s.get("name", "?")) for s in stages.get("stages") or []],
+        "rows": [
+            {
+                "model": r.get("model", "?"),
+                "this": r.get("model") == this_row,
+                "losses": [format_value(v, 4) for v in r.get("losses") or []],
+            }
+            for r in stages["rows"]
+            if isinstance(r, dict)
+        ],
+    }
 
 
 def _render(page: Page) -> Markup:
@@ -96,9 +124,17 @@ def _render(page: Page) -> Markup:
     if task:
         table = suite_table(task)
         chart = delta_plot(page, "task_deltas.png", task, "task suite deltas with intervals")
-    return render_template("sections/task.html.j2", run=run, evaluated=True, loss=_loss_table(summary),
-                           suites=table, chart=chart, classification=_classification(summary),
-                           datasets=_datasets(run, summary), stages=_stages(run))
+    return render_template(
+        "sections/task.html.j2",
+        run=run,
+        evaluated=True,
+        loss=_loss_table(summary),
+        suites=table,
+        chart=chart,
+        classification=_classification(summary),
+        datasets=_datasets(run, summary),
+        stages=_stages(run),
+    )
 
 
 SECTION = Section("task", "Task metrics vs base", "Task", _render)

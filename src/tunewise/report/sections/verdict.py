@@ -14,8 +14,9 @@ _TAGS = {"gain": "gained", "pitfall": "pitfall", "clean": "clean", "unmeasured":
 
 
 def _render(page: Page) -> Markup:
-    return render_template("sections/verdict.html.j2", headline=headline(page.run), items=verdict_items(page.run),
-                           tags=_TAGS)
+    return render_template(
+        "sections/verdict.html.j2", headline=headline(page.run), items=verdict_items(page.run), tags=_TAGS
+    )
 
 
 SECTION = Section("verdict", "Verdict", "Verdict", _render)
