@@ -5,13 +5,14 @@ the cheaper alternatives)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from tunewise.console import format_interval, make_console
 from tunewise.errors import ConfigError, TunewiseError
-from tunewise.tasks.base import Prepared, row_counts
+from tunewise.tasks.base import Prepared, load_tokenizer, row_counts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from tunewise.config import Config, DataConfig
     from tunewise.data import Example, Reject, Rendered, RenderStats
 
-__all__ = ["describe_language_data", "evaluate_language_model", "prepare_language_data"]
+__all__ = ["LanguageModelTask", "describe_language_data", "evaluate_language_model", "prepare_language_data"]
 
 console = make_console()
 
@@ -287,3 +288,56 @@ def _print_comparison(summary: dict[str, Any]) -> None:
             f"[bold]{i}. {sample['prompt']}[/]\n  reference: {sample['reference']}\n"
             f"  base:      {sample['base']}\n  tuned:     {sample['tuned']}"
         )
+
+
+class LanguageModelTask:
+    """What a causal-language-model task is (chat, completion): no new head, the training loop's
+    own collator, scored as a language model. A task kind sets its name, its rows (`plain_text`,
+    whether the chat template applies) and how it renders them (`render`)."""
+
+    name: str
+    description: str
+    plain_text: bool | None
+    head = False
+
+    def load_tokenizer(self, config: Config) -> PreTrainedTokenizerBase:
+        return load_tokenizer(config, chat_template=not self.plain_text)
+
+    def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
+        return prepare_language_data(config, tokenizer, plain_text=bool(self.plain_text), render=self.render)
+
+    def render(
+        self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+    ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
+        raise NotImplementedError
+
+    def model_class(self) -> Any:
+        return None
+
+    def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
+        return {}
+
+    def check_model(self, config: Config, model: Any) -> None:
+        return None
+
+    def collator(self, pad_id: int) -> Any:
+        return None
+
+    def describe_data(self, config: Config, data: Prepared) -> str:
+        return describe_language_data(config, data)
+
+    def check_saved(self, run_dir: Path, data: Prepared) -> None:
+        return None
+
+    def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
+        return None
+
+    def evaluate(
+        self,
+        config: Config,
+        run_dir: Path | None,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Prepared | None,
+    ) -> dict[str, Any]:
+        return evaluate_language_model(config, run_dir, model, tokenizer, data)

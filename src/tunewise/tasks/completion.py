@@ -18,21 +18,15 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tunewise.data.templates import IGNORE_INDEX, Rendered, RenderStats
-from tunewise.tasks._language import (
-    describe_language_data,
-    evaluate_language_model,
-    prepare_language_data,
-)
-from tunewise.tasks.base import Prepared, load_tokenizer
+from tunewise.tasks._language import LanguageModelTask
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from tunewise.config import Config, DataConfig
+    from tunewise.config import DataConfig
     from tunewise.data import Example, Reject
 
 __all__ = ["TASK", "CompletionTask", "render_documents", "windows"]
@@ -90,62 +84,18 @@ def render_documents(
     return rows, stats, rejects
 
 
-def _render(
-    examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
-) -> tuple[list[Rendered], RenderStats, list[Reject]]:
-    # Long documents become windows, not truncated.
-    return render_documents(examples, tokenizer, max_length=data.max_length)
-
-
-class CompletionTask:
+class CompletionTask(LanguageModelTask):
     """`task: completion`: plain text, every token trained (continued pre-training)."""
 
     name = "completion"
     description = "completion and continued pre-training on plain text: every token is trained"
     plain_text: bool | None = True
-    head = False
-
-    def load_tokenizer(self, config: Config) -> PreTrainedTokenizerBase:
-        return load_tokenizer(config, chat_template=False)
-
-    def prepare(self, config: Config, tokenizer: PreTrainedTokenizerBase) -> Prepared:
-        return prepare_language_data(config, tokenizer, plain_text=True, render=_render)
 
     def render(
         self, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data: DataConfig
     ) -> tuple[list[Rendered], RenderStats, list[Reject]]:
-        return _render(examples, tokenizer, data)
-
-    def model_class(self) -> Any:
-        return None
-
-    def model_load_kwargs(self, data: Prepared | None) -> dict[str, Any]:
-        return {}
-
-    def check_model(self, config: Config, model: Any) -> None:
-        return None
-
-    def collator(self, pad_id: int) -> Any:
-        return None
-
-    def describe_data(self, config: Config, data: Prepared) -> str:
-        return describe_language_data(config, data)
-
-    def check_saved(self, run_dir: Path, data: Prepared) -> None:
-        return None
-
-    def write_files(self, run_dir: Path, config: Config, data: Prepared) -> None:
-        return None
-
-    def evaluate(
-        self,
-        config: Config,
-        run_dir: Path | None,
-        model: Any,
-        tokenizer: PreTrainedTokenizerBase,
-        data: Prepared | None,
-    ) -> dict[str, Any]:
-        return evaluate_language_model(config, run_dir, model, tokenizer, data)
+        # Long documents become windows, not truncated.
+        return render_documents(examples, tokenizer, max_length=data.max_length)
 
 
 TASK = CompletionTask()
