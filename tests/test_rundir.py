@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,17 @@ def test_bytes_are_written_exactly_and_atomically(tmp_path: Path, monkeypatch: p
         write_bytes(path, b"half")
     assert path.read_bytes() == data
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["a.png"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_files_get_the_mode_a_plain_write_gives(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    path = write_text(tmp_path / "config.yaml", "a: 1\n")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    path.chmod(0o640)  # a mode someone chose is kept on rewrite
+    write_bytes(path, b"a: 2\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_new_names_never_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -73,6 +74,25 @@ def is_writer() -> bool:
     return True
 
 
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it: set it, then straight back
+    os.umask(umask)
+    return umask
+
+
+# Read once, at import: setting the umask, even for an instant, is not safe while other threads create files.
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits of the file about to replace `path`: its own when it exists, else those a
+    new file gets (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return _NEW_FILE_MODE
+
+
 @contextlib.contextmanager
 def _atomic(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A file object (text for mode `w`, bytes for `wb`) writing to a temporary file beside `path`,
@@ -84,6 +104,8 @@ def _atomic(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield f
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it the file
+        # mkstemp makes the file private (0600); give it the mode a plain write would have.
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
