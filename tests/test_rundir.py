@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from tunewise.rundir import EvalSummary, RunDir, TrainSummary, is_writer, new_dir_path, write_json, write_text
+from tunewise.rundir import (
+    EvalSummary,
+    RunDir,
+    TrainSummary,
+    is_writer,
+    new_dir_path,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 
 class Explodes:
@@ -45,6 +56,42 @@ def test_json_is_written_as_before(tmp_path: Path) -> None:
     payload = {"a": 1, "b": [1, 2], "c": Path("x")}
     write_json(tmp_path / "x.json", payload)
     assert (tmp_path / "x.json").read_text() == json.dumps(payload, indent=2, default=str) + "\n"
+
+
+def test_json_keeps_non_ascii_text_when_asked(tmp_path: Path) -> None:
+    payload = {"text": "café ✓"}
+    write_json(tmp_path / "audit.json", payload, ensure_ascii=False)
+    assert (tmp_path / "audit.json").read_text(encoding="utf-8") == (
+        json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n"
+    )
+    write_json(tmp_path / "escaped.json", payload)
+    assert "\\u2713" in (tmp_path / "escaped.json").read_text(encoding="utf-8")
+
+
+def test_bytes_are_written_exactly_and_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    path = write_bytes(tmp_path / "plots" / "a.png", data)  # the folder is created
+    assert path.read_bytes() == data
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("os.fsync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_bytes(path, b"half")
+    assert path.read_bytes() == data
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["a.png"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_files_get_the_mode_a_plain_write_gives(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    path = write_text(tmp_path / "config.yaml", "a: 1\n")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    path.chmod(0o640)  # a mode someone chose is kept on rewrite
+    write_bytes(path, b"a: 2\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_new_names_never_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,7 +140,9 @@ def test_only_rank_zero_writes(
     run.mkdir()
     write_json(run.train_summary, {"steps": 1})
     write_text(run.config, "a: 1\n")
+    write_bytes(run.report, b"<html></html>\n")
     assert run.train_summary.is_file() is writes and run.config.is_file() is writes
+    assert run.report.is_file() is writes
     if not writes:
         assert not run.exists(), "another rank creates nothing"
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from tunewise.console import make_console
 from tunewise.errors import TunewiseError
+from tunewise.rundir import RunDir
 
 __all__ = ["app", "main"]
 
@@ -270,7 +271,7 @@ def data_audit(
     model: Annotated[
         str | None, typer.Option(help="Tokenizer to count tokens with (default: model.name).", show_default=False)
     ] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the findings as JSON.")] = Path("audit.json"),
+    out: Annotated[Path, typer.Option(help="Where to write the findings as JSON.")] = Path(RunDir.AUDIT),
 ) -> None:
     """Audit training data: duplicates, leakage, contamination, lengths, repetition, PII and secrets,
     toxicity, label balance, format errors, demographic terms; exit 2 on a data.check.block_on finding."""

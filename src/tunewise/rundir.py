@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,6 +48,7 @@ __all__ = [
     "is_writer",
     "new_dir_path",
     "run_stem",
+    "write_bytes",
     "write_json",
     "write_text",
 ]
@@ -72,17 +74,38 @@ def is_writer() -> bool:
     return True
 
 
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it: set it, then straight back
+    os.umask(umask)
+    return umask
+
+
+# Read once, at import: setting the umask, even for an instant, is not safe while other threads create files.
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits of the file about to replace `path`: its own when it exists, else those a
+    new file gets (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return _NEW_FILE_MODE
+
+
 @contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[IO[str]]:
-    """A file object writing to a temporary file beside `path`, renamed over it when the block ends
-    without an error (removed when it raises, leaving `path` as it was)."""
+def _atomic(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A file object (text for mode `w`, bytes for `wb`) writing to a temporary file beside `path`,
+    renamed over it when the block ends without an error (removed when it raises, leaving `path` as it was)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it the file
+        # mkstemp makes the file private (0600); give it the mode a plain write would have.
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -99,12 +122,25 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_json(path: str | Path, payload: Any, *, default: Callable[[Any], Any] | None = str) -> Path:
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` (a PNG, an encoded page) to `path` atomically (nothing when this process is not the
+    writer); return the path."""
+    path = Path(path)
+    if is_writer():
+        with _atomic(path, "wb") as f:
+            f.write(data)
+    return path
+
+
+def write_json(
+    path: str | Path, payload: Any, *, default: Callable[[Any], Any] | None = str, ensure_ascii: bool = True
+) -> Path:
     """Write `payload` as indented JSON plus a newline to `path`, atomically (nothing when this process
     is not the writer); return the path.
 
     Args:
         default: how values JSON cannot hold are written (`str` by default); None raises on them.
+        ensure_ascii: escape non-ASCII characters (`json.dump`'s default); False writes them as UTF-8.
 
     Raises:
         TypeError, ValueError: the payload cannot be serialised; the file at `path` is left unchanged.
@@ -112,7 +148,7 @@ def write_json(path: str | Path, payload: Any, *, default: Callable[[Any], Any] 
     path = Path(path)
     if is_writer():
         with _atomic(path) as f:
-            json.dump(payload, f, indent=2, default=default)
+            json.dump(payload, f, indent=2, default=default, ensure_ascii=ensure_ascii)
             f.write("\n")
     return path
 

@@ -20,12 +20,10 @@ from rich.table import Table
 from tunewise.errors import TunewiseError
 from tunewise.report import PITFALLS, RunRecord, judge, load_run
 from tunewise.rundir import RunDir
-from tunewise.tracking import mlflow_run_id
+from tunewise.tracking import TRACKER_FOLDERS, mlflow_run_id
 
 __all__ = ["RunRow", "SuiteChange", "find_runs", "print_runs", "runs_folder"]
 
-# Written into the runs folder by the trackers, never run directories: skipped without a note.
-_NOT_RUNS = {"mlartifacts", "mlruns", "tensorboard"}
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
 _SHOWN_ROLES = ("task", "general")
 
@@ -206,7 +204,7 @@ def find_runs(folder: str | Path) -> tuple[list[RunRow], list[tuple[str, str]]]:
         [folder]
         if RunDir(folder).is_run()
         else sorted(
-            p for p in folder.iterdir() if p.is_dir() and p.name not in _NOT_RUNS and not p.name.startswith(".")
+            p for p in folder.iterdir() if p.is_dir() and p.name not in TRACKER_FOLDERS and not p.name.startswith(".")
         )
     )
     found: list[tuple[float, RunRow]] = []

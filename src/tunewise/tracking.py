@@ -32,12 +32,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tunewise.extras import MissingExtraError, require
+from tunewise.rundir import RunDir, write_json
 
 if TYPE_CHECKING:
     from tunewise.config import Config
 
 __all__ = [
+    "MLFLOW_ARTIFACTS",
+    "MLFLOW_STORE",
     "TRACKERS",
+    "TRACKER_FOLDERS",
     "TRACKING_FILE",
     "Tracker",
     "default_mlflow_uri",
@@ -49,9 +53,15 @@ __all__ = [
     "mlflow_run_id",
 ]
 
-TRACKING_FILE = "tracking.json"
+TRACKING_FILE = RunDir.TRACKING
 """Where a run directory keeps what each tracker needs to find its run again (and, under `off`, the
 trackers switched off because their extra is not installed)."""
+MLFLOW_STORE = "mlflow.db"
+"""The default MLflow store, in the runs folder (`output.dir`)."""
+MLFLOW_ARTIFACTS = "mlartifacts"
+"""Where the default MLflow store keeps artifacts, beside `MLFLOW_STORE`."""
+TRACKER_FOLDERS = frozenset({MLFLOW_ARTIFACTS, "mlruns", RunDir.TENSORBOARD})
+"""Folders the trackers may write into a runs folder (`mlruns/`: MLflow's file store); never run directories."""
 
 DEFAULT_EXPERIMENT = "tunewise"
 """The MLflow experiment of runs started without a config file (otherwise: the file's stem)."""
@@ -149,7 +159,7 @@ def eval_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
 
 def default_mlflow_uri(output_dir: str | Path) -> str:
     """`sqlite:///<absolute output dir>/mlflow.db`: the MLflow store when `output.mlflow_uri` is unset."""
-    return f"sqlite:///{(Path(output_dir).resolve() / 'mlflow.db').as_posix()}"
+    return f"sqlite:///{(Path(output_dir).resolve() / MLFLOW_STORE).as_posix()}"
 
 
 # --- MLflow ---
@@ -249,7 +259,7 @@ class _MLflow:
         if found is None:
             path = _sqlite_path(self.uri)
             # Beside a local database, not MLflow's default `./mlruns` in whatever the cwd is.
-            location = (path.resolve().parent / "mlartifacts").as_uri() if path is not None else None
+            location = (path.resolve().parent / MLFLOW_ARTIFACTS).as_uri() if path is not None else None
             try:
                 return self.client.create_experiment(name, artifact_location=location)
             except self._Error:
@@ -323,7 +333,7 @@ class _TensorBoard:
         from torch.utils.tensorboard import SummaryWriter
 
         self._SummaryWriter = SummaryWriter
-        self.log_dir = run_dir / "tensorboard"
+        self.log_dir = RunDir(run_dir).tensorboard
         self._writer: Any = None
 
     @property
@@ -462,10 +472,10 @@ class Tracker:
 
     def _save(self, state: dict[str, Any]) -> None:
         try:
-            (self.run_dir / TRACKING_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            write_json(RunDir(self.run_dir).tracking, state, default=None)
         except OSError as err:
             _warn(
-                f"could not write {self.run_dir / TRACKING_FILE} ({_reason(err)}); a later eval will start a "
+                f"could not write {RunDir(self.run_dir).tracking} ({_reason(err)}); a later eval will start a "
                 f"new tracker run"
             )
 
@@ -516,7 +526,7 @@ class Tracker:
 
 def _read_saved(run_dir: Path) -> dict[str, Any]:
     try:
-        saved = json.loads((run_dir / TRACKING_FILE).read_text(encoding="utf-8"))
+        saved = json.loads(RunDir(run_dir).tracking.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return saved if isinstance(saved, dict) else {}
@@ -531,7 +541,7 @@ def mlflow_run_id(run_dir: str | Path) -> str | None:
 
 def _trained_steps(run_dir: Path) -> int:
     try:
-        steps = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8")).get("steps")
+        steps = json.loads(RunDir(run_dir).train_summary.read_text(encoding="utf-8")).get("steps")
     except (OSError, ValueError, AttributeError):
         return 0
     return steps if isinstance(steps, int) else 0
@@ -546,7 +556,7 @@ def log_eval(config: Config, run_dir: Path, summary: Mapping[str, Any]) -> None:
         return
     tracker = Tracker.open(config, run_dir)
     tracker.log_metrics(eval_metrics(summary), step=_trained_steps(run_dir))
-    tracker.log_files(run_dir / "eval_summary.json")
+    tracker.log_files(RunDir(run_dir).eval_summary)
     tracker.close()
 
 
@@ -563,11 +573,11 @@ def log_report(run_dir: str | Path, config: Config | None = None) -> None:
     run_dir = Path(run_dir)
     if config is None:
         try:
-            config = load_config(run_dir / "config.yaml")
+            config = load_config(RunDir(run_dir).config)
         except TunewiseError:
             return
     if not config.output.tracking:
         return
     tracker = Tracker.open(config, run_dir)
-    tracker.log_files(run_dir / "report.html")
+    tracker.log_files(RunDir(run_dir).report)
     tracker.close()

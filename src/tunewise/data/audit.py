@@ -32,7 +32,6 @@ only for rows whose signatures collide).
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,6 +50,7 @@ from tunewise.data.quality import load_toxicity_classifier, non_text, repetition
 from tunewise.data.shapes import BadRow, Example, detect_shape, to_example
 from tunewise.errors import DataError
 from tunewise.extras import MissingExtraError
+from tunewise.rundir import RunDir, write_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -166,10 +166,7 @@ class Audit:
 
     def write(self, path: str | Path) -> Path:
         """Write `audit.json` (parents created)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-        return p
+        return write_json(path, self.to_dict(), ensure_ascii=False)
 
 
 @dataclass
@@ -1068,7 +1065,7 @@ def audit_command(
     eval_files: Sequence[str] = (),
     test_files: Sequence[str] = (),
     model: str | None = None,
-    out: str | Path = "audit.json",
+    out: str | Path = RunDir.AUDIT,
     console: Console,
     suites: SuiteTexts | None = None,
 ) -> Audit:

@@ -46,6 +46,7 @@ from tunewise.data.io import Row, read_rows
 from tunewise.data.pii import find_pii, redact
 from tunewise.data.quality import non_text, repetition, toxicity_scores
 from tunewise.errors import TunewiseError
+from tunewise.rundir import RunDir
 
 if TYPE_CHECKING:
     from tunewise.config import CheckConfig, CleanConfig
@@ -147,11 +148,11 @@ def clean_files(
     if count_tokens is None and {"too_short", "too_long", "truncated"} & set(drop):
         raise TunewiseError("data.clean.drop: too_short, too_long and truncated need a tokenizer to count tokens")
     names = [output_name(p) for p in paths]
-    repeated = sorted({n for n in names if names.count(n) > 1} | ({"rejects.jsonl"} & set(names)))
+    repeated = sorted({n for n in names if names.count(n) > 1} | ({RunDir.REJECTS} & set(names)))
     if repeated:
         raise TunewiseError(
             f"data clean: the inputs would write {', '.join(repeated)} more than once (or over "
-            f"rejects.jsonl); rename an input file"
+            f"{RunDir.REJECTS}); rename an input file"
         )
     renames = dict(columns or {})
     inputs = []
@@ -233,7 +234,7 @@ def clean_files(
     outputs = [str(out / name) for name in names]
     files = [open(path, "w", encoding="utf-8") for path in outputs]  # noqa: SIM115 - closed below
     try:
-        with open(out / "rejects.jsonl", "w", encoding="utf-8") as rejects:
+        with open(out / RunDir.REJECTS, "w", encoding="utf-8") as rejects:
             for i, file_no, row, data, _, _ in prepared():
                 rows_in += 1
                 if i in removed:
@@ -265,7 +266,7 @@ def clean_files(
         len(changed),
         dict(reasons_count.most_common()),
         outputs,
-        str(out / "rejects.jsonl"),
+        str(out / RunDir.REJECTS),
     )
     assert result.rows_in == result.rows_out + result.removed, "clean lost a row"  # the invariant, checked every run
     (out / "clean_summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -43,6 +43,7 @@ from typing import Any, Literal, TypeVar
 
 from tunewise.data.io import Row, read_rows, type_name
 from tunewise.errors import ConfigError, DataError
+from tunewise.rundir import write_text
 
 __all__ = [
     "SHAPES",
@@ -531,7 +532,8 @@ def split_examples(
 
 
 def write_rejects(rejects: Iterable[Reject], path: str | Path) -> Path:
-    """Write rejected rows to a JSONL file, one `{"source", "reason", "row"}` per line.
+    """Write rejected rows to a JSONL file, one `{"source", "reason", "row"}` per line, atomically and
+    only in the writer process (`tunewise.rundir.write_text`).
 
     Args:
         rejects: the rows left out.
@@ -541,11 +543,9 @@ def write_rejects(rejects: Iterable[Reject], path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w", encoding="utf-8") as f:
-        for r in rejects:
-            # default=str: Parquet and HF rows can hold dates or bytes that JSON cannot.
-            record = {"source": r.source, "reason": r.reason, "row": r.row}
-            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    return p
+    # default=str: Parquet and HF rows can hold dates or bytes that JSON cannot.
+    lines = (
+        json.dumps({"source": r.source, "reason": r.reason, "row": r.row}, ensure_ascii=False, default=str) + "\n"
+        for r in rejects
+    )
+    return write_text(path, "".join(lines))

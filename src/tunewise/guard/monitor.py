@@ -43,6 +43,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from tunewise.config import MonitorConfig, SuiteConfig, suite_key
 from tunewise.errors import ConfigError, DataError
+from tunewise.rundir import RunDir, write_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -64,7 +65,7 @@ __all__ = [
     "snapshot_weights",
 ]
 
-FORGETTING_FILE = "forgetting.json"
+FORGETTING_FILE = RunDir.FORGETTING
 """What the monitor measured and did, in the run directory (read by the report card)."""
 KL_KEY = "kl"
 """The budget key (and `ProbeScores.values` key) of the KL to the base."""
@@ -386,7 +387,7 @@ class ForgettingMonitor(TrainerCallback):
     ) -> None:
         self.probe = probe
         self.config = config
-        self.path = Path(run_dir) / FORGETTING_FILE if run_dir is not None else None
+        self.path = RunDir(run_dir).forgetting if run_dir is not None else None
         self.log = log
         self.base = base
         self.record = _Record(suites=probe.describe(), budgets=dict(config.budgets), action=config.action)
@@ -576,7 +577,7 @@ class ForgettingMonitor(TrainerCallback):
             return
         payload = asdict(self.record)
         payload["seconds"] = self.record.base_seconds + sum(p.seconds for p in self.record.points)
-        self.path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(self.path, payload)
 
 
 def build_monitor(

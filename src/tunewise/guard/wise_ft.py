@@ -23,7 +23,6 @@ base), `choose` picks the α with the lowest eval loss among the points within e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ import torch
 
 from tunewise.errors import ConfigError, TunewiseError
 from tunewise.guard.monitor import KL_KEY, ProbeScores, breaches
+from tunewise.rundir import RunDir, write_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WISE_FT_FILE", "Interpolation", "WisePoint", "check_wise_ft", "choose", "run_wise_ft", "sweep"]
 
-WISE_FT_FILE = "wise_ft.json"
+WISE_FT_FILE = RunDir.WISE_FT
 """The sweep and the α chosen, in the run directory (read by the report card)."""
 
 _ZERO, _ONE = "zero", "one"
@@ -284,7 +284,7 @@ def run_wise_ft(
         batch_size=config.eval.batch_size,
         log=log,
     )
-    (Path(run_dir) / WISE_FT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json(RunDir(run_dir).wise_ft, record)
     table = Table(title="WiSE-FT: (1−α)·base + α·tuned")
     keys = [k for k, _, _ in probe.suites]
     for column in ("α", "eval loss", *keys, *(["KL to base"] if config.guard.monitor.kl else []), "within budget"):

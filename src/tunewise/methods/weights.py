@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from tunewise.errors import TunewiseError
+from tunewise.rundir import write_json
 
 if TYPE_CHECKING:
     import torch
@@ -108,7 +109,7 @@ def save_tuned(model: PreTrainedModel, directory: Path, method_type: str) -> lis
         save_file(changed, str(directory / TUNED_WEIGHTS))
         written, weights = sorted(changed), TUNED_WEIGHTS
     manifest = {"type": method_type, "weights": weights, "trained": sorted(kept), "changed": written}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_json(directory / MANIFEST, manifest, default=None)
     return written
 
 

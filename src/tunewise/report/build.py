@@ -6,7 +6,6 @@ A new section is a new module there (a `SECTION` with its template) plus one lin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from markupsafe import Markup
@@ -24,8 +23,9 @@ from tunewise.report.sections import (
     verdict,
 )
 from tunewise.report.templating import Page, Section, render_template
+from tunewise.rundir import RunDir, is_writer, write_bytes
 
-__all__ = ["PLOT_NAMES", "SECTIONS", "build_report", "render_page", "write_atomic"]
+__all__ = ["PLOT_NAMES", "SECTIONS", "build_report", "render_page"]
 
 SECTIONS: list[Section] = [
     verdict.SECTION,
@@ -76,18 +76,6 @@ def render_page(run: RunRecord) -> tuple[str, dict[str, bytes]]:
     return str(doc) + "\n", page.plots
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: a reader (a browser on
-    auto-reload) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def build_report(run_dir: str | Path) -> Path:
     """Write `report.html` and `plots/*.png` for a run directory; safe to run again (it rebuilds).
 
@@ -103,13 +91,13 @@ def build_report(run_dir: str | Path) -> Path:
     """
     run = load_run(run_dir)
     doc, pngs = render_page(run)
-    plot_dir = run.dir / "plots"
-    plot_dir.mkdir(exist_ok=True)
-    for name in PLOT_NAMES:
-        if name not in pngs:
-            (plot_dir / name).unlink(missing_ok=True)  # a plot from an earlier build that no longer applies
+    files = RunDir(run.dir)
+    if is_writer():
+        files.plots.mkdir(exist_ok=True)
+        for name in PLOT_NAMES:
+            if name not in pngs:
+                (files.plots / name).unlink(missing_ok=True)  # a plot from an earlier build that no longer applies
     for name, png in pngs.items():
-        write_atomic(plot_dir / name, png)
-    out = run.dir / "report.html"
-    write_atomic(out, doc.encode("utf-8"))
-    return out
+        write_bytes(files.plots / name, png)
+    # Bytes, not text: the page is written exactly as rendered, whatever the platform's newline.
+    return write_bytes(files.report, doc.encode("utf-8"))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from tunewise.errors import TunewiseError
+from tunewise.rundir import RunDir
 
 __all__ = ["HOW_TO_MEASURE", "RunRecord", "interval", "load_run", "mapping", "number"]
 
@@ -163,13 +164,14 @@ def load_run(run_dir: str | Path) -> RunRecord:
         TunewiseError: the directory does not exist or holds no `config.yaml`.
     """
     run_dir = Path(run_dir)
+    files = RunDir(run_dir)
     if not run_dir.is_dir():
         raise TunewiseError(
             f"{run_dir} does not exist or is not a directory; pass a run directory "
             f"written by `tunewise train` or `tunewise run` (they live under output.dir, "
             f"default runs/)"
         )
-    config_file = run_dir / "config.yaml"
+    config_file = files.config
     if not config_file.is_file():
         raise TunewiseError(
             f"{run_dir} is not a tunewise run directory (no config.yaml); pass a run "
@@ -190,15 +192,13 @@ def load_run(run_dir: str | Path) -> RunRecord:
         dir=run_dir,
         config=config,
         config_text=text,
-        metrics=_read_jsonl(run_dir / "metrics.jsonl", problems),
-        train_summary=_read_json(run_dir / "train_summary.json", problems),
-        data_stats=_read_json(run_dir / "data_stats.json", problems),
-        rejects=_read_jsonl(run_dir / "rejects.jsonl", problems),
-        data_check=_read_json(
-            run_dir / ("audit.json" if (run_dir / "audit.json").exists() else "data_check.json"), problems
-        ),
-        eval_summary=_read_json(run_dir / "eval_summary.json", problems),
-        forgetting=_read_json(run_dir / "forgetting.json", problems),
-        wise_ft=_read_json(run_dir / "wise_ft.json", problems),
+        metrics=_read_jsonl(files.metrics, problems),
+        train_summary=_read_json(files.train_summary, problems),
+        data_stats=_read_json(files.data_stats, problems),
+        rejects=_read_jsonl(files.rejects, problems),
+        data_check=_read_json(files.audit if files.audit.exists() else files / RunDir.LEGACY_AUDIT, problems),
+        eval_summary=_read_json(files.eval_summary, problems),
+        forgetting=_read_json(files.forgetting, problems),
+        wise_ft=_read_json(files.wise_ft, problems),
         problems=problems,
     )

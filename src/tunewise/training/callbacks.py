@@ -13,6 +13,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback, TrainerControl,
 from transformers.trainer_callback import ProgressCallback
 
 from tunewise.errors import ConfigError
+from tunewise.rundir import is_writer, write_text
 from tunewise.tracking import metric_name
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class MetricsLog(TrainerCallback):
                 for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= resume_step
             ]
-            path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+            write_text(path, "".join(f"{line}\n" for line in kept))
 
     def on_log(
         self,
@@ -112,6 +113,9 @@ class MetricsLog(TrainerCallback):
             "elapsed_s": round(time.monotonic() - self._start, 2),
             **logs,
         }
+        if not is_writer():
+            return  # one process writes the run's files; the others log the same numbers
+        # An append, not an atomic rewrite: the file is a stream, and a crash loses at most its last line.
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -26,6 +26,7 @@ import torch
 from tunewise.config import TrainConfig
 from tunewise.console import make_console
 from tunewise.errors import ConfigError
+from tunewise.rundir import RunDir
 from tunewise.training.callbacks import EarlyStopping, GracefulInterrupt, MetricsLog, Progress, eval_metric_key
 from tunewise.training.collate import PadCollator
 from tunewise.training.dropout import set_dropout
@@ -260,7 +261,8 @@ def fit(
     """
     from transformers.trainer_callback import ProgressCallback
 
-    checkpoints = run_dir / "checkpoints"
+    files = RunDir(run_dir)
+    checkpoints = files.checkpoints
     start_from = last_checkpoint(checkpoints) if resume else None
     on_cpu = not torch.cuda.is_available()
     check_training(train, train_rows=len(train_rows), eval_rows=len(eval_rows))
@@ -282,9 +284,7 @@ def fit(
     # NEFTune scales its noise by the row length: one packed row would get the noise of a long row.
     packing = fast and train.packing and train.neftune_alpha is None
     args = _training_arguments(train, checkpoints, has_eval=bool(eval_rows), on_cpu=on_cpu, packing=packing)
-    metrics = MetricsLog(
-        run_dir / "metrics.jsonl", resume_step=int(start_from.name.split("-")[-1]) if start_from else 0
-    )
+    metrics = MetricsLog(files.metrics, resume_step=int(start_from.name.split("-")[-1]) if start_from else 0)
     interrupt = GracefulInterrupt()
     stopping = train.early_stopping
     early = EarlyStopping(stopping.patience, stopping.min_delta) if stopping.enabled and eval_rows else None

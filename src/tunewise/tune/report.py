@@ -24,12 +24,22 @@ from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from tunewise.console import make_console
-from tunewise.report.build import write_atomic
 from tunewise.report.formatting import format_duration
 from tunewise.report.plots import COLORS, style_axes, to_png
 from tunewise.report.templating import kv_table, plot_image, render_template
+from tunewise.rundir import RunDir, is_writer, write_bytes, write_json, write_text
 from tunewise.tune.objectives import directions
-from tunewise.tune.study import SUMMARY_FILE, Search, import_optuna, open_study, pruner_name
+from tunewise.tune.study import (
+    BEST_FILE,
+    PARETO_DIR,
+    PLOTS_DIR,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    Search,
+    import_optuna,
+    open_study,
+    pruner_name,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -37,9 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["history_plot", "intermediate_plot", "pareto_plot", "render", "summarize", "write_results"]
 
 console = make_console()
-
-BEST_FILE = "best.yaml"
-PARETO_DIR = "pareto"
 
 
 # --------------------------------------------------------------------------- reading the study
@@ -258,7 +265,7 @@ def _write_best(config: Any, summary: dict[str, Any], directory: Path) -> list[s
     trials = {t["number"]: t for t in summary["trials"]}
     metrics = summary["objectives"]
     pareto = directory / PARETO_DIR
-    if pareto.is_dir():
+    if pareto.is_dir() and is_writer():
         for old in pareto.glob("trial-*.yaml"):
             old.unlink()
     for rank, number in enumerate(summary["best"]):
@@ -272,12 +279,10 @@ def _write_best(config: Any, summary: dict[str, Any], directory: Path) -> list[s
             + yaml.safe_dump(best.model_dump(mode="json"), sort_keys=False)
         )
         if len(metrics) > 1:
-            pareto.mkdir(exist_ok=True)
-            path = pareto / f"trial-{number:04d}.yaml"
-            path.write_text(text, encoding="utf-8")
+            path = write_text(pareto / f"trial-{number:04d}.yaml", text)
             written.append(str(path.relative_to(directory)))
         if rank == 0:
-            (directory / BEST_FILE).write_text(text, encoding="utf-8")
+            write_text(directory / BEST_FILE, text)
             written.insert(0, BEST_FILE)
     return written
 
@@ -346,21 +351,22 @@ def write_results(search: Search) -> Path:
     summary = summarize(study, config, search)
     summary["best_configs"] = _write_best(config, summary, directory)
     pngs = _plots(summary)
-    plot_dir = directory / "plots"
-    plot_dir.mkdir(exist_ok=True)
-    for name in ("pareto.png", "history.png", "intermediate.png"):
-        if name not in pngs:
-            (plot_dir / name).unlink(missing_ok=True)
+    plot_dir = directory / PLOTS_DIR
+    if is_writer():
+        plot_dir.mkdir(exist_ok=True)
+        for name in ("pareto.png", "history.png", "intermediate.png"):
+            if name not in pngs:
+                (plot_dir / name).unlink(missing_ok=True)
     for name, png in pngs.items():
-        write_atomic(plot_dir / name, png)
-    (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    write_atomic(directory / "report.html", render(summary, pngs, directory).encode("utf-8"))
+        write_bytes(plot_dir / name, png)
+    write_json(directory / SUMMARY_FILE, summary)
+    write_bytes(directory / REPORT_FILE, render(summary, pngs, directory).encode("utf-8"))
     _print(summary, directory)
     for path in summary["best_configs"][:1]:
         console.print(
             f"best config: {directory / path} — train it with: tunewise train {directory / path}", highlight=False
         )
-    console.print(f"search report: {directory / 'report.html'}")
+    console.print(f"search report: {directory / REPORT_FILE}")
     return directory
 
 
@@ -432,7 +438,7 @@ def _trial_rows(summary: dict[str, Any], directory: Path) -> list[_TrialRow]:
                 error=t["error"],
                 cells=[*cells, format_duration(t["duration_s"])],
                 run=run,
-                linked=bool(run) and (directory / run / "report.html").is_file(),
+                linked=bool(run) and RunDir(directory / run).report.is_file(),
             )
         )
     return rows

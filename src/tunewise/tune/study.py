@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tunewise.config import Config, TuneConfig
 from tunewise.errors import TunewiseError
 from tunewise.extras import require
+from tunewise.rundir import RunDir
 from tunewise.tune.objectives import directions
 from tunewise.tune.space import grid_space
 
@@ -22,8 +23,13 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = [
+    "BEST_FILE",
     "GRACE_S",
     "HEARTBEAT_S",
+    "PARETO_DIR",
+    "PLOTS_DIR",
+    "REPORT_FILE",
+    "STUDY_FILE",
     "SUMMARY_FILE",
     "Search",
     "import_optuna",
@@ -32,7 +38,17 @@ __all__ = [
     "storage_url",
 ]
 
+# The files of a search directory, beside its `trial-<n>/` run directories.
 SUMMARY_FILE = "tune_summary.json"
+BEST_FILE = "best.yaml"
+"""The best trial's config (the first of the Pareto front with two objectives), ready for `tunewise train`."""
+PARETO_DIR = "pareto"
+"""With two objectives: `trial-<n>.yaml`, one config per trial on the Pareto front."""
+STUDY_FILE = "study.db"
+"""The default Optuna storage (SQLite), unless `tune.storage`."""
+REPORT_FILE = RunDir.REPORT
+"""The search's page, named as a run's report card is."""
+PLOTS_DIR = RunDir.PLOTS
 HEARTBEAT_S = 30
 """A running trial writes a heartbeat this often; one silent for GRACE_S is taken for dead and retried."""
 GRACE_S = 120
@@ -58,7 +74,7 @@ class Search:
 
 def storage_url(config: Config, directory: Path) -> str:
     """`tune.storage`, default `sqlite:///<search dir>/study.db`."""
-    return config.tune.storage or f"sqlite:///{(directory.resolve() / 'study.db').as_posix()}"
+    return config.tune.storage or f"sqlite:///{(directory.resolve() / STUDY_FILE).as_posix()}"
 
 
 def _storage(url: str) -> optuna.storages.BaseStorage:

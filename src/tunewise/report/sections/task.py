@@ -14,6 +14,7 @@ from tunewise.report.reader import RunRecord, number
 from tunewise.report.rules import TASK_LOSS_MIN_GAIN, judge
 from tunewise.report.sections._suites import delta_plot, suite_table
 from tunewise.report.templating import Page, Section, render_template
+from tunewise.rundir import RunDir
 
 __all__ = ["SECTION"]
 
@@ -74,7 +75,7 @@ def _datasets(run: RunRecord, summary: dict[str, Any]) -> list[dict[str, Any]] |
     if not (isinstance(datasets, list) and datasets):
         return None
     try:
-        mixture = {m["name"]: m for m in json.loads((run.dir / "mixture.json").read_text(encoding="utf-8"))}
+        mixture = {m["name"]: m for m in json.loads(RunDir(run.dir).mixture.read_text(encoding="utf-8"))}
     except (OSError, ValueError, TypeError, KeyError):
         mixture = {}
     return [
@@ -94,7 +95,7 @@ def _datasets(run: RunRecord, summary: dict[str, Any]) -> list[dict[str, Any]] |
 
 def _stages(run: RunRecord) -> dict[str, Any] | None:
     try:  # a stage of a sequential run: its parent holds the stages table
-        stages = json.loads((run.dir.parent / "stages_summary.json").read_text(encoding="utf-8"))
+        stages = json.loads(RunDir(run.dir.parent).stages_summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not (isinstance(stages, dict) and isinstance(stages.get("rows"), list)):
