@@ -36,7 +36,7 @@ from tunewise.config.method import (
 )
 from tunewise.config.model import ModelConfig
 from tunewise.config.output import OutputConfig
-from tunewise.config.root import Config, StageConfig, Task, resolve_stage
+from tunewise.config.root import Config, Objective, StageConfig, Task, resolve_stage
 from tunewise.config.train import EarlyStoppingConfig, PenaltyConfig, TrainConfig
 from tunewise.config.tune import TuneConfig, TuneObjective, TuneParam
 
@@ -60,6 +60,7 @@ __all__ = [
     "MixingConfig",
     "ModelConfig",
     "MonitorConfig",
+    "Objective",
     "OutputConfig",
     "PTuningConfig",
     "PenaltyConfig",

@@ -24,10 +24,13 @@ from tunewise.config.output import OutputConfig
 from tunewise.config.train import TrainConfig
 from tunewise.config.tune import TuneConfig
 
-__all__ = ["Config", "StageConfig", "Task", "resolve_stage"]
+__all__ = ["Config", "Objective", "StageConfig", "Task", "resolve_stage"]
 
 Task = Literal["chat", "completion", "classification"]
 """What a run trains (tunewise.tasks.TASKS holds the code)."""
+
+Objective = Literal["sft"]
+"""How a run trains: the loss it minimises (tunewise.objectives.OBJECTIVES holds the code)."""
 
 
 def _guard_problems(guard: GuardConfig, task: str) -> list[tuple[tuple[Any, ...], str]]:
@@ -77,6 +80,8 @@ class Config(Section):
 
     task: Task = "chat"
     """chat (assistant turns), completion (plain text, every token) or classification (a head on {text, label})."""
+    objective: Objective = "sft"
+    """The training objective: sft (supervised fine-tuning on the rendered rows); any method combines with it."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     method: MethodConfig = Field(default_factory=LoraConfig)

@@ -305,9 +305,9 @@ class Run:
             training_callbacks,
         )
         from tunewise.models import load_model
+        from tunewise.objectives import OBJECTIVES
         from tunewise.tracking import Tracker
         from tunewise.training.callbacks import TrackMetrics
-        from tunewise.training.loop import fit
 
         found = self.preflight()
         config, data, tokenizer, run_dir = self.config, found.data, found.tokenizer, found.run_dir
@@ -353,7 +353,7 @@ class Run:
             if tracker.describe():
                 console.print(f"tracking: {tracker.describe()}", highlight=False)
             tracker.log_files(run_dir.config)
-            result = fit(
+            result = OBJECTIVES[config.objective].fit(
                 model,
                 tokenizer,
                 guard.rows,
